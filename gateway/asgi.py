@@ -1,9 +1,16 @@
-"""Raw ASGI entry of the proxy hot path (placeholder until the gateway lands)."""
+"""Raw ASGI entry of the proxy hot path: proxy prefixes here, the rest to Django."""
+
+from .providers import match_prefix
+from .proxy import handle
 
 
 class GatewayRouter:
-    def __init__(self, fallback):
-        self.fallback = fallback
+    def __init__(self, django_app):
+        self.django_app = django_app
 
     async def __call__(self, scope, receive, send):
-        await self.fallback(scope, receive, send)
+        if scope["type"] == "http":
+            prefix = match_prefix(scope["path"])
+            if prefix is not None:
+                return await handle(scope, receive, send, prefix)
+        return await self.django_app(scope, receive, send)

@@ -1,0 +1,110 @@
+"""Cost of a call in USD: operator overrides (ModelPrice) first, then genai-prices.
+
+genai-prices is used with its bundled data only; nothing is fetched at run time.
+A model with no price costs None ("unpriced"), never 0.
+"""
+
+from __future__ import annotations
+
+import time
+from decimal import Decimal
+from functools import lru_cache
+
+from genai_prices import Usage, calc_price
+
+from .models import ModelPrice
+
+MTOK = Decimal(1_000_000)
+_OVERRIDE_SECONDS = 30.0
+_overrides: dict[tuple[str, str], ModelPrice] = {}
+_overrides_loaded_at = -1e9
+
+# Our provider names -> genai-prices provider ids (None: match on the model).
+_PROVIDER_IDS = {
+    "openai": "openai",
+    "azure": "azure",
+    "anthropic": "anthropic",
+    "together": "together",
+    "groq": "groq",
+    "mistral": "mistral",
+    "deepseek": "deepseek",
+    "openrouter": "openrouter",
+    "fireworks": "fireworks",
+    "xai": "x-ai",
+    "gemini": "google",
+}
+
+
+def _load_overrides() -> dict[tuple[str, str], ModelPrice]:
+    global _overrides, _overrides_loaded_at
+    if time.monotonic() - _overrides_loaded_at > _OVERRIDE_SECONDS:
+        _overrides = {(p.provider, p.model): p for p in ModelPrice.objects.all()}
+        _overrides_loaded_at = time.monotonic()
+    return _overrides
+
+
+def forget_overrides() -> None:
+    """Make the next cost computation re-read ModelPrice (after an admin edit)."""
+    global _overrides_loaded_at
+    _overrides_loaded_at = -1e9
+
+
+def cost_usd(
+    provider: str,
+    model: str,
+    prompt_tokens: int | None,
+    completion_tokens: int | None,
+    cached_tokens: int | None = None,
+    cache_write_tokens: int | None = None,
+) -> Decimal | None:
+    if not model or (prompt_tokens is None and completion_tokens is None):
+        return None
+    prompt = prompt_tokens or 0
+    completion = completion_tokens or 0
+    cached = min(cached_tokens or 0, prompt)
+    overrides = _load_overrides()
+    override = overrides.get((provider, model)) or overrides.get(("", model))
+    if override is not None:
+        cached_price = override.cached_input_per_mtok
+        if cached_price is None:
+            cached_price = override.input_per_mtok
+        total = (
+            (prompt - cached) * override.input_per_mtok
+            + cached * cached_price
+            + completion * override.output_per_mtok
+        ) / MTOK
+        return total.quantize(Decimal("0.0000000001"))
+    return _bundled_cost(provider, model, prompt, completion, cached, cache_write_tokens or 0)
+
+
+def _bundled_cost(provider: str, model: str, prompt: int, completion: int, cached: int, cache_write: int) -> Decimal | None:
+    price = _bundled_price(provider, model)
+    if price is None:
+        return None
+    rates = (price.input_mtok, price.output_mtok, price.cache_read_mtok, getattr(price, "cache_write_mtok", None))
+    if all(rate is None or isinstance(rate, Decimal) for rate in rates):
+        # Flat prices: plain arithmetic (genai-prices' general path costs ~170 µs a call).
+        input_rate, output_rate, read_rate, write_rate = (rate or Decimal(0) for rate in rates)
+        uncached = prompt - cached - cache_write
+        total = (
+            uncached * input_rate
+            + cached * (read_rate if rates[2] is not None else input_rate)
+            + cache_write * (write_rate if rates[3] is not None else input_rate)
+            + completion * output_rate
+        ) / MTOK
+    else:  # tiered prices
+        usage = Usage(input_tokens=prompt, output_tokens=completion, cache_read_tokens=cached or None,
+                      cache_write_tokens=cache_write or None)
+        total = Decimal(price.calc_price(usage)["total_price"])
+    return total.quantize(Decimal("0.0000000001"))
+
+
+@lru_cache(maxsize=2048)
+def _bundled_price(provider: str, model: str):
+    usage = Usage(input_tokens=1, output_tokens=1)
+    for provider_id in dict.fromkeys((_PROVIDER_IDS.get(provider), None)):
+        try:
+            return calc_price(usage, model_ref=model, provider_id=provider_id).model_price
+        except LookupError:
+            continue
+    return None

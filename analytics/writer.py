@@ -1,0 +1,237 @@
+"""The log writer: turns queued records into RequestLog rows, in batches.
+
+`write_batch` is idempotent (the log id is the primary key and conflicts are
+ignored), so a batch redelivered after a crash or replayed from the spool is
+never stored twice. Failures keep the batch and retry with backoff: nothing
+is dropped while the database is down.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+import uuid
+from datetime import datetime, timezone
+from typing import Any
+
+from django.conf import settings
+from django.db import DatabaseError, InterfaceError, close_old_connections, transaction
+
+from orgs.models import ApiKey
+
+from .models import RequestLog
+from .pricing import cost_usd
+
+log = logging.getLogger(__name__)
+
+_FIELDS = {f.name for f in RequestLog._meta.concrete_fields} - {"org", "api_key"}
+
+
+def build_log(record: dict[str, Any]) -> RequestLog:
+    values = {k: v for k, v in record.items() if k in _FIELDS}
+    values["id"] = uuid.UUID(str(record["id"]))
+    values["created_at"] = datetime.fromtimestamp(record["created_at"], tz=timezone.utc)
+    if "cost_usd" not in record:
+        values["cost_usd"] = cost_usd(
+            record.get("provider", ""),
+            record.get("model") or record.get("requested_model", ""),
+            record.get("prompt_tokens"),
+            record.get("completion_tokens"),
+            record.get("cached_tokens"),
+            record.get("cache_write_tokens"),
+        )
+    return RequestLog(org_id=record["org_id"], api_key_id=record.get("api_key_id"), **values)
+
+
+def write_batch(records: list[dict[str, Any]]) -> list[RequestLog]:
+    """Insert the records (ignoring ones already stored) and notify listeners."""
+    rows = []
+    for record in records:
+        try:
+            rows.append(build_log(record))
+        except (KeyError, TypeError, ValueError) as exc:
+            # A malformed record can never be written; keep it visible rather than retry forever.
+            log.error("dropping malformed log record %r: %s", record.get("id"), exc)
+    if not rows:
+        return []
+    key_ids = {row.api_key_id for row in rows if row.api_key_id}
+    with transaction.atomic():
+        RequestLog.objects.bulk_create(rows, ignore_conflicts=True, batch_size=500)
+        if key_ids:
+            ApiKey.objects.filter(id__in=key_ids).update(last_used_at=rows[-1].created_at)
+    from .live import publish_logged
+
+    publish_logged(rows)
+    return rows
+
+
+def write_with_retry(records: list[dict[str, Any]], stopping: threading.Event | None = None) -> None:
+    """write_batch until it succeeds: the database may be down for a while."""
+    delay = 0.2
+    while True:
+        try:
+            write_batch(records)
+            return
+        except (DatabaseError, InterfaceError) as exc:
+            log.warning("log batch of %d not written (%s); retrying in %.1fs", len(records), exc, delay)
+            close_old_connections()
+            _drop_broken_connection()
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+            if stopping is not None and stopping.is_set() and delay >= 5.0:
+                # Shutting down with the database still away: keep the records on disk.
+                from gateway.logqueue import Spool
+
+                Spool(settings.LOG_SPOOL_DIR).write(records)
+                return
+
+
+def _drop_broken_connection() -> None:
+    from django.db import connection
+
+    try:
+        connection.close()
+    except Exception:
+        pass
+
+
+def replay_spool() -> int:
+    """Write records that were spooled to disk (Redis or the database away)."""
+    from gateway.logqueue import Spool
+
+    spool = Spool(settings.LOG_SPOOL_DIR)
+    count = 0
+    for path in spool.claim():
+        records = spool.read(path)
+        for start in range(0, len(records), settings.LOG_WRITER_BATCH_SIZE):
+            write_with_retry(records[start : start + settings.LOG_WRITER_BATCH_SIZE])
+        path.unlink(missing_ok=True)
+        count += len(records)
+    if count:
+        log.info("replayed %d spooled log records", count)
+    return count
+
+
+class QueueWriter(threading.Thread):
+    """Embedded default: drains the in-process queue."""
+
+    def __init__(self, source: queue.SimpleQueue):
+        super().__init__(name="log-writer", daemon=True)
+        self.source = source
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        replay_spool()
+        while not (self.stopping.is_set() and self.source.empty()):
+            batch = self._take()
+            if batch:
+                write_with_retry(batch, self.stopping)
+        close_old_connections()
+
+    def _take(self) -> list[dict[str, Any]]:
+        try:
+            first = self.source.get(timeout=0.2)
+        except queue.Empty:
+            return []
+        batch = [first]
+        while len(batch) < settings.LOG_WRITER_BATCH_SIZE:
+            try:
+                batch.append(self.source.get_nowait())
+            except queue.Empty:
+                break
+        return batch
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self.stopping.set()
+        self.join(timeout)
+
+
+GROUP = "log-writers"
+
+
+class StreamWriter:
+    """Consumes the Redis log stream in a consumer group; acks after commit."""
+
+    def __init__(self, consumer: str, claim_idle_ms: int = 30_000):
+        import redis
+
+        self.redis = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=10, socket_connect_timeout=2)
+        self.stream = settings.LOG_STREAM_KEY
+        self.consumer = consumer
+        self.claim_idle_ms = claim_idle_ms
+        self.stopping = threading.Event()
+        self.thread: threading.Thread | None = None
+        self.written = 0
+
+    def ensure_group(self) -> None:
+        import redis
+
+        try:
+            self.redis.xgroup_create(self.stream, GROUP, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    def start_thread(self) -> None:
+        self.thread = threading.Thread(target=self.run, name="log-stream-writer", daemon=True)
+        self.thread.start()
+
+    def run(self) -> None:
+        import redis
+
+        delay = 0.5
+        last_claim = 0.0
+        while not self.stopping.is_set():
+            try:
+                self.ensure_group()
+                if time.monotonic() - last_claim > 5:
+                    replay_spool()
+                    self._process(self._claim_stale())
+                    last_claim = time.monotonic()
+                self._process(self._read_new())
+                delay = 0.5
+            except redis.RedisError as exc:
+                log.warning("log stream unavailable (%s); retrying in %.1fs", exc, delay)
+                self.stopping.wait(delay)
+                delay = min(delay * 2, 5.0)
+        close_old_connections()
+
+    def _read_new(self) -> list[tuple[bytes, dict]]:
+        response = self.redis.xreadgroup(
+            GROUP, self.consumer, {self.stream: ">"}, count=settings.LOG_WRITER_BATCH_SIZE, block=500
+        )
+        return response[0][1] if response else []
+
+    def _claim_stale(self) -> list[tuple[bytes, dict]]:
+        # Entries a crashed writer read but never acknowledged.
+        _next, entries, *_ = self.redis.xautoclaim(
+            self.stream, GROUP, self.consumer, min_idle_time=self.claim_idle_ms, start_id="0-0",
+            count=settings.LOG_WRITER_BATCH_SIZE,
+        )
+        return [entry for entry in entries if entry and entry[1]]
+
+    def _process(self, entries: list[tuple[bytes, dict]]) -> None:
+        if not entries:
+            return
+        import json
+
+        ids = [entry_id for entry_id, _ in entries]
+        records = []
+        for entry_id, fields in entries:
+            try:
+                records.append(json.loads(fields[b"r"]))
+            except (KeyError, ValueError):
+                log.error("skipping malformed log stream entry %s", entry_id)
+        write_with_retry(records)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.xack(self.stream, GROUP, *ids)
+        pipe.xdel(self.stream, *ids)
+        pipe.execute()
+        self.written += len(records)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self.stopping.set()
+        if self.thread is not None:
+            self.thread.join(timeout)

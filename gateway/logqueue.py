@@ -1,0 +1,209 @@
+"""The log queue: the hot path hands over one record per request and moves on.
+
+Embedded default: an in-process queue drained by a writer thread in batches.
+With REDIS_URL: records are appended to a Redis Stream (pipelined by a
+background task, so a request never waits for Redis) and written by
+`manage.py run_log_writer` workers, or by a writer thread in this process.
+When Redis cannot be reached, records go to a spool file on disk and are
+replayed into the stream once it is back. At exit whatever is pending is
+flushed, so a graceful restart loses nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import json
+import logging
+import os
+import queue
+import threading
+import uuid
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+
+log = logging.getLogger(__name__)
+
+
+def dumps(record: dict[str, Any]) -> str:
+    return json.dumps(record, separators=(",", ":"), default=str)
+
+
+class Spool:
+    """Append-only JSON-lines files of records that could not be queued."""
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+        self.lock = threading.Lock()
+
+    def write(self, records: list[dict[str, Any]]) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        path = self.directory / f"spool-{os.getpid()}.jsonl"
+        data = "".join(dumps(r) + "\n" for r in records)
+        with self.lock, open(path, "a", encoding="utf-8") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        log.warning("spooled %d log records to %s", len(records), path)
+
+    def claim(self) -> list[Path]:
+        """Files to replay, renamed first so two replayers never take the same one."""
+        if not self.directory.is_dir():
+            return []
+        claimed = []
+        for path in sorted(self.directory.glob("spool-*.jsonl")):
+            target = path.with_name(f"replay-{uuid.uuid4().hex}.jsonl")
+            try:
+                path.rename(target)
+            except OSError:
+                continue
+            claimed.append(target)
+        # Files a crashed replayer had claimed are picked up too.
+        claimed.extend(p for p in self.directory.glob("replay-*.jsonl") if p not in claimed)
+        return claimed
+
+    @staticmethod
+    def read(path: Path) -> list[dict[str, Any]]:
+        records = []
+        with open(path, encoding="utf-8") as fh:
+            for line in fh:
+                line = line.strip()
+                if line:
+                    try:
+                        records.append(json.loads(line))
+                    except ValueError:
+                        log.error("skipping a corrupt spool line in %s", path)
+        return records
+
+
+class InProcessQueue:
+    """Embedded default: a thread-safe queue and a writer thread."""
+
+    def __init__(self):
+        self.queue: queue.SimpleQueue = queue.SimpleQueue()
+        self.writer = None
+        self.lock = threading.Lock()
+
+    def put(self, record: dict[str, Any]) -> None:
+        self.queue.put(record)
+        if self.writer is None:
+            self._start_writer()
+
+    def _start_writer(self) -> None:
+        with self.lock:
+            if self.writer is None:
+                from analytics.writer import QueueWriter
+
+                self.writer = QueueWriter(self.queue)
+                self.writer.start()
+
+    def pending(self) -> int:
+        return self.queue.qsize()
+
+    def flush(self, timeout: float = 30.0) -> None:
+        if self.writer is not None:
+            self.writer.stop(timeout)
+
+
+class RedisStreamQueue:
+    """REDIS_URL: records are XADDed to the log stream in pipelined batches."""
+
+    def __init__(self, url: str, stream: str):
+        self.url = url
+        self.stream = stream
+        self.buffer: list[dict[str, Any]] = []
+        self.spool = Spool(settings.LOG_SPOOL_DIR)
+        self._client = None
+        self._client_loop = None
+        self._flush_scheduled = False
+        self._consumer = None
+        self._sync_client = None
+
+    def _async_client(self):
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._client_loop is not loop:
+            import redis.asyncio as aioredis
+
+            self._client = aioredis.Redis.from_url(self.url, socket_timeout=2, socket_connect_timeout=2)
+            self._client_loop = loop
+        return self._client
+
+    def put(self, record: dict[str, Any]) -> None:
+        self.buffer.append(record)
+        if settings.LOG_WRITER_IN_PROCESS and self._consumer is None:
+            self._start_consumer()
+        if not self._flush_scheduled:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                self.flush_sync()
+                return
+            self._flush_scheduled = True
+            loop.create_task(self._flush())
+
+    async def _flush(self) -> None:
+        # Let the other requests of this loop iteration join the same pipeline.
+        await asyncio.sleep(0)
+        self._flush_scheduled = False
+        batch, self.buffer = self.buffer, []
+        if not batch:
+            return
+        try:
+            pipe = self._async_client().pipeline(transaction=False)
+            for record in batch:
+                pipe.xadd(self.stream, {"r": dumps(record)})
+            await pipe.execute()
+        except Exception as exc:  # Redis down or failing: never drop, spool to disk
+            log.warning("log stream unavailable (%s)", exc)
+            await asyncio.to_thread(self.spool.write, batch)
+
+    def _start_consumer(self) -> None:
+        from analytics.writer import StreamWriter
+
+        self._consumer = StreamWriter(consumer=f"inproc-{os.getpid()}-{uuid.uuid4().hex[:6]}")
+        self._consumer.start_thread()
+
+    def pending(self) -> int:
+        return len(self.buffer)
+
+    def flush_sync(self) -> None:
+        """Flush without an event loop (at exit, or from sync code)."""
+        batch, self.buffer = self.buffer, []
+        if batch:
+            try:
+                import redis
+
+                client = redis.Redis.from_url(self.url, socket_timeout=2, socket_connect_timeout=2)
+                pipe = client.pipeline(transaction=False)
+                for record in batch:
+                    pipe.xadd(self.stream, {"r": dumps(record)})
+                pipe.execute()
+            except Exception as exc:
+                log.warning("log stream unavailable at flush (%s)", exc)
+                self.spool.write(batch)
+
+    def flush(self, timeout: float = 30.0) -> None:
+        self.flush_sync()
+        if self._consumer is not None:
+            self._consumer.stop(timeout)
+
+
+_queue: InProcessQueue | RedisStreamQueue | None = None
+
+
+def get_queue() -> InProcessQueue | RedisStreamQueue:
+    global _queue
+    if _queue is None:
+        if settings.REDIS_URL:
+            _queue = RedisStreamQueue(settings.REDIS_URL, settings.LOG_STREAM_KEY)
+        else:
+            _queue = InProcessQueue()
+        atexit.register(_queue.flush)
+    return _queue
+
+
+def enqueue(record: dict[str, Any]) -> None:
+    """Hand one log record over. Never blocks on the database or the network."""
+    get_queue().put(record)

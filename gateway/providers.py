@@ -1,0 +1,143 @@
+"""Where a proxied request goes: the provider routes and the SSRF guard."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+import time
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from django.conf import settings
+
+from .headers import GatewayOptions, HeaderError
+
+# Path prefix -> provider. The named routes forward `/<name>/<rest>` to
+# UPSTREAM_<NAME>_URL + `/<rest>`.
+NAMED_PROVIDERS = ("together", "groq", "mistral", "deepseek", "openrouter", "fireworks", "xai", "gemini")
+
+
+class RouteError(Exception):
+    def __init__(self, status: int, message: str, error_type: str = "helicone_request_error"):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.error_type = error_type
+
+
+@dataclass(slots=True)
+class Route:
+    provider: str
+    # Upstream base (scheme://host[/base]) and the path appended to it.
+    base_url: str
+    path: str
+    # True when the base came from a client header and must pass the SSRF check.
+    client_chosen: bool = False
+
+    @property
+    def url(self) -> str:
+        return self.base_url + self.path
+
+
+def match_prefix(path: str) -> str | None:
+    """The provider whose prefix `path` starts with, or None (not a proxy path)."""
+    first = path[1:].split("/", 1)[0]
+    if first == "oai":
+        return "openai" if path == "/oai/v1" or path.startswith("/oai/v1/") else None
+    if first == "anthropic":
+        return "anthropic"
+    if first == "gateway":
+        return "gateway"
+    if first in NAMED_PROVIDERS:
+        return first
+    return None
+
+
+def resolve_route(provider: str, raw_path: str, opts: GatewayOptions) -> Route:
+    """Turn the incoming (still percent-encoded) path into the upstream route."""
+    _check_traversal(raw_path)
+    if provider == "openai":
+        rest = raw_path[len("/oai/v1") :]
+        if opts.openai_api_base:
+            # Azure and OpenAI-compatible bases: the SDK's own path is kept as is.
+            return Route("azure" if "azure" in opts.openai_api_base else "openai", opts.openai_api_base, rest, True)
+        return Route("openai", settings.UPSTREAM_URLS["openai"].rstrip("/"), "/v1" + rest)
+    if provider == "gateway":
+        if not opts.target_url:
+            raise RouteError(400, "Helicone-Target-Url header is required on /gateway/ routes")
+        return Route(_provider_from_host(opts.target_url), opts.target_url, raw_path[len("/gateway") :], True)
+    rest = raw_path[len(provider) + 1 :]
+    return Route(provider, settings.UPSTREAM_URLS[provider].rstrip("/"), rest)
+
+
+def _check_traversal(raw_path: str) -> None:
+    lowered = raw_path.lower()
+    segments = lowered.split("/")
+    if ".." in segments or "." in segments or "%2e" in lowered or "%2f" in lowered or "\\" in lowered:
+        raise RouteError(400, "path traversal is not allowed in proxy paths")
+
+
+_KNOWN_HOSTS = {
+    "api.openai.com": "openai",
+    "api.anthropic.com": "anthropic",
+    "api.together.xyz": "together",
+    "api.groq.com": "groq",
+    "api.mistral.ai": "mistral",
+    "api.deepseek.com": "deepseek",
+    "openrouter.ai": "openrouter",
+    "api.fireworks.ai": "fireworks",
+    "api.x.ai": "xai",
+    "generativelanguage.googleapis.com": "gemini",
+}
+
+
+def _provider_from_host(url: str) -> str:
+    host = (urlsplit(url).hostname or "").lower()
+    if host.endswith(".openai.azure.com"):
+        return "azure"
+    return _KNOWN_HOSTS.get(host, "custom")
+
+
+# host -> (expires_at, error message or None). Resolving on every request would
+# put a DNS round trip on the hot path.
+_ssrf_cache: dict[str, tuple[float, str | None]] = {}
+_SSRF_CACHE_SECONDS = 60.0
+
+
+async def check_target(url: str, header: str) -> None:
+    """Refuse client-chosen upstreams on loopback, private, link-local or metadata addresses."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise HeaderError(header, "must be an http(s) URL with a host")
+    if parts.username or parts.password:
+        raise HeaderError(header, "must not contain credentials")
+    if settings.GATEWAY_ALLOW_PRIVATE_TARGETS:
+        return
+    host = parts.hostname.lower()
+    if host in settings.GATEWAY_ALLOWED_TARGET_HOSTS:
+        return
+    now = time.monotonic()
+    cached = _ssrf_cache.get(host)
+    if cached is None or cached[0] < now:
+        problem = await _host_problem(host, parts.port or (443 if parts.scheme == "https" else 80))
+        _ssrf_cache[host] = cached = (now + _SSRF_CACHE_SECONDS, problem)
+    if cached[1]:
+        raise HeaderError(header, cached[1])
+
+
+async def _host_problem(host: str, port: int) -> str | None:
+    try:
+        addresses = [ipaddress.ip_address(host)]
+    except ValueError:
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except OSError:
+            return f"host {host} does not resolve"
+        addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
+    for address in addresses:
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+            address = address.ipv4_mapped
+        if not address.is_global or address.is_multicast:
+            return f"{host} resolves to a private, loopback or link-local address ({address}), which is not allowed"
+    return None

@@ -1,0 +1,394 @@
+"""The proxy hot path, as a raw ASGI handler.
+
+One request: authenticate (cached), parse the Helicone headers, read the body,
+forward with the shared client, pass the response (or the stream, chunk by
+chunk) back with `Helicone-Id`, and enqueue one log record. No database query
+and no thread hop in steady state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+from django.conf import settings
+
+from .auth import AuthUnavailable, authenticate
+from .headers import GatewayOptions, HeaderError, parse_options
+from .logqueue import enqueue
+from .providers import RouteError, check_target, resolve_route
+from .upstream import get_session
+from .usage import StreamTee, Usage, usage_from_body
+
+# Never forwarded upstream: hop-by-hop headers, and ones the client library sets anew.
+_REQUEST_DROP = frozenset(
+    {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer", "trailers",
+     "transfer-encoding", "upgrade", "host", "content-length", "accept-encoding", "expect"}
+)
+_RESPONSE_DROP = frozenset(
+    {b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"te", b"trailer",
+     b"trailers", b"transfer-encoding", b"upgrade", b"content-length"}
+)
+# Credentials: forwarded, but never written to a log.
+_SECRET_HEADERS = frozenset(
+    {"authorization", "x-api-key", "api-key", "helicone-auth", "cookie", "proxy-authorization",
+     "x-goog-api-key"}
+)
+# Providers whose OpenAI-style streams report usage when asked with stream_options.
+_USAGE_ON_REQUEST = frozenset(
+    {"openai", "azure", "deepseek", "together", "fireworks", "xai", "openrouter", "groq", "gemini"}
+)
+_JSON_ERROR = [(b"content-type", b"application/json")]
+
+
+class ClientGone(Exception):
+    pass
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+@dataclass(slots=True)
+class Exchange:
+    """What one request accumulates on its way through, for the log record."""
+
+    id: str
+    started: float
+    created_at: float
+    method: str
+    headers: dict[str, str]
+    org_id: int | None = None
+    api_key_id: int | None = None
+    opts: GatewayOptions = field(default_factory=GatewayOptions)
+    provider: str = ""
+    target_url: str = ""
+    path: str = ""
+    body: bytes = b""
+    payload: Any = None
+    status: int = 0
+    error: str = ""
+    cancelled: bool = False
+    complete: bool = False  # the client has the whole response
+    streamed: bool = False
+    response_body: Any = ""
+    ttft_ms: float | None = None
+    usage: Usage = field(default_factory=Usage)
+    model: str = ""
+
+
+def _headers(scope) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for raw_name, raw_value in scope["headers"]:
+        name = raw_name.decode("latin-1").lower()
+        value = raw_value.decode("latin-1")
+        headers[name] = headers[name] + ", " + value if name in headers else value
+    return headers
+
+
+async def _respond_error(send, ex: Exchange, status: int, message: str, error_type: str, extra=()) -> None:
+    body = json.dumps({"error": {"message": message, "type": error_type}}).encode()
+    await send({
+        "type": "http.response.start",
+        "status": status,
+        "headers": [*_JSON_ERROR, (b"content-length", str(len(body)).encode()), (b"helicone-id", ex.id.encode()),
+                    *extra],
+    })
+    await send({"type": "http.response.body", "body": body})
+    ex.complete = True
+    ex.status = status
+    ex.error = message
+    ex.response_body = body.decode()
+
+
+async def _read_body(receive, ex: Exchange) -> bytes:
+    limit = settings.GATEWAY_MAX_BODY_BYTES
+    declared = ex.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge()
+    chunks = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone()
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge()
+        chunks.append(chunk)
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+async def handle(scope, receive, send, prefix: str) -> None:
+    ex = Exchange(
+        id=str(uuid.uuid4()),
+        started=time.perf_counter(),
+        created_at=time.time(),
+        method=scope["method"],
+        headers=_headers(scope),
+    )
+    # 1. Authenticate: nothing is logged or forwarded for an unknown caller.
+    auth = ex.headers.get("helicone-auth", "")
+    scheme, _, token = auth.strip().partition(" ")
+    if not auth:
+        return await _respond_error(send, ex, 401, "Missing Helicone-Auth header: send 'Helicone-Auth: Bearer <key>'",
+                                    "helicone_auth_error")
+    if scheme.lower() != "bearer" or not token.strip():
+        return await _respond_error(send, ex, 401, "Malformed Helicone-Auth header: expected 'Bearer <key>'",
+                                    "helicone_auth_error")
+    try:
+        key = await authenticate(token.strip())
+    except AuthUnavailable:
+        return await _respond_error(send, ex, 503, "API keys cannot be checked right now (database unavailable)",
+                                    "helicone_unavailable", [(b"retry-after", b"5")])
+    if key is None:
+        return await _respond_error(send, ex, 401, "Invalid or revoked Helicone API key", "helicone_auth_error")
+    if "proxy" not in key.scopes:
+        return await _respond_error(send, ex, 403, "This Helicone API key lacks the 'proxy' scope",
+                                    "helicone_auth_error")
+    ex.org_id, ex.api_key_id = key.org_id, key.key_id
+
+    # 2. From here on every outcome is logged.
+    watcher = None
+    try:
+        try:
+            ex.opts = parse_options(ex.headers)
+            if ex.opts.request_id:
+                ex.id = ex.opts.request_id
+            route = resolve_route(prefix, scope.get("raw_path", scope["path"].encode()).decode("latin-1"), ex.opts)
+            ex.provider = route.provider
+            ex.path = route.path
+            if route.client_chosen:
+                await check_target(route.base_url, "Helicone-Target-Url" if prefix == "gateway"
+                                   else "Helicone-OpenAI-Api-Base")
+            query = scope.get("query_string", b"")
+            ex.target_url = route.url + ("?" + query.decode("latin-1") if query else "")
+            ex.body = await _read_body(receive, ex)
+            strip_usage = _prepare_body(ex)
+        except HeaderError as exc:
+            return await _respond_error(send, ex, 400, f"Invalid {exc.header} header: {exc.message}",
+                                        "helicone_header_error")
+        except RouteError as exc:
+            return await _respond_error(send, ex, exc.status, exc.message, exc.error_type)
+        except BodyTooLarge:
+            ex.body = b""
+            return await _respond_error(send, ex, 413, f"Request body exceeds the gateway limit of "
+                                        f"{settings.GATEWAY_MAX_BODY_BYTES} bytes", "helicone_request_error")
+        except _BadBody as exc:
+            return await _respond_error(send, ex, 400, str(exc), "helicone_request_error")
+
+        # 3. Forward. A watcher turns a client disconnect into a cancellation of this task.
+        watcher = _watch_disconnect(receive, ex)
+        await _forward(send, ex, strip_usage)
+    except ClientGone:
+        ex.cancelled = True
+        ex.error = ex.error or "client disconnected"
+    except asyncio.CancelledError:
+        ex.cancelled = True
+        ex.error = ex.error or "client disconnected"
+    finally:
+        if watcher is not None:
+            watcher.cancel()
+        enqueue(_record(ex))
+
+
+class _BadBody(Exception):
+    pass
+
+
+def _prepare_body(ex: Exchange) -> bool:
+    """Parse a JSON body once; ask for stream usage when the client did not. True if we asked."""
+    content_type = ex.headers.get("content-type", "")
+    if not ex.body or not ("json" in content_type or (not content_type and ex.body[:1] in (b"{", b"["))):
+        return False
+    try:
+        ex.payload = json.loads(ex.body)
+    except ValueError as exc:
+        raise _BadBody(f"Request body is not valid JSON: {exc}") from None
+    payload = ex.payload
+    if not isinstance(payload, dict):
+        return False
+    if (
+        payload.get("stream") is True
+        and ex.provider in _USAGE_ON_REQUEST
+        and ex.path.endswith(("/chat/completions", "/completions"))
+    ):
+        options = payload.get("stream_options")
+        if not (isinstance(options, dict) and options.get("include_usage")):
+            # The log keeps the body the client sent; upstream gets the one asking for usage.
+            options = {**(options if isinstance(options, dict) else {}), "include_usage": True}
+            ex.body = json.dumps({**payload, "stream_options": options}).encode()
+            return True
+    return False
+
+
+def _watch_disconnect(receive, ex: Exchange) -> asyncio.Task:
+    task = asyncio.current_task()
+
+    async def watch() -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                if not ex.complete:
+                    ex.cancelled = True
+                    task.cancel()
+                return
+
+    return asyncio.get_running_loop().create_task(watch())
+
+
+def _forward_headers(ex: Exchange) -> list[tuple[str, str]]:
+    out = [(name, value) for name, value in ex.headers.items()
+           if name not in _REQUEST_DROP and not name.startswith("helicone-")]
+    out.append(("accept-encoding", "identity"))
+    return out
+
+
+async def _forward(send, ex: Exchange, strip_usage: bool) -> None:
+    session = get_session()
+    try:
+        response = await session.request(
+            ex.method, ex.target_url, headers=_forward_headers(ex), data=ex.body or None, allow_redirects=False
+        )
+    except asyncio.TimeoutError:
+        return await _respond_error(send, ex, 504, "Upstream timed out", "helicone_upstream_timeout")
+    except (aiohttp.ClientError, OSError, ValueError) as exc:
+        return await _respond_error(send, ex, 502, f"Upstream unreachable: {exc.__class__.__name__}: {exc}",
+                                    "helicone_upstream_error")
+    try:
+        ex.status = response.status
+        headers = [(name.lower(), value) for name, value in response.raw_headers
+                   if name.lower() not in _RESPONSE_DROP]
+        headers.append((b"helicone-id", ex.id.encode()))
+        if response.content_type == "text/event-stream":
+            await _forward_stream(send, ex, response, headers, strip_usage)
+        else:
+            await _forward_plain(send, ex, response, headers)
+    finally:
+        if ex.cancelled:
+            response.close()  # drop the upstream connection: nobody reads the rest
+        else:
+            response.release()
+
+
+async def _forward_plain(send, ex: Exchange, response: aiohttp.ClientResponse, headers) -> None:
+    try:
+        data = await response.read()
+    except asyncio.TimeoutError:
+        return await _respond_error(send, ex, 504, "Upstream timed out while sending the response",
+                                    "helicone_upstream_timeout")
+    except aiohttp.ClientError as exc:
+        return await _respond_error(send, ex, 502, f"Upstream response broken: {exc.__class__.__name__}",
+                                    "helicone_upstream_error")
+    headers.append((b"content-length", str(len(data)).encode()))
+    await send({"type": "http.response.start", "status": response.status, "headers": headers})
+    await send({"type": "http.response.body", "body": data})
+    ex.complete = True
+    ex.response_body = data
+    if response.status >= 400:
+        ex.error = data[:2000].decode("utf-8", "replace")
+    if "json" in response.content_type:
+        try:
+            body = json.loads(data)
+        except ValueError:
+            return
+        ex.response_body = body
+        ex.usage = usage_from_body(body)
+        if isinstance(body, dict) and isinstance(body.get("model"), str):
+            ex.model = body["model"]
+
+
+async def _forward_stream(send, ex: Exchange, response, headers, strip_usage: bool) -> None:
+    ex.streamed = True
+    tee = StreamTee(strip_usage_chunk=strip_usage)
+    await send({"type": "http.response.start", "status": response.status, "headers": headers})
+    try:
+        async for chunk in response.content.iter_any():
+            if ex.ttft_ms is None:
+                ex.ttft_ms = (time.perf_counter() - ex.started) * 1000
+            out = tee.feed(chunk)
+            if out:
+                await send({"type": "http.response.body", "body": out, "more_body": True})
+    except asyncio.TimeoutError:
+        ex.error = "upstream stream timed out"
+    except aiohttp.ClientError as exc:
+        ex.error = f"upstream stream broken: {exc.__class__.__name__}"
+    finally:
+        ex.usage = tee.usage
+        ex.model = tee.model
+        ex.response_body = tee.response_body()
+    if not ex.error and not tee.saw_end and response.status < 400:
+        ex.error = "upstream stream ended before its final event"
+    await send({"type": "http.response.body", "body": tee.finish(), "more_body": False})
+    ex.complete = True
+
+
+def _body_text(data: Any, content_type: str) -> str:
+    if isinstance(data, (dict, list)):
+        text = json.dumps(data, ensure_ascii=False)
+    elif isinstance(data, bytes):
+        if data and not ("json" in content_type or "text" in content_type or not content_type):
+            return f"<{len(data)} bytes of {content_type}>"
+        text = data.decode("utf-8", "replace")
+    else:
+        text = str(data)
+    limit = settings.GATEWAY_MAX_LOGGED_BODY_BYTES
+    return text if len(text) <= limit else text[:limit] + "…[truncated]"
+
+
+def _record(ex: Exchange) -> dict[str, Any]:
+    opts = ex.opts
+    payload = ex.payload if isinstance(ex.payload, dict) else {}
+    user_id = opts.user_id
+    if not user_id:
+        user = payload.get("user")
+        metadata = payload.get("metadata")
+        if isinstance(user, str):
+            user_id = user[:255]
+        elif isinstance(metadata, dict) and isinstance(metadata.get("user_id"), str):
+            user_id = metadata["user_id"][:255]
+    requested_model = payload.get("model") if isinstance(payload.get("model"), str) else ""
+    if not requested_model and "/deployments/" in ex.path:
+        requested_model = ex.path.split("/deployments/", 1)[1].split("/", 1)[0]
+    usage = ex.usage
+    return {
+        "id": ex.id,
+        "org_id": ex.org_id,
+        "api_key_id": ex.api_key_id,
+        "created_at": ex.created_at,
+        "provider": ex.provider or "unknown",
+        "method": ex.method,
+        "target_url": ex.target_url,
+        "path": ex.path,
+        "requested_model": requested_model[:200],
+        "model": (opts.model_override or ex.model or requested_model)[:200],
+        "status": ex.status,
+        "error": ex.error[:5000],
+        "cancelled": ex.cancelled,
+        "streamed": ex.streamed,
+        "request_headers": {k: ("[redacted]" if k in _SECRET_HEADERS else v) for k, v in ex.headers.items()},
+        "request_body": "" if opts.omit_request else _body_text(ex.payload if ex.payload is not None else ex.body,
+                                                                  ex.headers.get("content-type", "")),
+        "response_body": "" if opts.omit_response else _body_text(ex.response_body, "application/json"),
+        "request_omitted": opts.omit_request,
+        "response_omitted": opts.omit_response,
+        "latency_ms": round((time.perf_counter() - ex.started) * 1000, 3),
+        "ttft_ms": None if ex.ttft_ms is None else round(ex.ttft_ms, 3),
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "cached_tokens": usage.cached_tokens,
+        "cache_write_tokens": usage.cache_write_tokens,
+        "user_id": user_id,
+        "session_id": opts.session_id,
+        "session_path": opts.session_path,
+        "session_name": opts.session_name,
+        "properties": opts.properties,
+        "request_name": opts.request_name,
+    }
