@@ -12,7 +12,6 @@ from datetime import datetime
 from typing import Any
 
 from django.db.models import QuerySet
-from django.db.models.fields.json import KeyTextTransform
 from django.http import Http404, HttpRequest
 from ninja import Field, NinjaAPI, Query, Schema
 from ninja.errors import HttpError
@@ -141,12 +140,12 @@ def filter_logs(request: HttpRequest, filters: RequestFilters) -> QuerySet[Reque
             qs = qs.filter(created_at__lt=value)
         else:
             qs = qs.filter(**{name: value})
-    for index, (param, value) in enumerate(request.GET.items()):
-        if param.startswith("property.") and len(param) > len("property."):
-            alias = f"_property_{index}"
-            qs = qs.alias(**{alias: KeyTextTransform(param[len("property."):], "properties")}).filter(
-                **{alias: value}
-            )
+    for param, value in request.GET.items():
+        if param.startswith("property."):
+            name = param[len("property.") :]
+            if not name or "__" in name:
+                raise HttpError(400, f"Invalid property filter {param!r}: name it as property.<Name>")
+            qs = qs.filter(**{f"properties__{name}": value})
     return qs
 
 

@@ -91,3 +91,69 @@ class Daphne:
 
 def unique_stream_key() -> str:
     return f"hc:logs:test-{uuid.uuid4().hex[:10]}"
+
+
+class TcpProxy:
+    """A TCP relay the test can cut: pause() drops every connection and refuses new ones."""
+
+    def __init__(self, target_host: str, target_port: int):
+        import asyncio
+        import threading
+
+        self.target = (target_host, target_port)
+        self.port = free_port()
+        self.paused = False
+        self.loop = asyncio.new_event_loop()
+        self.writers: set = set()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+
+    def start(self) -> "TcpProxy":
+        import asyncio
+
+        self.thread.start()
+        self.server = asyncio.run_coroutine_threadsafe(
+            asyncio.start_server(self._client, "127.0.0.1", self.port), self.loop
+        ).result()
+        return self
+
+    async def _client(self, reader, writer):
+        import asyncio
+
+        if self.paused:
+            writer.close()
+            return
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self.target)
+        except OSError:
+            writer.close()
+            return
+        self.writers.update((writer, up_writer))
+
+        async def pipe(src, dst):
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except (OSError, asyncio.CancelledError):
+                pass
+            finally:
+                dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    def pause(self) -> None:
+        def cut():
+            self.paused = True
+            for w in list(self.writers):
+                w.transport.abort()
+            self.writers.clear()
+
+        self.loop.call_soon_threadsafe(cut)
+
+    def resume(self) -> None:
+        self.loop.call_soon_threadsafe(setattr, self, "paused", False)
+
+    def stop(self) -> None:
+        self.pause()
+        self.loop.call_soon_threadsafe(self.server.close)
+        self.loop.call_soon_threadsafe(self.loop.stop)

@@ -1,0 +1,76 @@
+"""The hot path never waits on the database: outages and disconnects lose no log."""
+
+import time
+import uuid
+
+import httpx
+import pytest
+from django.db import connection
+
+from analytics.models import RequestLog
+from tests.servers import Daphne, TcpProxy
+
+from .conftest import wait_for_log
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+BODY = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+
+
+def test_client_disconnect_mid_stream_is_logged_as_cancelled(gateway, tenant):
+    request_id = str(uuid.uuid4())
+    headers = {"Helicone-Auth": f"Bearer {tenant.raw_key}", "Helicone-Request-Id": request_id,
+               "X-Mock-Chunks": "100", "X-Mock-Chunk-Delay-Ms": "50"}
+    with httpx.Client(timeout=10) as client:
+        with client.stream("POST", gateway.url + "/oai/v1/chat/completions",
+                           json={**BODY, "stream": True}, headers=headers) as response:
+            received = b""
+            for chunk in response.iter_bytes():
+                received += chunk
+                if received.count(b"data:") >= 3:
+                    break
+    started = time.monotonic()
+    log = wait_for_log(request_id)
+    assert log.cancelled and log.streamed
+    assert "disconnect" in log.error
+    assert log.response_body, "what had arrived is kept"
+    # Logged promptly, long before the 5 s the upstream stream would have taken.
+    assert time.monotonic() - started < 4
+
+
+@pytest.fixture
+def pg_proxy(transactional_db):
+    if connection.vendor != "postgresql":
+        pytest.skip("the database outage test needs PostgreSQL (DATABASE_URL=postgres://…)")
+    settings = connection.settings_dict
+    proxy = TcpProxy(settings["HOST"] or "127.0.0.1", int(settings["PORT"] or 5432)).start()
+    yield proxy
+    proxy.stop()
+
+
+def test_requests_succeed_while_database_is_down_and_every_log_lands_once(pg_proxy, tenant, mock_provider):
+    from tests.servers import test_database_url
+
+    db_url = test_database_url().replace(f":{connection.settings_dict['PORT'] or 5432}/", f":{pg_proxy.port}/")
+    server = Daphne(DATABASE_URL=db_url, UPSTREAM_OPENAI_URL=mock_provider.url, DATABASE_CONN_MAX_AGE="0",
+                    LOG_SPOOL_DIR=f"var/spool-test-{time.time_ns()}")
+    server.start()
+    try:
+        headers = {"Helicone-Auth": f"Bearer {tenant.raw_key}"}
+        with httpx.Client(base_url=server.url, headers=headers, timeout=30) as client:
+            assert client.post("/oai/v1/chat/completions", json=BODY).status_code == 200  # key now cached
+            pg_proxy.pause()
+            ids = []
+            deadline = time.monotonic() + 6  # longer than the key cache lifetime
+            while time.monotonic() < deadline:
+                response = client.post("/oai/v1/chat/completions", json=BODY)
+                assert response.status_code == 200, response.text
+                ids.append(response.headers["helicone-id"])
+                time.sleep(0.2)
+            assert not RequestLog.objects.filter(id__in=ids).exists()
+            pg_proxy.resume()
+            for log_id in ids:
+                wait_for_log(log_id, timeout=30)
+        assert RequestLog.objects.filter(id__in=ids).count() == len(ids) >= 20
+    finally:
+        server.stop()
