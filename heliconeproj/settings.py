@@ -109,7 +109,7 @@ SITE_URL = env_str("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
 
 INSTALLED_APPS = [
     "daphne",
-    "django.contrib.admin",
+    "orgs.adminconfig.OTPAdminConfig",  # django.contrib.admin; staff need a verified OTP device
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
