@@ -129,8 +129,9 @@ def logout(request: HttpRequest) -> HttpResponse:
     return redirect(settings.LOGOUT_REDIRECT_URL)
 
 
+# Our templates live under orgs/: the admin app ships registration/* templates that would win otherwise.
 class PasswordChangeView(auth_views.PasswordChangeView):
-    template_name = "registration/password_change_form.html"
+    template_name = "orgs/registration/password_change_form.html"
 
     def form_valid(self, form):
         with transaction.atomic():
@@ -139,11 +140,27 @@ class PasswordChangeView(auth_views.PasswordChangeView):
         return response
 
 
+class PasswordChangeDoneView(auth_views.PasswordChangeDoneView):
+    template_name = "orgs/registration/password_change_done.html"
+
+
 class PasswordResetView(auth_views.PasswordResetView):
-    pass
+    template_name = "orgs/registration/password_reset_form.html"
+    email_template_name = "orgs/registration/password_reset_email.txt"
+    subject_template_name = "orgs/registration/password_reset_subject.txt"
+
+
+class PasswordResetDoneView(auth_views.PasswordResetDoneView):
+    template_name = "orgs/registration/password_reset_done.html"
+
+
+class PasswordResetCompleteView(auth_views.PasswordResetCompleteView):
+    template_name = "orgs/registration/password_reset_complete.html"
 
 
 class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
+    template_name = "orgs/registration/password_reset_confirm.html"
+
     def form_valid(self, form):
         with transaction.atomic():
             response = super().form_valid(form)

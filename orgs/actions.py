@@ -7,6 +7,7 @@ call these; nothing else writes these rows.
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -45,9 +46,13 @@ def signup_user(email: str, password: str, *, request=None) -> User:
 
 
 def create_user_for_operator(email: str, password: str | None) -> User:
-    """A user made by an operator (`create_org`); without a password it is unusable until reset."""
+    """A user made by an operator (`create_org`).
+
+    Without a password they get a random one nobody knows: still "usable", so
+    Django's password reset (which skips unusable passwords) lets them set theirs.
+    """
     with transaction.atomic():
-        user = User.objects.create_user(email, password)
+        user = User.objects.create_user(email, password or secrets.token_urlsafe(32))
         audit.record("user.create", user=None, target=user, changes={"email": user.email, "via": "manage.py"})
     return user
 

@@ -1,4 +1,3 @@
-from django.contrib.auth import views as auth_views
 from django.urls import path
 
 from . import account_views, views
@@ -12,12 +11,12 @@ urlpatterns = [
     path("logout/", account_views.logout, name="logout"),
     path("account/2fa/", account_views.two_factor, name="two_factor"),
     path("account/password/", account_views.PasswordChangeView.as_view(), name="password_change"),
-    path("account/password/done/", auth_views.PasswordChangeDoneView.as_view(), name="password_change_done"),
+    path("account/password/done/", account_views.PasswordChangeDoneView.as_view(), name="password_change_done"),
     path("password-reset/", account_views.PasswordResetView.as_view(), name="password_reset"),
-    path("password-reset/sent/", auth_views.PasswordResetDoneView.as_view(), name="password_reset_done"),
+    path("password-reset/sent/", account_views.PasswordResetDoneView.as_view(), name="password_reset_done"),
     path("password-reset/<uidb64>/<token>/", account_views.PasswordResetConfirmView.as_view(),
          name="password_reset_confirm"),
-    path("password-reset/done/", auth_views.PasswordResetCompleteView.as_view(), name="password_reset_complete"),
+    path("password-reset/done/", account_views.PasswordResetCompleteView.as_view(), name="password_reset_complete"),
     path("invite/<str:token>/", account_views.invite_accept, name="invite_accept"),
     # Organizations
     path("orgs/", views.org_list, name="org_list"),

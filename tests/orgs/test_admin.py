@@ -1,6 +1,6 @@
 from orgs.models import ApiKey, AuditEvent, Organization, User
 from tests.base import PASSWORD
-from tests.orgs.helpers import FAST_HASHERS, OrgsTestCase
+from tests.orgs.helpers import FAST_HASHERS, OrgsTestCase, token_for
 
 
 class AdminOtpRequirementTests(OrgsTestCase):
@@ -14,6 +14,18 @@ class AdminOtpRequirementTests(OrgsTestCase):
         self.assertEqual(response.status_code, 302)
         self.assertTrue(response["Location"].startswith("/admin/login/"))
         self.assertEqual(self.client.get("/admin/orgs/organization/").status_code, 302)
+
+    def test_admin_login_form_asks_for_a_token(self):
+        device = self.give_totp(self.operator)
+        response = self.client.get("/admin/login/")
+        self.assertContains(response, 'name="otp_token"')
+        response = self.client.post("/admin/login/?next=/admin/", {
+            "username": "ops@example.org", "password": PASSWORD, "otp_device": device.persistent_id,
+            "otp_token": token_for(device),
+        })
+        self.assertRedirects(response, "/admin/", fetch_redirect_response=False)
+        self.assertEqual(self.client.get("/admin/").status_code, 200)
+        self.assertEqual(self.assert_audited("user.login", actor_user=self.operator).changes["via"], "admin")
 
     def test_staff_with_an_unverified_session_cannot_use_the_admin(self):
         self.give_totp(self.operator)
