@@ -180,7 +180,8 @@ def two_factor(request: HttpRequest) -> HttpResponse:
     status = 200
     if request.method == "POST":
         step = request.POST.get("step")
-        if step == "enrol":
+        # Enrolling again would replace the current device: only without one.
+        if step == "enrol" and not otp.has_2fa(user):
             token_form = TokenForm(request.POST)
             if token_form.is_valid():
                 try:

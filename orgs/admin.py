@@ -56,7 +56,9 @@ class AuditedAdmin(admin.ModelAdmin):
         action = request.POST.get("action", "")
         selected = request.POST.getlist(admin.helpers.ACTION_CHECKBOX_NAME)
         with transaction.atomic():
-            if action and selected:
+            # delete_selected first shows a confirmation page; audit the confirmed run only.
+            confirming = action == "delete_selected" and "post" not in request.POST
+            if action and selected and not confirming:
                 audit.record("admin.action", request=request, target_type=self.model._meta.label_lower,
                              changes={"model": self.model._meta.label_lower, "action": action,
                                       "ids": selected[:100], "count": len(selected)})

@@ -92,3 +92,14 @@ class RemovalTests(OrgsTestCase):
         response = self.client.get("/account/2fa/")
         self.assertNotContains(response, "<svg")
         self.assertFalse(re.search(r"secret-inline", response.content.decode()))
+
+
+class ReEnrolmentTests(OrgsTestCase):
+    def test_enrol_step_cannot_replace_an_existing_device(self):
+        device = self.give_totp(self.alice)
+        self.client.force_login(self.alice)  # an unverified session
+        pending = TOTPDevice.objects.create(user=self.alice, name="attacker", confirmed=False)
+        response = self.client.post("/account/2fa/", {"step": "enrol", "token": token_for(pending)})
+        self.assertEqual(response.status_code, 400)
+        self.assertTrue(TOTPDevice.objects.filter(pk=device.pk, confirmed=True).exists())
+        self.assertFalse(TOTPDevice.objects.filter(pk=pending.pk, confirmed=True).exists())
