@@ -55,6 +55,7 @@ class RequestLog(models.Model):
     fallback_index = models.IntegerField(null=True, blank=True)
     prompt_id = models.CharField(max_length=100, blank=True)
     prompt_version = models.IntegerField(null=True, blank=True)
+    prompt_variables = models.JSONField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]

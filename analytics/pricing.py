@@ -6,18 +6,17 @@ A model with no price costs None ("unpriced"), never 0.
 
 from __future__ import annotations
 
-import time
 from decimal import Decimal
 from functools import lru_cache
 
+from django.db.models import Count, Max
 from genai_prices import Usage, calc_price
 
 from .models import ModelPrice
 
 MTOK = Decimal(1_000_000)
-_OVERRIDE_SECONDS = 30.0
 _overrides: dict[tuple[str, str], ModelPrice] = {}
-_overrides_loaded_at = -1e9
+_overrides_version: tuple | None = None
 
 # Our provider names -> genai-prices provider ids (None: match on the model).
 _PROVIDER_IDS = {
@@ -35,18 +34,14 @@ _PROVIDER_IDS = {
 }
 
 
-def _load_overrides() -> dict[tuple[str, str], ModelPrice]:
-    global _overrides, _overrides_loaded_at
-    if time.monotonic() - _overrides_loaded_at > _OVERRIDE_SECONDS:
+def refresh_overrides() -> None:
+    """Re-read ModelPrice when it changed. The log writer calls this once per batch,
+    so an operator's price applies from the next batch on (one cheap query)."""
+    global _overrides, _overrides_version
+    version = tuple(ModelPrice.objects.aggregate(n=Count("id"), latest=Max("updated_at")).values())
+    if version != _overrides_version:
         _overrides = {(p.provider, p.model): p for p in ModelPrice.objects.all()}
-        _overrides_loaded_at = time.monotonic()
-    return _overrides
-
-
-def forget_overrides() -> None:
-    """Make the next cost computation re-read ModelPrice (after an admin edit)."""
-    global _overrides_loaded_at
-    _overrides_loaded_at = -1e9
+        _overrides_version = version
 
 
 def cost_usd(
@@ -62,7 +57,7 @@ def cost_usd(
     prompt = prompt_tokens or 0
     completion = completion_tokens or 0
     cached = min(cached_tokens or 0, prompt)
-    overrides = _load_overrides()
+    overrides = _overrides
     override = overrides.get((provider, model)) or overrides.get(("", model))
     if override is not None:
         cached_price = override.cached_input_per_mtok

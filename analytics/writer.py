@@ -22,7 +22,7 @@ from django.db import DatabaseError, InterfaceError, close_old_connections, tran
 from orgs.models import ApiKey
 
 from .models import RequestLog
-from .pricing import cost_usd
+from .pricing import cost_usd, refresh_overrides
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,7 @@ def build_log(record: dict[str, Any]) -> RequestLog:
 
 def write_batch(records: list[dict[str, Any]]) -> list[RequestLog]:
     """Insert the records (ignoring ones already stored) and notify listeners."""
+    refresh_overrides()
     rows = []
     for record in records:
         try:

@@ -6,9 +6,11 @@ bad value raises `HeaderError` naming the header, which becomes a 400.
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from dataclasses import dataclass, field
+from typing import Any
 
 PROPERTY_PREFIX = "helicone-property-"
 MAX_VALUE_LENGTH = 1000
@@ -44,6 +46,10 @@ class GatewayOptions:
     model_override: str = ""
     target_url: str = ""
     openai_api_base: str = ""
+    prompt_id: str = ""
+    prompt_variables: dict[str, Any] | None = None
+    prompt_version: int | None = None
+    prompt_environment: str = ""
 
 
 def _text(header: str, value: str, limit: int = MAX_VALUE_LENGTH) -> str:
@@ -132,6 +138,22 @@ def _flag(attr: str, header: str):
     return setter
 
 
+def _prompt_variables(opts: GatewayOptions, value: str) -> None:
+    try:
+        variables = json.loads(value)
+    except ValueError:
+        raise HeaderError("Helicone-Prompt-Variables", "must be a JSON object") from None
+    if not isinstance(variables, dict):
+        raise HeaderError("Helicone-Prompt-Variables", "must be a JSON object")
+    opts.prompt_variables = variables
+
+
+def _prompt_version(opts: GatewayOptions, value: str) -> None:
+    if not value.strip().isdigit() or int(value) < 1:
+        raise HeaderError("Helicone-Prompt-Version", "must be a positive integer")
+    opts.prompt_version = int(value)
+
+
 _HANDLERS = {
     "helicone-auth": _auth,
     "helicone-request-id": _request_id,
@@ -145,4 +167,8 @@ _HANDLERS = {
     "helicone-omit-response": _flag("omit_response", "Helicone-Omit-Response"),
     "helicone-target-url": _url("Helicone-Target-Url"),
     "helicone-openai-api-base": _url("Helicone-OpenAI-Api-Base"),
+    "helicone-prompt-id": _simple("prompt_id", "Helicone-Prompt-Id", 100),
+    "helicone-prompt-variables": _prompt_variables,
+    "helicone-prompt-version": _prompt_version,
+    "helicone-prompt-environment": _simple("prompt_environment", "Helicone-Prompt-Environment", 100),
 }

@@ -25,6 +25,8 @@ from typing import Any
 from django.conf import settings
 
 log = logging.getLogger(__name__)
+# Seconds records wait in memory before they are appended to the Redis stream.
+FLUSH_DELAY = 0.005
 
 
 def dumps(record: dict[str, Any]) -> str:
@@ -118,8 +120,10 @@ class RedisStreamQueue:
         self._client = None
         self._client_loop = None
         self._flush_scheduled = False
+        # Batches handed to Redis but not confirmed; re-sent at exit if the loop
+        # stopped mid-flight (a duplicate is harmless: writes are idempotent).
+        self.in_flight: dict[int, list[dict[str, Any]]] = {}
         self._consumer = None
-        self._sync_client = None
 
     def _async_client(self):
         loop = asyncio.get_running_loop()
@@ -141,15 +145,18 @@ class RedisStreamQueue:
                 self.flush_sync()
                 return
             self._flush_scheduled = True
-            loop.create_task(self._flush())
+            # Gather the records of the next few milliseconds into one pipeline:
+            # one Redis round trip per request would cost more than the proxying.
+            loop.call_later(FLUSH_DELAY, self._start_flush, loop)
 
-    async def _flush(self) -> None:
-        # Let the other requests of this loop iteration join the same pipeline.
-        await asyncio.sleep(0)
+    def _start_flush(self, loop: asyncio.AbstractEventLoop) -> None:
         self._flush_scheduled = False
         batch, self.buffer = self.buffer, []
-        if not batch:
-            return
+        if batch:
+            self.in_flight[id(batch)] = batch
+            loop.create_task(self._flush(batch))
+
+    async def _flush(self, batch: list[dict[str, Any]]) -> None:
         try:
             pipe = self._async_client().pipeline(transaction=False)
             for record in batch:
@@ -158,6 +165,8 @@ class RedisStreamQueue:
         except Exception as exc:  # Redis down or failing: never drop, spool to disk
             log.warning("log stream unavailable (%s)", exc)
             await asyncio.to_thread(self.spool.write, batch)
+        finally:
+            self.in_flight.pop(id(batch), None)
 
     def _start_consumer(self) -> None:
         from analytics.writer import StreamWriter
@@ -166,11 +175,12 @@ class RedisStreamQueue:
         self._consumer.start_thread()
 
     def pending(self) -> int:
-        return len(self.buffer)
+        return len(self.buffer) + sum(len(b) for b in self.in_flight.values())
 
     def flush_sync(self) -> None:
         """Flush without an event loop (at exit, or from sync code)."""
-        batch, self.buffer = self.buffer, []
+        batch, self.buffer = [r for b in self.in_flight.values() for r in b] + self.buffer, []
+        self.in_flight = {}
         if batch:
             try:
                 import redis

@@ -18,6 +18,8 @@ from typing import Any
 import aiohttp
 from django.conf import settings
 
+from prompts.gateway import PromptError, apply_prompt
+
 from .auth import AuthUnavailable, authenticate
 from .headers import GatewayOptions, HeaderError, parse_options
 from .logqueue import enqueue
@@ -78,6 +80,9 @@ class Exchange:
     streamed: bool = False
     response_body: Any = ""
     ttft_ms: float | None = None
+    prompt_id: str = ""
+    prompt_version: int | None = None
+    prompt_variables: dict[str, Any] | None = None
     usage: Usage = field(default_factory=Usage)
     model: str = ""
 
@@ -172,6 +177,9 @@ async def handle(scope, receive, send, prefix: str) -> None:
             ex.target_url = route.url + ("?" + query.decode("latin-1") if query else "")
             ex.body = await _read_body(receive, ex)
             strip_usage = _prepare_body(ex)
+            if ex.opts.prompt_id:
+                await _apply_prompt(ex)
+                strip_usage = _prepare_body(ex)
         except HeaderError as exc:
             return await _respond_error(send, ex, 400, f"Invalid {exc.header} header: {exc.message}",
                                         "helicone_header_error")
@@ -181,7 +189,7 @@ async def handle(scope, receive, send, prefix: str) -> None:
             ex.body = b""
             return await _respond_error(send, ex, 413, f"Request body exceeds the gateway limit of "
                                         f"{settings.GATEWAY_MAX_BODY_BYTES} bytes", "helicone_request_error")
-        except _BadBody as exc:
+        except (_BadBody, PromptError) as exc:
             return await _respond_error(send, ex, 400, str(exc), "helicone_request_error")
 
         # 3. Forward. A watcher turns a client disconnect into a cancellation of this task.
@@ -201,6 +209,17 @@ async def handle(scope, receive, send, prefix: str) -> None:
 
 class _BadBody(Exception):
     pass
+
+
+async def _apply_prompt(ex: Exchange) -> None:
+    """Helicone-Prompt-Id: render the managed prompt into the body before forwarding."""
+    if not isinstance(ex.payload, dict):
+        raise _BadBody("Helicone-Prompt-Id needs a JSON object request body")
+    applied = await apply_prompt(ex.org_id, ex.opts, ex.payload)
+    if applied is None:
+        return
+    ex.prompt_id, ex.prompt_version, ex.prompt_variables = applied.prompt_id, applied.version, applied.variables
+    ex.body = json.dumps(applied.payload).encode()
 
 
 def _prepare_body(ex: Exchange) -> bool:
@@ -391,4 +410,7 @@ def _record(ex: Exchange) -> dict[str, Any]:
         "session_name": opts.session_name,
         "properties": opts.properties,
         "request_name": opts.request_name,
+        "prompt_id": ex.prompt_id,
+        "prompt_version": ex.prompt_version,
+        "prompt_variables": ex.prompt_variables,
     }

@@ -63,7 +63,7 @@ def test_revoked_key_stops_working_within_five_seconds(gateway, tenant):
     [
         ("Helicone-Request-Id", "not-a-uuid"),
         ("Helicone-Omit-Request", "maybe"),
-        ("Helicone-Property-Bad Name", "x"),
+        ("Helicone-Property-Bad!Name", "x"),
         ("Helicone-Target-Url", "ftp://example.com"),
     ],
 )
@@ -72,10 +72,10 @@ def test_bad_helicone_header_is_400_naming_it(gateway, tenant, mock_provider, he
     response = post(gateway, {"Helicone-Auth": f"Bearer {tenant.raw_key}", header: value},
                     path="/gateway/v1/chat/completions" if header == "Helicone-Target-Url" else "/oai/v1/chat/completions")
     assert response.status_code == 400
-    assert header.split(" ")[0] in response.json()["error"]["message"]
+    assert header.lower() in response.json()["error"]["message"].lower()
     assert mock_provider.requests() == []
     log = wait_for_log(response.headers["helicone-id"])
-    assert log.status == 400 and header.split(" ")[0] in log.error
+    assert log.status == 400 and header.lower() in log.error.lower()
 
 
 def test_malformed_json_body_is_400_and_not_forwarded(gateway, tenant, mock_provider):
@@ -136,8 +136,9 @@ def test_ssrf_openai_api_base_is_checked_and_allowlist_works(strict_gateway, ten
     assert response.status_code == 400 and "Helicone-OpenAI-Api-Base" in response.json()["error"]["message"]
     # An operator-allowed host passes the check.
     port = mock_provider.url.rsplit(":", 1)[1]
-    headers["Helicone-OpenAI-Api-Base"] = f"http://localhost:{port}"
-    assert post(strict_gateway, headers).status_code == 200
+    headers["Helicone-OpenAI-Api-Base"] = f"http://localhost:{port}/v1"
+    response = post(strict_gateway, headers)
+    assert response.status_code == 200, response.text
 
 
 def test_upstream_timeout_is_504_and_logged(strict_gateway, tenant):
