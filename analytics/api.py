@@ -8,31 +8,36 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db.models import QuerySet
-from django.http import Http404, HttpRequest
+from django.http import HttpRequest
+from django.utils import timezone
 from ninja import Field, NinjaAPI, Query, Schema
 from ninja.errors import HttpError
 from ninja.security import HttpBearer
+from pydantic import StrictBool, StrictFloat, StrictInt
 
 from orgs.models import ApiKey
 
-from .models import RequestLog
+from . import actions, metrics
+from .models import Feedback, RequestLog
+from .queries import FilterError, logs_for
 
 
 class ApiKeyAuth(HttpBearer):
-    def __init__(self, scope: str):
+    def __init__(self, scope: str | tuple[str, ...]):
         super().__init__()
-        self.scope = scope
+        self.scopes = (scope,) if isinstance(scope, str) else scope
 
     def authenticate(self, request: HttpRequest, token: str) -> ApiKey | None:
         key = ApiKey.find_active(token)
         if key is None:
             return None
-        if not key.has_scope(self.scope):
-            raise HttpError(403, f"This API key lacks the '{self.scope}' scope")
+        if not any(key.has_scope(scope) for scope in self.scopes):
+            names = " or ".join(f"'{scope}'" for scope in self.scopes)
+            raise HttpError(403, f"This API key lacks the {names} scope")
         request.org = key.org
         return key
 
@@ -107,6 +112,18 @@ class RequestDetailOut(RequestOut):
     request_omitted: bool
     response_omitted: bool
 
+    feedback: dict[str, bool] | None = Field(None, description='`{"rating": true|false}` or null')
+    scores: dict[str, float | bool] = Field(default_factory=dict, description="Named evaluation scores")
+
+    @staticmethod
+    def resolve_feedback(obj: RequestLog) -> dict[str, bool] | None:
+        feedback = Feedback.objects.filter(request=obj).first()
+        return None if feedback is None else {"rating": feedback.rating}
+
+    @staticmethod
+    def resolve_scores(obj: RequestLog) -> dict[str, float | bool]:
+        return actions.scores_of(obj)
+
     @staticmethod
     def resolve_request_body(obj: RequestLog) -> Any:
         return None if obj.request_omitted else _maybe_json(obj.request_body)
@@ -132,21 +149,12 @@ def _maybe_json(text: str) -> Any:
 
 def filter_logs(request: HttpRequest, filters: RequestFilters) -> QuerySet[RequestLog]:
     """The org's logs narrowed by the shared filters and any `property.<Name>=<value>`."""
-    qs = RequestLog.objects.filter(org=request.org)
-    for name, value in filters.dict(exclude_none=True).items():
-        if name == "created_after":
-            qs = qs.filter(created_at__gte=value)
-        elif name == "created_before":
-            qs = qs.filter(created_at__lt=value)
-        else:
-            qs = qs.filter(**{name: value})
-    for param, value in request.GET.items():
-        if param.startswith("property."):
-            name = param[len("property.") :]
-            if not name or "__" in name:
-                raise HttpError(400, f"Invalid property filter {param!r}: name it as property.<Name>")
-            qs = qs.filter(**{f"properties__{name}": value})
-    return qs
+    properties = {param[len("property."):]: value for param, value in request.GET.items()
+                  if param.startswith("property.")}
+    try:
+        return logs_for(request.org, filters.dict(exclude_none=True), properties)
+    except FilterError as exc:
+        raise HttpError(400, str(exc)) from None
 
 
 @api.get("/requests", response=RequestPage, summary="List request logs, newest first",
@@ -159,7 +167,168 @@ def list_requests(request: HttpRequest, filters: Query[RequestFilters], limit: i
 
 @api.get("/requests/{request_id}", response=RequestDetailOut, summary="One request log with its bodies")
 def get_request(request: HttpRequest, request_id: uuid.UUID):
-    log = RequestLog.objects.filter(org=request.org, id=request_id).first()
-    if log is None:
-        raise Http404("No request with this id in your organization")
-    return log
+    return actions.get_log(request.org, request_id)
+
+
+# --- Metrics -------------------------------------------------------------------------
+
+
+class MetricsOut(Schema):
+    count: int
+    errors: int
+    error_rate: float = Field(description="errors / count: status 4xx, 5xx or no answer")
+    cost_usd: float = Field(description="Sum over priced requests; see `unpriced`")
+    unpriced: int = Field(description="Successful requests whose model has no known price")
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    latency_p50_ms: float | None
+    latency_p95_ms: float | None
+    latency_p99_ms: float | None
+    ttft_p50_ms: float | None
+    cache_hits: int
+    cache_hit_rate: float
+    saved_usd: float = Field(description="Cost of the requests answered from the cache")
+
+
+class GroupOut(MetricsOut):
+    key: Any
+
+
+class GroupsOut(Schema):
+    groups: list[GroupOut]
+
+
+class BucketOut(MetricsOut):
+    time: datetime
+
+
+class TimeseriesOut(Schema):
+    interval: str
+    buckets: list[BucketOut]
+
+
+METRICS_WINDOW = "Without `created_after` the metrics cover the last 24 hours."
+
+
+def _metrics_logs(request: HttpRequest, filters: RequestFilters) -> QuerySet[RequestLog]:
+    # Bounded by default: an unbounded percentile over a year of logs is a slow query.
+    if filters.created_after is None:
+        filters.created_after = timezone.now() - timedelta(hours=24)
+    return filter_logs(request, filters)
+
+
+@api.get("/metrics/summary", response=GroupsOut | MetricsOut, summary="Totals, rates and percentiles",
+         description="The same filters as `/requests`. " + METRICS_WINDOW
+         + " With `group_by=model|provider|user|prompt|property:<Name>` the metrics per value, most requests first.")
+def metrics_summary(request: HttpRequest, filters: Query[RequestFilters], group_by: str | None = None,
+                    limit: int = Query(100, ge=1, le=1000)):
+    qs = _metrics_logs(request, filters)
+    try:
+        if group_by:
+            return {"groups": metrics.group_by(qs, group_by, limit=limit)}
+        return metrics.summary(qs)
+    except FilterError as exc:
+        raise HttpError(400, str(exc)) from None
+
+
+@api.get("/metrics/timeseries", response=TimeseriesOut, summary="The summary metrics per time bucket",
+         description="`interval=minute|hour|day`; buckets with no requests are left out, oldest first. "
+         + METRICS_WINDOW)
+def metrics_timeseries(request: HttpRequest, filters: Query[RequestFilters], interval: str = "hour"):
+    qs = _metrics_logs(request, filters)
+    end = filters.created_before or timezone.now()
+    try:
+        return {"interval": interval, "buckets": metrics.timeseries(qs, interval, filters.created_after, end)}
+    except FilterError as exc:
+        raise HttpError(400, str(exc)) from None
+
+
+# --- Feedback, scores, properties ----------------------------------------------------
+
+
+class FeedbackIn(Schema):
+    rating: StrictBool
+
+
+class FeedbackOut(Schema):
+    id: uuid.UUID
+    rating: bool
+
+
+class ScoresIn(Schema):
+    scores: dict[str, StrictBool | StrictInt | StrictFloat]
+
+
+class ScoresOut(Schema):
+    id: uuid.UUID
+    scores: dict[str, bool | float]
+
+
+class PropertyIn(Schema):
+    key: str
+    value: str
+
+
+class PropertyOut(Schema):
+    id: uuid.UUID
+    properties: dict[str, Any]
+
+
+@api.post("/requests/{request_id}/feedback", auth=write_auth, response=FeedbackOut,
+          summary="Rate a request (thumbs up or down); the last rating wins")
+def post_feedback(request: HttpRequest, request_id: uuid.UUID, body: FeedbackIn):
+    log = actions.get_log(request.org, request_id)
+    feedback = actions.set_feedback(request.org, log, body.rating)
+    return {"id": log.id, "rating": feedback.rating}
+
+
+@api.post("/requests/{request_id}/scores", auth=write_auth, response=ScoresOut,
+          summary="Attach named scores (numbers or booleans); a name sent again is replaced")
+def post_scores(request: HttpRequest, request_id: uuid.UUID, body: ScoresIn):
+    log = actions.get_log(request.org, request_id)
+    try:
+        scores = actions.set_scores(request.org, log, body.scores)
+    except actions.ActionError as exc:
+        raise HttpError(400, str(exc)) from None
+    return {"id": log.id, "scores": scores}
+
+
+@api.put("/requests/{request_id}/property", auth=write_auth, response=PropertyOut,
+         summary="Set one custom property on a logged request (audited)")
+def put_property(request: HttpRequest, request_id: uuid.UUID, body: PropertyIn):
+    try:
+        log = actions.set_property(request.org, request_id, body.key, body.value, api_key=request.auth,
+                                   request=request)
+    except actions.ActionError as exc:
+        raise HttpError(400, str(exc)) from None
+    return {"id": log.id, "properties": log.properties}
+
+
+# --- Manual logging ------------------------------------------------------------------
+
+
+class ManualLogIn(Schema):
+    providerRequest: dict[str, Any] = Field(description="{url, json, meta}: meta holds Helicone-* headers")
+    providerResponse: dict[str, Any] = Field(description="{status, headers, json}")
+    timing: dict[str, Any] | None = Field(
+        None, description="{startTime, endTime, timeToFirstToken?}: {seconds, milliseconds}, epoch or ISO 8601")
+
+
+class ManualLogOut(Schema):
+    id: uuid.UUID
+    cost_usd: float | None
+
+
+log_auth = ApiKeyAuth(("proxy", "write"))
+
+
+@api.post("/log", auth=log_auth, response={201: ManualLogOut},
+          summary="Log a call made without the proxy (Helicone's manual-logger body)",
+          description="Priced, stored and streamed live like a proxied call. Needs the `proxy` or `write` scope.")
+def post_log(request: HttpRequest, body: ManualLogIn):
+    try:
+        log = actions.log_manual(request.org, request.auth, body.dict())
+    except actions.ActionError as exc:
+        raise HttpError(400, str(exc)) from None
+    return 201, {"id": log.id, "cost_usd": None if log.cost_usd is None else float(log.cost_usd)}

@@ -68,6 +68,10 @@ class RequestLog(models.Model):
             models.Index(fields=["org", "status", "-created_at"], name="log_org_status"),
             models.Index(fields=["org", "request_name", "-created_at"], name="log_org_name"),
             models.Index(fields=["org", "prompt_id", "-created_at"], name="log_org_prompt"),
+            models.Index(fields=["org", "cache_hit", "-created_at"], name="log_org_cache_hit"),
+            # Sessions and users pages group inside a time range; the explorer sorts by these.
+            models.Index(fields=["org", "-latency_ms"], name="log_org_latency"),
+            models.Index(fields=["org", "-cost_usd"], name="log_org_cost"),
         ]
 
     def __str__(self) -> str:
@@ -98,3 +102,37 @@ class ModelPrice(models.Model):
 
     def __str__(self) -> str:
         return f"{self.provider or '*'}/{self.model}"
+
+
+class Feedback(models.Model):
+    """A thumbs up or down on one logged request (one per request; the last rating wins)."""
+
+    org = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    request = models.OneToOneField(RequestLog, on_delete=models.CASCADE, related_name="feedback")
+    rating = models.BooleanField()
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.request_id}: {'+' if self.rating else '-'}"
+
+
+class Score(models.Model):
+    """A named evaluation score on a logged request: a number, or a boolean kept as 0/1."""
+
+    org = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    request = models.ForeignKey(RequestLog, on_delete=models.CASCADE, related_name="scores")
+    name = models.CharField(max_length=100)
+    value = models.FloatField()
+    is_boolean = models.BooleanField(default=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["request", "name"], name="unique_score_name")]
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.request_id}: {self.name}={self.as_json()}"
+
+    def as_json(self) -> float | bool:
+        return bool(self.value) if self.is_boolean else self.value

@@ -1,0 +1,227 @@
+"""Aggregates over request logs, computed in the database.
+
+Percentiles follow one definition everywhere: linear interpolation between the
+two nearest ranks, like PostgreSQL's `percentile_cont` (and Python's
+`statistics.quantiles(method="inclusive")`). PostgreSQL computes them in SQL;
+SQLite has no such aggregate, so there we read the sorted column of the
+(already filtered, time-bounded) rows and interpolate in Python.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.db.models import Aggregate, Count, F, FloatField, Q, QuerySet, Sum
+from django.db.models.fields.json import KT
+from django.db.models.functions import TruncDay, TruncHour, TruncMinute
+from datetime import timezone as dt_timezone
+
+from .queries import FilterError, check_property_name, is_postgres
+
+# Status 0 means no answer reached the client; 4xx and 5xx are errors too.
+ERROR_Q = Q(status__gte=400) | Q(status__lt=200)
+
+# name -> (column, fraction)
+PERCENTILES: dict[str, tuple[str, float]] = {
+    "latency_p50_ms": ("latency_ms", 0.50),
+    "latency_p95_ms": ("latency_ms", 0.95),
+    "latency_p99_ms": ("latency_ms", 0.99),
+    "ttft_p50_ms": ("ttft_ms", 0.50),
+}
+
+INTERVALS = {
+    "minute": (TruncMinute, timedelta(minutes=1)),
+    "hour": (TruncHour, timedelta(hours=1)),
+    "day": (TruncDay, timedelta(days=1)),
+}
+MAX_BUCKETS = 5000
+
+
+class PercentileCont(Aggregate):
+    """PostgreSQL's ordered-set aggregate `percentile_cont(f) WITHIN GROUP (ORDER BY expr)`."""
+
+    function = "percentile_cont"
+    name = "PercentileCont"
+    template = "%(function)s(%(fraction)s) WITHIN GROUP (ORDER BY %(expressions)s)"
+    output_field = FloatField()
+
+    def __init__(self, expression, fraction: float, **extra):
+        if not 0 <= fraction <= 1:
+            raise ValueError("fraction must be within [0, 1]")
+        super().__init__(expression, fraction=repr(float(fraction)), **extra)
+
+
+def percentile(sorted_values: list[float], fraction: float) -> float | None:
+    """percentile_cont over values already sorted ascending; None for no values."""
+    if not sorted_values:
+        return None
+    position = fraction * (len(sorted_values) - 1)
+    low = math.floor(position)
+    high = min(low + 1, len(sorted_values) - 1)
+    return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (position - low)
+
+
+def _base_aggregates() -> dict[str, Any]:
+    return {
+        "count": Count("id"),
+        "errors": Count("id", filter=ERROR_Q),
+        "cost_usd": Sum("cost_usd"),
+        "prompt_tokens": Sum("prompt_tokens"),
+        "completion_tokens": Sum("completion_tokens"),
+        "cache_hits": Count("id", filter=Q(cache_hit=True)),
+        # A cache hit is stored with the cost the provider call would have had.
+        "saved_usd": Sum("cost_usd", filter=Q(cache_hit=True)),
+        "unpriced": Count("id", filter=Q(cost_usd__isnull=True) & ~ERROR_Q),
+    }
+
+
+def _percentile_aggregates() -> dict[str, Any]:
+    return {name: PercentileCont(column, fraction) for name, (column, fraction) in PERCENTILES.items()}
+
+
+def _finish(row: dict[str, Any]) -> dict[str, Any]:
+    """Database aggregates -> the JSON-friendly metrics shape."""
+    count = row.get("count") or 0
+    out = {
+        "count": count,
+        "errors": row.get("errors") or 0,
+        "error_rate": (row.get("errors") or 0) / count if count else 0.0,
+        "cost_usd": float(row.get("cost_usd") or Decimal(0)),
+        "prompt_tokens": int(row.get("prompt_tokens") or 0),
+        "completion_tokens": int(row.get("completion_tokens") or 0),
+        "cache_hits": row.get("cache_hits") or 0,
+        "saved_usd": float(row.get("saved_usd") or Decimal(0)),
+        "unpriced": row.get("unpriced") or 0,
+    }
+    out["total_tokens"] = out["prompt_tokens"] + out["completion_tokens"]
+    out["cache_hit_rate"] = out["cache_hits"] / count if count else 0.0
+    for name in PERCENTILES:
+        value = row.get(name)
+        out[name] = None if value is None else round(float(value), 3)
+    if "active_users" in row:
+        out["active_users"] = row["active_users"]
+    return out
+
+
+def summary(qs: QuerySet, *, with_users: bool = False) -> dict[str, Any]:
+    """count, error_rate, cost_usd, tokens, latency/TTFT percentiles, cache hits of the rows of qs."""
+    aggregates = _base_aggregates()
+    if with_users:
+        aggregates["active_users"] = Count("user_id", distinct=True, filter=~Q(user_id=""))
+    if is_postgres():
+        aggregates.update(_percentile_aggregates())
+        return _finish(qs.aggregate(**aggregates))
+    row = qs.aggregate(**aggregates)
+    for column in {column for column, _ in PERCENTILES.values()}:
+        values = list(qs.filter(**{f"{column}__isnull": False}).order_by(column).values_list(column, flat=True))
+        for name, (col, fraction) in PERCENTILES.items():
+            if col == column:
+                row[name] = percentile(values, fraction)
+    return _finish(row)
+
+
+def group_key(group_by: str):
+    """The expression a `group_by` value groups on."""
+    simple = {"model": F("model"), "provider": F("provider"), "user": F("user_id"), "prompt": F("prompt_id")}
+    if group_by in simple:
+        return simple[group_by]
+    if group_by.startswith("property:"):
+        name = check_property_name(group_by[len("property:") :], group_by)
+        return KT(f"properties__{name}")
+    raise FilterError("group_by must be model, provider, user, prompt or property:<Name>")
+
+
+def grouped(qs: QuerySet, key, *, order_by: str = "-count", limit: int | None = None,
+            exclude_empty: bool = False) -> list[dict[str, Any]]:
+    """The metrics per value of `key`, as [{"key": ..., "count": ..., ...}]."""
+    qs = qs.annotate(group_key=key)
+    if exclude_empty:
+        qs = qs.exclude(group_key__isnull=True).exclude(group_key="")
+    aggregates = _base_aggregates()
+    if is_postgres():
+        aggregates.update(_percentile_aggregates())
+    rows = qs.values("group_key").annotate(**aggregates).order_by(order_by, "group_key")
+    if limit:
+        rows = rows[:limit]
+    rows = list(rows)
+    if not is_postgres() and rows:
+        _sqlite_group_percentiles(qs, rows)
+    return [{"key": row.pop("group_key"), **_finish(row)} for row in rows]
+
+
+def _sqlite_group_percentiles(qs: QuerySet, rows: list[dict[str, Any]]) -> None:
+    keys = [row["group_key"] for row in rows]
+    subset = qs
+    if len(keys) < 500:
+        # Keys of a bucketed timeseries are datetimes; a property key may be JSON null.
+        present = [k for k in keys if k is not None]
+        condition = Q(group_key__in=present)
+        if len(present) < len(keys):
+            condition |= Q(group_key__isnull=True)
+        subset = qs.filter(condition)
+    for column in {column for column, _ in PERCENTILES.values()}:
+        values: dict[Any, list[float]] = defaultdict(list)
+        pairs = (subset.filter(**{f"{column}__isnull": False}).order_by(column)
+                 .values_list("group_key", column))
+        for group, value in pairs.iterator(chunk_size=5000):
+            values[group].append(value)
+        for row in rows:
+            for name, (col, fraction) in PERCENTILES.items():
+                if col == column:
+                    row[name] = percentile(values.get(row["group_key"], []), fraction)
+
+
+def group_by(qs: QuerySet, group_by: str, limit: int = 100) -> list[dict[str, Any]]:
+    return grouped(qs, group_key(group_by), limit=limit)
+
+
+def timeseries(qs: QuerySet, interval: str, start: datetime, end: datetime,
+               *, fill: bool = False) -> list[dict[str, Any]]:
+    """Metrics per `interval` bucket between start and end (oldest first)."""
+    if interval not in INTERVALS:
+        raise FilterError("interval must be minute, hour or day")
+    trunc, step = INTERVALS[interval]
+    if (end - start) / step > MAX_BUCKETS:
+        raise FilterError(f"Too many {interval} buckets: narrow the time range or use a longer interval")
+    buckets = grouped(qs, trunc("created_at", tzinfo=dt_timezone.utc), order_by="group_key")
+    for bucket in buckets:
+        bucket["time"] = _as_utc(bucket.pop("key"))
+    if not fill:
+        return buckets
+    by_time = {bucket["time"]: bucket for bucket in buckets}
+    filled = []
+    current = _floor(start, interval)
+    while current < end:
+        filled.append(by_time.get(current) or {"time": current, **_finish({})})
+        current += step
+    return filled
+
+
+def _as_utc(value) -> datetime:
+    if isinstance(value, str):  # SQLite returns text for truncated datetimes in values()
+        value = datetime.fromisoformat(value)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt_timezone.utc)
+    return value.astimezone(dt_timezone.utc)
+
+
+def _floor(moment: datetime, interval: str) -> datetime:
+    moment = moment.astimezone(dt_timezone.utc).replace(second=0, microsecond=0)
+    if interval in ("hour", "day"):
+        moment = moment.replace(minute=0)
+    if interval == "day":
+        moment = moment.replace(hour=0)
+    return moment
+
+
+def pick_interval(span: timedelta) -> str:
+    """A bucket size that gives a readable number of points for a page chart."""
+    if span <= timedelta(hours=2):
+        return "minute"
+    if span <= timedelta(days=3):
+        return "hour"
+    return "day"

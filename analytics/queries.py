@@ -1,0 +1,82 @@
+"""The one way to select an org's request logs: the API and the pages share it.
+
+Everything starts from `RequestLog.objects.filter(org=org)`, so a filter can
+narrow an org's logs but never reach another org's.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import connection
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from .models import RequestLog
+
+# Exact-match filters offered everywhere (API parameters and explorer fields).
+EXACT_FILTERS = ("user_id", "session_id", "model", "provider", "status", "cache_hit", "request_name",
+                 "prompt_id", "prompt_version")
+
+# Time ranges the pages offer; the metrics default to the first one listed as default.
+RANGES = {
+    "1h": timedelta(hours=1),
+    "24h": timedelta(hours=24),
+    "7d": timedelta(days=7),
+    "30d": timedelta(days=30),
+}
+DEFAULT_RANGE = "24h"
+
+
+class FilterError(ValueError):
+    """A filter that cannot be applied; the message names the parameter."""
+
+
+def is_postgres() -> bool:
+    return connection.vendor == "postgresql"
+
+
+def check_property_name(name: str, param: str) -> str:
+    if not name or "__" in name or len(name) > 200:
+        raise FilterError(f"Invalid property filter {param!r}: name it as property.<Name>")
+    return name
+
+
+def logs_for(
+    org,
+    filters: dict[str, Any] | None = None,
+    properties: dict[str, str] | None = None,
+    search: str = "",
+) -> QuerySet[RequestLog]:
+    """The org's logs narrowed by exact filters, a created_at window, custom properties and body text."""
+    qs = RequestLog.objects.filter(org=org)
+    for name, value in (filters or {}).items():
+        if value is None:
+            continue
+        if name == "created_after":
+            qs = qs.filter(created_at__gte=value)
+        elif name == "created_before":
+            qs = qs.filter(created_at__lt=value)
+        elif name in EXACT_FILTERS:
+            qs = qs.filter(**{name: value})
+        else:
+            raise FilterError(f"Unknown filter {name!r}")
+    for name, value in (properties or {}).items():
+        check_property_name(name, f"property.{name}")
+        if is_postgres():
+            # Containment uses the GIN index on properties; `properties__Name=` would not.
+            qs = qs.filter(properties__contains={name: value})
+        else:
+            qs = qs.filter(**{f"properties__{name}": value})
+    if search:
+        # ILIKE over the bodies: indexed by pg_trgm on PostgreSQL, a scan of the window on SQLite.
+        qs = qs.filter(Q(request_body__icontains=search) | Q(response_body__icontains=search))
+    return qs
+
+
+def window(range_key: str | None, now: datetime | None = None) -> tuple[str, datetime, datetime]:
+    """(key, start, end) for one of RANGES; unknown keys fall back to the default."""
+    key = range_key if range_key in RANGES else DEFAULT_RANGE
+    end = now or timezone.now()
+    return key, end - RANGES[key], end
