@@ -48,11 +48,11 @@ def validate_parameters(value: Any) -> dict:
 
 class TemplateFields(serializers.Serializer):
     messages = serializers.JSONField(
-        validators=[validate_messages],
+        validators=[validate_messages], initial=lambda: [{"role": "user", "content": "{{question}}"}],
         help_text='[{"role": "system", "content": "…"}, {"role": "user", "content": "{{question}}"}]',
     )
     model = serializers.CharField(max_length=200)
-    parameters = serializers.JSONField(required=False, default=dict, validators=[validate_parameters],
+    parameters = serializers.JSONField(required=False, default=dict, initial=dict, validators=[validate_parameters],
                                        help_text='e.g. {"temperature": 0.2, "max_tokens": 200}')
 
 
