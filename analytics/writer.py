@@ -16,10 +16,18 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any
 
+import orjson
 from django.conf import settings
-from django.db import DatabaseError, InterfaceError, close_old_connections, transaction
+from django.db import (
+    DatabaseError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    close_old_connections,
+    transaction,
+)
 
-from orgs.models import ApiKey
+from orgs.models import ApiKey, Organization
 
 from .models import RequestLog
 from .pricing import cost_usd, refresh_overrides
@@ -57,15 +65,40 @@ def write_batch(records: list[dict[str, Any]]) -> list[RequestLog]:
             log.error("dropping malformed log record %r: %s", record.get("id"), exc)
     if not rows:
         return []
+    try:
+        _insert(rows)
+    except IntegrityError:
+        # An org or key deleted while its records waited in the queue: one such
+        # record must not hold back every other log, so repair the batch.
+        rows = _without_dangling_references(rows)
+        _insert(rows)
+    from .live import publish_logged
+
+    publish_logged(rows)
+    return rows
+
+
+def _insert(rows: list[RequestLog]) -> None:
     key_ids = {row.api_key_id for row in rows if row.api_key_id}
     with transaction.atomic():
         RequestLog.objects.bulk_create(rows, ignore_conflicts=True, batch_size=500)
         if key_ids:
             ApiKey.objects.filter(id__in=key_ids).update(last_used_at=rows[-1].created_at)
-    from .live import publish_logged
 
-    publish_logged(rows)
-    return rows
+
+def _without_dangling_references(rows: list[RequestLog]) -> list[RequestLog]:
+    org_ids = set(Organization.objects.filter(id__in={r.org_id for r in rows}).values_list("id", flat=True))
+    key_ids = set(ApiKey.objects.filter(id__in={r.api_key_id for r in rows if r.api_key_id})
+                  .values_list("id", flat=True))
+    kept = []
+    for row in rows:
+        if row.org_id not in org_ids:
+            log.error("dropping log %s: organization %s no longer exists", row.id, row.org_id)
+            continue
+        if row.api_key_id and row.api_key_id not in key_ids:
+            row.api_key_id = None  # the key was deleted; the log stays
+        kept.append(row)
+    return kept
 
 
 def write_with_retry(records: list[dict[str, Any]], stopping: threading.Event | None = None) -> None:
@@ -75,7 +108,7 @@ def write_with_retry(records: list[dict[str, Any]], stopping: threading.Event | 
         try:
             write_batch(records)
             return
-        except (DatabaseError, InterfaceError) as exc:
+        except (OperationalError, InterfaceError) as exc:  # the database is away: wait for it
             log.warning("log batch of %d not written (%s); retrying in %.1fs", len(records), exc, delay)
             close_old_connections()
             _drop_broken_connection()
@@ -87,6 +120,27 @@ def write_with_retry(records: list[dict[str, Any]], stopping: threading.Event | 
 
                 Spool(settings.LOG_SPOOL_DIR).write(records)
                 return
+        except DatabaseError as exc:  # a record the database refuses: isolate it
+            log.error("log batch of %d refused (%s); writing records one by one", len(records), exc)
+            _write_one_by_one(records)
+            return
+
+
+def _write_one_by_one(records: list[dict[str, Any]]) -> None:
+    from gateway.logqueue import Spool
+
+    refused = []
+    for record in records:
+        try:
+            write_batch([record])
+        except (OperationalError, InterfaceError):
+            raise
+        except DatabaseError as exc:
+            log.error("log record %s refused by the database: %s", record.get("id"), exc)
+            refused.append(record)
+    if refused:
+        # Kept for an operator to inspect, never replayed automatically.
+        Spool(settings.LOG_SPOOL_DIR / "refused").write(refused)
 
 
 def _drop_broken_connection() -> None:
@@ -216,13 +270,11 @@ class StreamWriter:
     def _process(self, entries: list[tuple[bytes, dict]]) -> None:
         if not entries:
             return
-        import json
-
         ids = [entry_id for entry_id, _ in entries]
         records = []
         for entry_id, fields in entries:
             try:
-                records.append(json.loads(fields[b"r"]))
+                records.append(orjson.loads(fields[b"r"]))
             except (KeyError, ValueError):
                 log.error("skipping malformed log stream entry %s", entry_id)
         write_with_retry(records)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import json
 import logging
 import os
 import queue
@@ -22,6 +21,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import orjson
 from django.conf import settings
 
 log = logging.getLogger(__name__)
@@ -29,8 +29,8 @@ log = logging.getLogger(__name__)
 FLUSH_DELAY = 0.005
 
 
-def dumps(record: dict[str, Any]) -> str:
-    return json.dumps(record, separators=(",", ":"), default=str)
+def dumps(record: dict[str, Any]) -> bytes:
+    return orjson.dumps(record)
 
 
 class Spool:
@@ -43,8 +43,8 @@ class Spool:
     def write(self, records: list[dict[str, Any]]) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         path = self.directory / f"spool-{os.getpid()}.jsonl"
-        data = "".join(dumps(r) + "\n" for r in records)
-        with self.lock, open(path, "a", encoding="utf-8") as fh:
+        data = b"".join(dumps(r) + b"\n" for r in records)
+        with self.lock, open(path, "ab") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
@@ -74,7 +74,7 @@ class Spool:
                 line = line.strip()
                 if line:
                     try:
-                        records.append(json.loads(line))
+                        records.append(orjson.loads(line))
                     except ValueError:
                         log.error("skipping a corrupt spool line in %s", path)
         return records

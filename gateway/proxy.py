@@ -15,7 +15,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
+import orjson
 from django.conf import settings
 
 from prompts.gateway import PromptError, apply_prompt
@@ -24,7 +24,7 @@ from .auth import AuthUnavailable, authenticate
 from .headers import GatewayOptions, HeaderError, parse_options
 from .logqueue import enqueue
 from .providers import RouteError, check_target, resolve_route
-from .upstream import get_session
+from .upstream import UpstreamError, UpstreamResponse, UpstreamTimeout, get_pool
 from .usage import StreamTee, Usage, usage_from_body
 
 # Never forwarded upstream: hop-by-hop headers, and ones the client library sets anew.
@@ -46,6 +46,14 @@ _USAGE_ON_REQUEST = frozenset(
     {"openai", "azure", "deepseek", "together", "fireworks", "xai", "openrouter", "groq", "gemini"}
 )
 _JSON_ERROR = [(b"content-type", b"application/json")]
+
+
+def loads(data: bytes) -> Any:
+    """Parse JSON fast; the standard parser only for what orjson refuses (integers past 64 bits)."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return json.loads(data)
 
 
 class ClientGone(Exception):
@@ -71,7 +79,10 @@ class Exchange:
     provider: str = ""
     target_url: str = ""
     path: str = ""
-    body: bytes = b""
+    body: bytes = b""  # as the client sent it (after prompt rendering): what the log keeps
+    upstream_body: bytes = b""  # what is forwarded
+    response_type: str = ""
+    watcher: asyncio.Task | None = None
     payload: Any = None
     status: int = 0
     error: str = ""
@@ -97,7 +108,7 @@ def _headers(scope) -> dict[str, str]:
 
 
 async def _respond_error(send, ex: Exchange, status: int, message: str, error_type: str, extra=()) -> None:
-    body = json.dumps({"error": {"message": message, "type": error_type}}).encode()
+    body = orjson.dumps({"error": {"message": message, "type": error_type}})
     await send({
         "type": "http.response.start",
         "status": status,
@@ -161,7 +172,6 @@ async def handle(scope, receive, send, prefix: str) -> None:
     ex.org_id, ex.api_key_id = key.org_id, key.key_id
 
     # 2. From here on every outcome is logged.
-    watcher = None
     try:
         try:
             ex.opts = parse_options(ex.headers)
@@ -192,9 +202,8 @@ async def handle(scope, receive, send, prefix: str) -> None:
         except (_BadBody, PromptError) as exc:
             return await _respond_error(send, ex, 400, str(exc), "helicone_request_error")
 
-        # 3. Forward. A watcher turns a client disconnect into a cancellation of this task.
-        watcher = _watch_disconnect(receive, ex)
-        await _forward(send, ex, strip_usage)
+        # 3. Forward.
+        await _forward(send, receive, ex, strip_usage)
     except ClientGone:
         ex.cancelled = True
         ex.error = ex.error or "client disconnected"
@@ -202,8 +211,8 @@ async def handle(scope, receive, send, prefix: str) -> None:
         ex.cancelled = True
         ex.error = ex.error or "client disconnected"
     finally:
-        if watcher is not None:
-            watcher.cancel()
+        if ex.watcher is not None:
+            ex.watcher.cancel()
         enqueue(_record(ex))
 
 
@@ -219,16 +228,17 @@ async def _apply_prompt(ex: Exchange) -> None:
     if applied is None:
         return
     ex.prompt_id, ex.prompt_version, ex.prompt_variables = applied.prompt_id, applied.version, applied.variables
-    ex.body = json.dumps(applied.payload).encode()
+    ex.body = orjson.dumps(applied.payload)
 
 
 def _prepare_body(ex: Exchange) -> bool:
     """Parse a JSON body once; ask for stream usage when the client did not. True if we asked."""
+    ex.upstream_body = ex.body
     content_type = ex.headers.get("content-type", "")
     if not ex.body or not ("json" in content_type or (not content_type and ex.body[:1] in (b"{", b"["))):
         return False
     try:
-        ex.payload = json.loads(ex.body)
+        ex.payload = loads(ex.body)
     except ValueError as exc:
         raise _BadBody(f"Request body is not valid JSON: {exc}") from None
     payload = ex.payload
@@ -243,7 +253,7 @@ def _prepare_body(ex: Exchange) -> bool:
         if not (isinstance(options, dict) and options.get("include_usage")):
             # The log keeps the body the client sent; upstream gets the one asking for usage.
             options = {**(options if isinstance(options, dict) else {}), "include_usage": True}
-            ex.body = json.dumps({**payload, "stream_options": options}).encode()
+            ex.upstream_body = orjson.dumps({**payload, "stream_options": options})
             return True
     return False
 
@@ -267,26 +277,27 @@ def _forward_headers(ex: Exchange) -> list[tuple[str, str]]:
     out = [(name, value) for name, value in ex.headers.items()
            if name not in _REQUEST_DROP and not name.startswith("helicone-")]
     out.append(("accept-encoding", "identity"))
+    out.append(("connection", "keep-alive"))
     return out
 
 
-async def _forward(send, ex: Exchange, strip_usage: bool) -> None:
-    session = get_session()
+async def _forward(send, receive, ex: Exchange, strip_usage: bool) -> None:
     try:
-        response = await session.request(
-            ex.method, ex.target_url, headers=_forward_headers(ex), data=ex.body or None, allow_redirects=False
-        )
-    except asyncio.TimeoutError:
+        response = await get_pool().request(ex.method, ex.target_url, _forward_headers(ex), ex.upstream_body)
+    except UpstreamTimeout:
         return await _respond_error(send, ex, 504, "Upstream timed out", "helicone_upstream_timeout")
-    except (aiohttp.ClientError, OSError, ValueError) as exc:
-        return await _respond_error(send, ex, 502, f"Upstream unreachable: {exc.__class__.__name__}: {exc}",
-                                    "helicone_upstream_error")
+    except UpstreamError as exc:
+        return await _respond_error(send, ex, 502, f"Upstream unreachable: {exc}", "helicone_upstream_error")
     try:
         ex.status = response.status
         headers = [(name.lower(), value) for name, value in response.raw_headers
                    if name.lower() not in _RESPONSE_DROP]
         headers.append((b"helicone-id", ex.id.encode()))
-        if response.content_type == "text/event-stream":
+        ex.response_type = response.header(b"content-type")
+        if ex.response_type.startswith("text/event-stream"):
+            # Streams can run for minutes: a watcher turns a client disconnect into a
+            # cancellation of this task (plain responses finish on their own).
+            ex.watcher = _watch_disconnect(receive, ex)
             await _forward_stream(send, ex, response, headers, strip_usage)
         else:
             await _forward_plain(send, ex, response, headers)
@@ -297,15 +308,14 @@ async def _forward(send, ex: Exchange, strip_usage: bool) -> None:
             response.release()
 
 
-async def _forward_plain(send, ex: Exchange, response: aiohttp.ClientResponse, headers) -> None:
+async def _forward_plain(send, ex: Exchange, response: UpstreamResponse, headers) -> None:
     try:
         data = await response.read()
-    except asyncio.TimeoutError:
+    except UpstreamTimeout:
         return await _respond_error(send, ex, 504, "Upstream timed out while sending the response",
                                     "helicone_upstream_timeout")
-    except aiohttp.ClientError as exc:
-        return await _respond_error(send, ex, 502, f"Upstream response broken: {exc.__class__.__name__}",
-                                    "helicone_upstream_error")
+    except UpstreamError as exc:
+        return await _respond_error(send, ex, 502, f"Upstream response broken: {exc}", "helicone_upstream_error")
     headers.append((b"content-length", str(len(data)).encode()))
     await send({"type": "http.response.start", "status": response.status, "headers": headers})
     await send({"type": "http.response.body", "body": data})
@@ -313,32 +323,31 @@ async def _forward_plain(send, ex: Exchange, response: aiohttp.ClientResponse, h
     ex.response_body = data
     if response.status >= 400:
         ex.error = data[:2000].decode("utf-8", "replace")
-    if "json" in response.content_type:
+    if "json" in ex.response_type:
         try:
-            body = json.loads(data)
+            body = loads(data)
         except ValueError:
             return
-        ex.response_body = body
         ex.usage = usage_from_body(body)
         if isinstance(body, dict) and isinstance(body.get("model"), str):
             ex.model = body["model"]
 
 
-async def _forward_stream(send, ex: Exchange, response, headers, strip_usage: bool) -> None:
+async def _forward_stream(send, ex: Exchange, response: UpstreamResponse, headers, strip_usage: bool) -> None:
     ex.streamed = True
     tee = StreamTee(strip_usage_chunk=strip_usage)
     await send({"type": "http.response.start", "status": response.status, "headers": headers})
     try:
-        async for chunk in response.content.iter_any():
+        async for chunk in response.iter_chunks():
             if ex.ttft_ms is None:
                 ex.ttft_ms = (time.perf_counter() - ex.started) * 1000
             out = tee.feed(chunk)
             if out:
                 await send({"type": "http.response.body", "body": out, "more_body": True})
-    except asyncio.TimeoutError:
+    except UpstreamTimeout:
         ex.error = "upstream stream timed out"
-    except aiohttp.ClientError as exc:
-        ex.error = f"upstream stream broken: {exc.__class__.__name__}"
+    except UpstreamError as exc:
+        ex.error = f"upstream stream broken: {exc}"
     finally:
         ex.usage = tee.usage
         ex.model = tee.model
@@ -350,12 +359,12 @@ async def _forward_stream(send, ex: Exchange, response, headers, strip_usage: bo
 
 
 def _body_text(data: Any, content_type: str) -> str:
-    if isinstance(data, (dict, list)):
-        text = json.dumps(data, ensure_ascii=False)
-    elif isinstance(data, bytes):
+    if isinstance(data, bytes):
         if data and not ("json" in content_type or "text" in content_type or not content_type):
             return f"<{len(data)} bytes of {content_type}>"
         text = data.decode("utf-8", "replace")
+    elif isinstance(data, (dict, list)):
+        text = orjson.dumps(data).decode()
     else:
         text = str(data)
     limit = settings.GATEWAY_MAX_LOGGED_BODY_BYTES
@@ -393,9 +402,8 @@ def _record(ex: Exchange) -> dict[str, Any]:
         "cancelled": ex.cancelled,
         "streamed": ex.streamed,
         "request_headers": {k: ("[redacted]" if k in _SECRET_HEADERS else v) for k, v in ex.headers.items()},
-        "request_body": "" if opts.omit_request else _body_text(ex.payload if ex.payload is not None else ex.body,
-                                                                  ex.headers.get("content-type", "")),
-        "response_body": "" if opts.omit_response else _body_text(ex.response_body, "application/json"),
+        "request_body": "" if opts.omit_request else _body_text(ex.body, ex.headers.get("content-type", "")),
+        "response_body": "" if opts.omit_response else _body_text(ex.response_body, ex.response_type),
         "request_omitted": opts.omit_request,
         "response_omitted": opts.omit_response,
         "latency_ms": round((time.perf_counter() - ex.started) * 1000, 3),

@@ -8,7 +8,7 @@ that chunk so the client sees exactly the stream it asked for.
 
 from __future__ import annotations
 
-import json
+import orjson
 from dataclasses import dataclass
 from typing import Any
 
@@ -127,7 +127,7 @@ class StreamTee:
             self.saw_end = True
             return False
         try:
-            payload = json.loads(data)
+            payload = orjson.loads(data)
         except ValueError:
             return False
         if not isinstance(payload, dict):

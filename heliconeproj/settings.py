@@ -268,7 +268,8 @@ GATEWAY_CONNECT_TIMEOUT = env_float("GATEWAY_CONNECT_TIMEOUT", 10.0)
 GATEWAY_MAX_BODY_BYTES = env_int("GATEWAY_MAX_BODY_BYTES", 32 * 1024 * 1024)
 # Bodies longer than this are stored truncated in the log (the full body is proxied).
 GATEWAY_MAX_LOGGED_BODY_BYTES = env_int("GATEWAY_MAX_LOGGED_BODY_BYTES", 2 * 1024 * 1024)
-GATEWAY_MAX_UPSTREAM_CONNECTIONS = env_int("GATEWAY_MAX_UPSTREAM_CONNECTIONS", 4096)
+# Idle keep-alive connections kept per upstream host.
+GATEWAY_MAX_IDLE_CONNECTIONS = env_int("GATEWAY_MAX_IDLE_CONNECTIONS", 256)
 # Seconds an API key lookup is trusted in process; bounds how long a revoked key keeps working.
 GATEWAY_AUTH_CACHE_SECONDS = env_float("GATEWAY_AUTH_CACHE_SECONDS", 3.0)
 

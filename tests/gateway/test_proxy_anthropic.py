@@ -26,7 +26,9 @@ def test_message_is_proxied_and_logged(gateway, tenant, mock_provider):
     )
     message = raw.parse()
     upstream = mock_provider.requests()[-1]
-    assert upstream["headers"]["x-api-key"] == "sk-ant-secret"
+    # The SDK's credential (x-api-key, or Authorization in newer SDKs) reaches Anthropic untouched.
+    credential = upstream["headers"].get("x-api-key") or upstream["headers"].get("authorization", "")
+    assert credential.endswith("sk-ant-secret"), upstream["headers"]
     assert upstream["headers"]["anthropic-version"]
     log = wait_for_log(raw.headers["helicone-id"])
     assert (log.provider, log.model, log.status) == ("anthropic", "claude-3-5-sonnet-20241022", 200)
@@ -58,3 +60,17 @@ def test_user_from_anthropic_metadata(gateway, tenant):
         model="claude-3-5-haiku-20241022", max_tokens=10, messages=MESSAGES, metadata={"user_id": "meta-user"}
     )
     assert wait_for_log(raw.headers["helicone-id"]).user_id == "meta-user"
+
+
+def test_x_api_key_and_beta_headers_pass_through(gateway, tenant, mock_provider):
+    import httpx
+
+    mock_provider.reset()
+    response = httpx.post(gateway.url + "/anthropic/v1/messages", json={
+        "model": "claude-3-5-sonnet-20241022", "max_tokens": 5, "messages": MESSAGES,
+    }, headers={"Helicone-Auth": f"Bearer {tenant.raw_key}", "x-api-key": "sk-ant-raw",
+                "anthropic-version": "2023-06-01", "anthropic-beta": "tools-2024-04-04"})
+    assert response.status_code == 200
+    headers = mock_provider.requests()[-1]["headers"]
+    assert (headers["x-api-key"], headers["anthropic-version"], headers["anthropic-beta"]) == (
+        "sk-ant-raw", "2023-06-01", "tools-2024-04-04")
