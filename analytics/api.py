@@ -331,4 +331,4 @@ def post_log(request: HttpRequest, body: ManualLogIn):
         log = actions.log_manual(request.org, request.auth, body.dict())
     except actions.ActionError as exc:
         raise HttpError(400, str(exc)) from None
-    return 201, {"id": log.id, "cost_usd": None if log.cost_usd is None else float(log.cost_usd)}
+    return {"id": log.id, "cost_usd": None if log.cost_usd is None else float(log.cost_usd)}

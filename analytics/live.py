@@ -1,15 +1,165 @@
-"""Live events for logged requests (the WebSocket stream lands with the analytics issue)."""
+"""Live events for logged requests: the log writer publishes, org members' sockets receive.
+
+`publish_logged(rows)` runs in the log writer after each committed batch. It
+sends one channel-layer message per org and batch (the consumer unpacks it into
+one WebSocket message per request), without waiting for the send:
+
+- InMemoryChannelLayer (embedded default): the layer's queues belong to
+  daphne's event loop, so the send is scheduled onto that loop, which the
+  consumer records when a socket connects. No loop recorded means no socket
+  ever connected to this process: there is nobody to tell.
+- channels-redis (REDIS_URL): sent from a private event-loop thread, so the
+  writer never waits for Redis and the connection pool lives on one loop.
+
+A failed send is logged with the number of requests it carried.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import atexit
+import logging
+import threading
+from collections import defaultdict
 from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any
 
 from .models import RequestLog
 
-# Callables run after each committed batch; the live stream and alerts hook in here.
+log = logging.getLogger(__name__)
+
+# Callables run after each committed batch; alerts hook in here as well.
 listeners: list[Callable[[list[RequestLog]], None]] = []
+
+EVENT_TYPE = "requests.logged"  # -> LiveConsumer.requests_logged
+ALERT_EVENT_TYPE = "alert.fired"  # -> LiveConsumer.alert_fired
+
+_daphne_loop: asyncio.AbstractEventLoop | None = None
+
+
+def group_name(org_id: int) -> str:
+    return f"org-{org_id}-live"
 
 
 def publish_logged(rows: list[RequestLog]) -> None:
     for listener in listeners:
-        listener(rows)
+        try:
+            listener(rows)
+        except Exception:  # a broken listener must never make the writer retry a committed batch
+            log.exception("live listener %r failed for a batch of %d", listener, len(rows))
+
+
+def remember_loop() -> None:
+    """Called from async code in the serving process (the consumer's connect)."""
+    global _daphne_loop
+    _daphne_loop = asyncio.get_running_loop()
+
+
+def summary(row: RequestLog) -> dict[str, Any]:
+    """The fields a live event carries: what the explorer's row and the dashboard need."""
+    return {
+        "id": str(row.id),
+        "created_at": row.created_at.isoformat(),
+        "provider": row.provider,
+        "model": row.model,
+        "status": row.status,
+        "error": (row.error or "")[:300],
+        "latency_ms": row.latency_ms,
+        "ttft_ms": row.ttft_ms,
+        "prompt_tokens": row.prompt_tokens,
+        "completion_tokens": row.completion_tokens,
+        "total_tokens": row.total_tokens,
+        "cost_usd": None if row.cost_usd is None else float(row.cost_usd),
+        "user_id": row.user_id,
+        "session_id": row.session_id,
+        "session_path": row.session_path,
+        "request_name": row.request_name,
+        "properties": row.properties,
+        "cache_hit": row.cache_hit,
+        "streamed": row.streamed,
+        "prompt_id": row.prompt_id,
+    }
+
+
+def broadcast_logged(rows: list[RequestLog]) -> None:
+    by_org: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        by_org[row.org_id].append(summary(row))
+    send_to_groups([(group_name(org_id), {"type": EVENT_TYPE, "requests": items}) for org_id, items in by_org.items()])
+
+
+def broadcast_alert(org_id: int, alert: dict[str, Any]) -> None:
+    """For the alerts issue: `{"type": "alert", **alert}` reaches the org's live sockets."""
+    send_to_groups([(group_name(org_id), {"type": ALERT_EVENT_TYPE, "alert": alert})])
+
+
+def send_to_groups(messages: list[tuple[str, dict[str, Any]]]) -> Future | None:
+    """Hand the messages to the channel layer without waiting; returns the pending send."""
+    from channels.layers import InMemoryChannelLayer, get_channel_layer
+
+    layer = get_channel_layer()
+    if layer is None or not messages:
+        return None
+    count = sum(len(message.get("requests", ())) or 1 for _, message in messages)
+
+    async def send_all() -> None:
+        for group, message in messages:
+            await layer.group_send(group, message)
+
+    if isinstance(layer, InMemoryChannelLayer):
+        loop = _daphne_loop
+        if loop is None or loop.is_closed():
+            return None
+        future = asyncio.run_coroutine_threadsafe(send_all(), loop)
+    else:
+        future = _publisher().submit(send_all())
+    future.add_done_callback(lambda f: _report(f, count))
+    return future
+
+
+def _report(future: Future, count: int) -> None:
+    if future.cancelled():
+        log.error("live events for %d requests were not sent: the send was cancelled", count)
+    elif future.exception() is not None:
+        log.error("live events for %d requests were not sent: %r", count, future.exception())
+
+
+class _LoopThread:
+    """One event loop in a daemon thread for a networked channel layer."""
+
+    def __init__(self):
+        self.loop = asyncio.new_event_loop()
+        self.pending: set[Future] = set()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="live-publisher", daemon=True)
+        self.thread.start()
+        atexit.register(self.drain)
+
+    def submit(self, coroutine) -> Future:
+        future = asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+        self.pending.add(future)
+        future.add_done_callback(self.pending.discard)
+        return future
+
+    def drain(self, timeout: float = 5.0) -> None:
+        """At exit: let the sends in flight finish (a worker stopping gracefully loses none)."""
+        for future in list(self.pending):
+            try:
+                future.result(timeout)
+            except Exception:
+                pass
+
+
+_publisher_thread: _LoopThread | None = None
+_publisher_lock = threading.Lock()
+
+
+def _publisher() -> _LoopThread:
+    global _publisher_thread
+    with _publisher_lock:
+        if _publisher_thread is None:
+            _publisher_thread = _LoopThread()
+        return _publisher_thread
+
+
+listeners.append(broadcast_logged)

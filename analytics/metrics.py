@@ -83,8 +83,14 @@ def _percentile_aggregates() -> dict[str, Any]:
     return {name: PercentileCont(column, fraction) for name, (column, fraction) in PERCENTILES.items()}
 
 
+def _prefixed(aggregates: dict[str, Any]) -> dict[str, Any]:
+    # annotate() refuses aliases that shadow model fields (cost_usd, prompt_tokens...).
+    return {f"m_{name}": aggregate for name, aggregate in aggregates.items()}
+
+
 def _finish(row: dict[str, Any]) -> dict[str, Any]:
     """Database aggregates -> the JSON-friendly metrics shape."""
+    row = {name[2:] if name.startswith("m_") else name: value for name, value in row.items()}
     count = row.get("count") or 0
     out = {
         "count": count,
@@ -114,8 +120,8 @@ def summary(qs: QuerySet, *, with_users: bool = False) -> dict[str, Any]:
         aggregates["active_users"] = Count("user_id", distinct=True, filter=~Q(user_id=""))
     if is_postgres():
         aggregates.update(_percentile_aggregates())
-        return _finish(qs.aggregate(**aggregates))
-    row = qs.aggregate(**aggregates)
+        return _finish(qs.aggregate(**_prefixed(aggregates)))
+    row = qs.aggregate(**_prefixed(aggregates))
     for column in {column for column, _ in PERCENTILES.values()}:
         values = list(qs.filter(**{f"{column}__isnull": False}).order_by(column).values_list(column, flat=True))
         for name, (col, fraction) in PERCENTILES.items():
@@ -144,7 +150,8 @@ def grouped(qs: QuerySet, key, *, order_by: str = "-count", limit: int | None = 
     aggregates = _base_aggregates()
     if is_postgres():
         aggregates.update(_percentile_aggregates())
-    rows = qs.values("group_key").annotate(**aggregates).order_by(order_by, "group_key")
+    order_by = order_by.replace("count", "m_count")
+    rows = qs.values("group_key").annotate(**_prefixed(aggregates)).order_by(order_by, "group_key")
     if limit:
         rows = rows[:limit]
     rows = list(rows)
@@ -154,15 +161,8 @@ def grouped(qs: QuerySet, key, *, order_by: str = "-count", limit: int | None = 
 
 
 def _sqlite_group_percentiles(qs: QuerySet, rows: list[dict[str, Any]]) -> None:
-    keys = [row["group_key"] for row in rows]
+    # The rows are already bounded by a time window; one ordered pass per column.
     subset = qs
-    if len(keys) < 500:
-        # Keys of a bucketed timeseries are datetimes; a property key may be JSON null.
-        present = [k for k in keys if k is not None]
-        condition = Q(group_key__in=present)
-        if len(present) < len(keys):
-            condition |= Q(group_key__isnull=True)
-        subset = qs.filter(condition)
     for column in {column for column, _ in PERCENTILES.values()}:
         values: dict[Any, list[float]] = defaultdict(list)
         pairs = (subset.filter(**{f"{column}__isnull": False}).order_by(column)
@@ -172,7 +172,7 @@ def _sqlite_group_percentiles(qs: QuerySet, rows: list[dict[str, Any]]) -> None:
         for row in rows:
             for name, (col, fraction) in PERCENTILES.items():
                 if col == column:
-                    row[name] = percentile(values.get(row["group_key"], []), fraction)
+                    row[f"m_{name}"] = percentile(values.get(row["group_key"], []), fraction)
 
 
 def group_by(qs: QuerySet, group_by: str, limit: int = 100) -> list[dict[str, Any]]:

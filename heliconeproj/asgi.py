@@ -14,12 +14,15 @@ from django.core.asgi import get_asgi_application  # noqa: E402
 
 django_asgi_app = get_asgi_application()
 
-from channels.routing import ProtocolTypeRouter  # noqa: E402
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
+from analytics.routing import websocket_application, websocket_urlpatterns  # noqa: E402
 from gateway.asgi import GatewayRouter  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": GatewayRouter(django_asgi_app),
+        # Origin checked for browsers, then the session, then the consumer's membership or key check.
+        "websocket": websocket_application(URLRouter(websocket_urlpatterns)),
     }
 )
