@@ -31,7 +31,7 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import DatabaseError, close_old_connections
+from django.db import DatabaseError, close_old_connections, connection
 from django.db.models import Max
 
 from gateway.headers import GatewayOptions
@@ -105,10 +105,17 @@ def clear_cache() -> None:
 # --- Database access (sync, run through sync_to_async) ------------------------------
 
 
+def _fresh_connection() -> None:
+    # No request_started signal on the raw gateway path, so drop broken or expired
+    # connections here (never inside a transaction: tests run this in one).
+    if not connection.in_atomic_block:
+        close_old_connections()
+
+
 def _load_state(org_id: int, slug: str) -> _PromptState | None:
     from .models import Prompt, PromptEnvironment
 
-    close_old_connections()  # no request_started signal on the raw gateway path
+    _fresh_connection()
     row = (
         Prompt.objects.filter(org_id=org_id, slug=slug)
         .annotate(latest=Max("versions__version"))
@@ -126,7 +133,7 @@ def _load_state(org_id: int, slug: str) -> _PromptState | None:
 def _load_version(prompt_pk: int, version: int) -> _Version | None:
     from .models import PromptVersion
 
-    close_old_connections()
+    _fresh_connection()
     row = (
         PromptVersion.objects.filter(prompt_id=prompt_pk, version=version)
         .values("messages", "model", "parameters")
@@ -138,7 +145,7 @@ def _load_version(prompt_pk: int, version: int) -> _Version | None:
 def _find_template(prompt_pk: int, digest: str) -> int | None:
     from .models import PromptVersion
 
-    close_old_connections()
+    _fresh_connection()
     return (
         PromptVersion.objects.filter(prompt_id=prompt_pk, template_hash=digest)
         .values_list("version", flat=True)
@@ -149,7 +156,7 @@ def _find_template(prompt_pk: int, digest: str) -> int | None:
 def _record(org_id: int, slug: str, messages: list, model: str) -> int:
     from .actions import record_template
 
-    close_old_connections()
+    _fresh_connection()
     return record_template(org_id, slug, messages=messages, model=model)
 
 
