@@ -74,3 +74,38 @@ def test_requests_succeed_while_database_is_down_and_every_log_lands_once(pg_pro
         assert RequestLog.objects.filter(id__in=ids).count() == len(ids) >= 20
     finally:
         server.stop()
+
+
+def test_graceful_shutdown_flushes_every_queued_log(tenant, mock_provider, settings):
+    import subprocess
+    import sys
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.servers import ROOT, child_env, unique_stream_key
+
+    stream = unique_stream_key()
+    server = Daphne(UPSTREAM_OPENAI_URL=mock_provider.url, LOG_STREAM_KEY=stream,
+                    LOG_SPOOL_DIR=f"var/spool-test-{time.time_ns()}")
+    server.start()
+    headers = {"Helicone-Auth": f"Bearer {tenant.raw_key}"}
+
+    def call(_):
+        return httpx.post(server.url + "/oai/v1/chat/completions", json=BODY, headers=headers,
+                          timeout=30).headers["helicone-id"]
+
+    with ThreadPoolExecutor(8) as pool:
+        ids = list(pool.map(call, range(40)))
+    server.stop()  # SIGTERM right after the last response
+    assert server.proc.returncode == 0, server.output()
+    writer = None
+    if settings.REDIS_URL:  # what the process handed to the stream is written by any writer
+        writer = subprocess.Popen([sys.executable, "manage.py", "run_log_writer"], cwd=ROOT,
+                                  env=child_env(LOG_STREAM_KEY=stream), stdout=subprocess.DEVNULL)
+    try:
+        for log_id in ids:
+            wait_for_log(log_id, timeout=20)
+    finally:
+        if writer is not None:
+            writer.terminate()
+            writer.wait(20)
+    assert RequestLog.objects.filter(id__in=ids).count() == 40
