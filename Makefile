@@ -28,3 +28,17 @@ serve: migrate
 
 test: $(VENV)/.installed-dev
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The overhead benchmark (issue #8, see README "Benchmark"): a few minutes, both setups
+# (scaled needs PostgreSQL and Redis on 127.0.0.1); prints a table, writes bench/results/*.json.
+# bench-smoke runs every scenario for a second, embedded only, to prove the harness works.
+.PHONY: bench bench-smoke
+WRK_INSTALL = command -v wrk >/dev/null 2>&1 || apt-get install -y wrk || (apt-get update && apt-get install -y wrk)
+
+bench: $(VENV)/.installed
+	@$(WRK_INSTALL)
+	$(PY) -m bench.run $(BENCH_ARGS)
+
+bench-smoke: $(VENV)/.installed
+	@$(WRK_INSTALL)
+	$(PY) -m bench.run --smoke $(BENCH_ARGS)
