@@ -274,10 +274,15 @@ class StreamWriter:
         records = []
         for entry_id, fields in entries:
             try:
-                records.append(orjson.loads(fields[b"r"]))
+                if b"b" in fields:
+                    records.extend(orjson.loads(fields[b"b"]))
+                else:
+                    records.append(orjson.loads(fields[b"r"]))
             except (KeyError, ValueError):
                 log.error("skipping malformed log stream entry %s", entry_id)
-        write_with_retry(records)
+        size = settings.LOG_WRITER_BATCH_SIZE
+        for start in range(0, len(records), size):
+            write_with_retry(records[start : start + size])
         pipe = self.redis.pipeline(transaction=False)
         pipe.xack(self.stream, GROUP, *ids)
         pipe.xdel(self.stream, *ids)
