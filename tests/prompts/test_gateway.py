@@ -102,8 +102,9 @@ def test_version_and_environment_headers_choose_the_version(gateway, tenant, moc
 
 def test_the_request_overrides_the_versions_model_and_parameters(gateway, tenant, mock_provider):
     make_managed_prompt(gateway, tenant)
-    client(gateway, tenant, **prompt_headers("support", VARIABLES)).chat.completions.create(
+    raw = client(gateway, tenant, **prompt_headers("support", VARIABLES)).chat.completions.with_raw_response.create(
         model="gpt-4o", messages=[], temperature=0.9)
+    wait_for_log(raw.headers["helicone-id"])
     sent = mock_provider.requests()[-1]["json"]
     assert (sent["model"], sent["temperature"], sent["max_tokens"]) == ("gpt-4o", 0.9, 50)
 
@@ -112,13 +113,15 @@ def test_the_request_overrides_the_versions_model_and_parameters(gateway, tenant
         "Helicone-Auth": f"Bearer {tenant.raw_key}", "Authorization": "Bearer sk-provider-secret",
         **prompt_headers("support", VARIABLES)})
     assert response.status_code == 200, response.text
+    wait_for_log(response.headers["helicone-id"])
     assert mock_provider.requests()[-1]["json"]["model"] == "gpt-4o-mini"
 
 
 def test_managed_prompt_wins_over_placeholders_in_the_request(gateway, tenant, mock_provider):
     make_managed_prompt(gateway, tenant)
-    client(gateway, tenant, **prompt_headers("support", VARIABLES)).chat.completions.create(
+    raw = client(gateway, tenant, **prompt_headers("support", VARIABLES)).chat.completions.with_raw_response.create(
         model="gpt-4o-mini", messages=[{"role": "user", "content": "{{question}} from code"}])
+    wait_for_log(raw.headers["helicone-id"])
     assert mock_provider.requests()[-1]["json"]["messages"][1]["content"].startswith("Where is my parcel?")
     assert PromptVersion.objects.filter(prompt__slug="support").count() == 3, "code cannot version a managed prompt"
 
@@ -173,8 +176,10 @@ def test_placeholders_in_the_request_are_rendered_and_recorded_as_versions(gatew
 
 def test_a_prompt_from_code_is_served_when_a_request_has_no_placeholders(gateway, tenant, mock_provider):
     sdk = client(gateway, tenant)
-    sdk.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "Say {{word}}"}],
-                                extra_headers=prompt_headers("say", {"word": "one"}))
+    first = sdk.chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "Say {{word}}"}],
+        extra_headers=prompt_headers("say", {"word": "one"}))
+    wait_for_log(first.headers["helicone-id"])
     raw = sdk.chat.completions.with_raw_response.create(
         model="gpt-4o-mini", messages=[], extra_headers=prompt_headers("say", {"word": "two"}))
     assert mock_provider.requests()[-1]["json"]["messages"] == [{"role": "user", "content": "Say two"}]
@@ -184,6 +189,7 @@ def test_a_prompt_from_code_is_served_when_a_request_has_no_placeholders(gateway
 def test_concurrent_first_requests_record_one_version(gateway, tenant, mock_provider):
     template = [{"role": "user", "content": "Concurrent {{n}}"}]
     statuses: list[int] = []
+    ids: list[str] = []
 
     def one(n: int) -> None:
         response = httpx.post(gateway.url + "/oai/v1/chat/completions", timeout=30,
@@ -191,6 +197,7 @@ def test_concurrent_first_requests_record_one_version(gateway, tenant, mock_prov
                               headers={"Helicone-Auth": f"Bearer {tenant.raw_key}",
                                        **prompt_headers("race", {"n": n})})
         statuses.append(response.status_code)
+        ids.append(response.headers["helicone-id"])
 
     threads = [threading.Thread(target=one, args=(n,)) for n in range(12)]
     for t in threads:
@@ -198,6 +205,8 @@ def test_concurrent_first_requests_record_one_version(gateway, tenant, mock_prov
     for t in threads:
         t.join()
     assert statuses == [200] * 12
+    for log_id in ids:
+        wait_for_log(log_id)
     assert Prompt.objects.filter(org=tenant.org, slug="race").count() == 1
     assert list(PromptVersion.objects.filter(prompt__slug="race").values_list("version", flat=True)) == [1]
 
@@ -217,13 +226,15 @@ def test_another_orgs_prompt_is_invisible(gateway, tenant, mock_provider):
     other = openai.OpenAI(base_url=gateway.url + "/oai/v1", api_key="x", max_retries=0,
                           default_headers={"Helicone-Auth": f"Bearer {tenant.other_raw_key}"})
     messages = [{"role": "user", "content": "mine"}]
-    other.chat.completions.create(model="gpt-4o-mini", messages=messages,
-                                  extra_headers=prompt_headers("support", VARIABLES))
+    raw = other.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=messages,
+                                                          extra_headers=prompt_headers("support", VARIABLES))
+    assert wait_for_log(raw.headers["helicone-id"]).org_id == tenant.other_org.id
     assert mock_provider.requests()[-1]["json"]["messages"] == messages
     with pytest.raises(openai.BadRequestError) as exc:
         other.chat.completions.create(model="gpt-4o-mini", messages=messages, extra_headers=prompt_headers(
             "support", VARIABLES, **{"Helicone-Prompt-Version": "1"}))
     assert "no prompt 'support' in this organization" in str(exc.value)
+    wait_for_log(exc.value.response.headers["helicone-id"])
 
 
 # --- Bad variables and headers ------------------------------------------------------------
@@ -262,6 +273,7 @@ def test_bad_variables_for_a_prompt_from_code_record_nothing(gateway, tenant, mo
                 model="gpt-4o-mini", extra_headers=prompt_headers("bad", variables),
                 messages=[{"role": "user", "content": "{{user_input}} x{{hc:n:number}}"}])
         assert message in str(exc.value)
+        wait_for_log(exc.value.response.headers["helicone-id"])
     assert mock_provider.requests() == []
     assert not Prompt.objects.filter(slug="bad").exists()
 
@@ -273,3 +285,4 @@ def test_malformed_variables_header_is_400_naming_it(gateway, tenant, mock_provi
                                    "Helicone-Prompt-Variables": "[1, 2]"})
     assert response.status_code == 400
     assert "Helicone-Prompt-Variables" in response.json()["error"]["message"]
+    wait_for_log(response.headers["helicone-id"])
