@@ -18,6 +18,8 @@ from django.db import DatabaseError, close_old_connections
 
 from orgs.models import KEY_PREFIX, ApiKey, hash_api_key
 
+from .headers import HeaderError, RatePolicy, parse_policies
+
 log = logging.getLogger(__name__)
 _MAX_ENTRIES = 50_000
 
@@ -28,6 +30,8 @@ class KeyInfo:
     org_id: int
     org_slug: str
     scopes: frozenset[str]
+    # The org's own rate-limit policies (Organization.rate_limit_policy), parsed once here.
+    rate_limits: tuple[RatePolicy, ...] = ()
 
 
 class AuthUnavailable(Exception):
@@ -42,13 +46,23 @@ def _lookup(digest: str) -> KeyInfo | None:
     close_old_connections()  # no request_started signal on the raw gateway path
     key = (
         ApiKey.objects.select_related("org")
-        .only("id", "scopes", "org__id", "org__slug")
+        .only("id", "scopes", "org__id", "org__slug", "org__rate_limit_policy")
         .filter(hashed_key=digest, revoked_at__isnull=True)
         .first()
     )
     if key is None:
         return None
-    return KeyInfo(key.id, key.org_id, key.org.slug, frozenset(key.scopes))
+    return KeyInfo(key.id, key.org_id, key.org.slug, frozenset(key.scopes), _org_policies(key.org))
+
+
+def _org_policies(org) -> tuple[RatePolicy, ...]:
+    if not org.rate_limit_policy.strip():
+        return ()
+    try:
+        return parse_policies(org.rate_limit_policy, "rate_limit_policy")
+    except HeaderError as exc:  # validated on save; only a hand-edited row gets here
+        log.error("ignoring the invalid rate limit policy of org %s: %s", org.slug, exc.message)
+        return ()
 
 
 _refreshing: set[str] = set()

@@ -1,9 +1,11 @@
 """The proxy hot path, as a raw ASGI handler.
 
 One request: authenticate (cached), parse the Helicone headers, read the body,
-forward with the shared client, pass the response (or the stream, chunk by
-chunk) back with `Helicone-Id`, and enqueue one log record. No database query
-and no thread hop in steady state.
+check rate limits and the cache when asked to, forward with the shared client
+(with retries and fallbacks when asked to), pass the response (or the stream,
+chunk by chunk) back with `Helicone-Id`, and enqueue one log record. No
+database query and no thread hop in steady state; a request that uses none of
+the optional features costs nothing for them.
 """
 
 from __future__ import annotations
@@ -20,11 +22,12 @@ from django.conf import settings
 
 from prompts.gateway import PromptError, apply_prompt
 
+from . import cache, ratelimit, retry
 from .auth import AuthUnavailable, authenticate
 from .headers import GatewayOptions, HeaderError, parse_options
 from .logqueue import enqueue
 from .providers import RouteError, check_target, resolve_route
-from .upstream import UpstreamError, UpstreamResponse, UpstreamTimeout, get_pool
+from .upstream import UpstreamError, UpstreamResponse, UpstreamTimeout
 from .usage import StreamTee, Usage, usage_from_body
 
 # Never forwarded upstream: hop-by-hop headers, and ones the client library sets anew.
@@ -46,6 +49,7 @@ _USAGE_ON_REQUEST = frozenset(
     {"openai", "azure", "deepseek", "together", "fireworks", "xai", "openrouter", "groq", "gemini"}
 )
 _JSON_ERROR = [(b"content-type", b"application/json")]
+_CACHE_MISS = [(b"helicone-cache", b"MISS"), (b"helicone-cache-hit", b"false")]
 
 
 def loads(data: bytes) -> Any:
@@ -96,6 +100,18 @@ class Exchange:
     prompt_variables: dict[str, Any] | None = None
     usage: Usage = field(default_factory=Usage)
     model: str = ""
+    route_base: str = ""  # the upstream base URL of the route (fallbacks may swap it)
+    # Response headers of the optional features (rate limits, cache), on every answer.
+    extra_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    rate_charges: list | tuple = ()  # token/cents counters to charge after the response
+    cache_key: str = ""
+    cache_free: list[int] | None = None
+    cache_hit: bool = False
+    stream_out: list[bytes] | None = None  # a stream as the client got it, kept to cache it
+    cache_headers: list[tuple[bytes, bytes]] | tuple = ()
+    retries: int = 0
+    fallback_index: int | None = None
+    fallback_model: str = ""
 
 
 def _headers(scope) -> dict[str, str]:
@@ -113,7 +129,7 @@ async def _respond_error(send, ex: Exchange, status: int, message: str, error_ty
         "type": "http.response.start",
         "status": status,
         "headers": [*_JSON_ERROR, (b"content-length", str(len(body)).encode()), (b"helicone-id", ex.id.encode()),
-                    *extra],
+                    *ex.extra_headers, *extra],
     })
     await send({"type": "http.response.body", "body": body})
     ex.complete = True
@@ -170,6 +186,7 @@ async def handle(scope, receive, send, prefix: str) -> None:
         return await _respond_error(send, ex, 403, "This Helicone API key lacks the 'proxy' scope",
                                     "helicone_auth_error")
     ex.org_id, ex.api_key_id = key.org_id, key.key_id
+    org_policies = key.rate_limits
 
     # 2. From here on every outcome is logged.
     try:
@@ -180,6 +197,7 @@ async def handle(scope, receive, send, prefix: str) -> None:
             route = resolve_route(prefix, scope.get("raw_path", scope["path"].encode()).decode("latin-1"), ex.opts)
             ex.provider = route.provider
             ex.path = route.path
+            ex.route_base = route.base_url
             if route.client_chosen:
                 await check_target(route.base_url, "Helicone-Target-Url" if prefix == "gateway"
                                    else "Helicone-OpenAI-Api-Base")
@@ -190,6 +208,8 @@ async def handle(scope, receive, send, prefix: str) -> None:
             if ex.opts.prompt_id:
                 await _apply_prompt(ex)
                 strip_usage = _prepare_body(ex)
+            if ex.opts.fallbacks:
+                await _check_fallbacks(ex)
         except HeaderError as exc:
             return await _respond_error(send, ex, 400, f"Invalid {exc.header} header: {exc.message}",
                                         "helicone_header_error")
@@ -202,7 +222,31 @@ async def handle(scope, receive, send, prefix: str) -> None:
         except (_BadBody, PromptError) as exc:
             return await _respond_error(send, ex, 400, str(exc), "helicone_request_error")
 
-        # 3. Forward.
+        # 3. Rate limits, then the cache (a hit never calls upstream).
+        opts = ex.opts
+        if opts.rate_limits or org_policies:
+            decision = await ratelimit.check(ex.org_id, opts.rate_limits, org_policies, opts.user_id,
+                                             opts.properties)
+            ex.extra_headers += decision.headers()
+            if not decision.allowed:
+                if decision.unavailable:
+                    return await _respond_error(send, ex, 503, "Rate limits cannot be checked right now",
+                                                "helicone_rate_limit_unavailable", [(b"retry-after", b"1")])
+                shown = decision.blocked.policy
+                return await _respond_error(
+                    send, ex, 429, f"Rate limit exceeded: policy {shown.text} allows {shown.quota} "
+                                   f"{shown.unit}{'s' if shown.unit != 'cents' else ''} per {shown.window}s",
+                    "helicone_rate_limit_exceeded")
+            ex.rate_charges = decision.charges()
+        if opts.cache_read or opts.cache_write:
+            ex.cache_key = cache.cache_key(ex.org_id, opts, ex.method, ex.target_url, ex.body, ex.payload)
+            if opts.cache_read:
+                hit, ex.cache_free = await cache.lookup(ex.cache_key, opts)
+                if hit is not None:
+                    return await _serve_cached(send, ex, hit)
+            ex.extra_headers += _CACHE_MISS
+
+        # 4. Forward.
         await _forward(send, receive, ex, strip_usage)
     except ClientGone:
         ex.cancelled = True
@@ -213,7 +257,78 @@ async def handle(scope, receive, send, prefix: str) -> None:
     finally:
         if ex.watcher is not None:
             ex.watcher.cancel()
+        if (ex.rate_charges or ex.cache_key) and ex.complete and not ex.cancelled and not ex.cache_hit:
+            _after_response(ex)
         enqueue(_record(ex))
+
+
+def _after_response(ex: Exchange) -> None:
+    """Charge token and cents rate limits, and store a cacheable response (both in the background)."""
+    if ex.rate_charges:
+        usage = ex.usage
+        tokens = (usage.prompt_tokens or 0) + (usage.completion_tokens or 0)
+        cents = 0.0
+        if any(c.policy.unit == "cents" for c in ex.rate_charges):
+            from analytics.pricing import cost_usd
+
+            cost = cost_usd(ex.provider, _served_model(ex), usage.prompt_tokens, usage.completion_tokens,
+                            usage.cached_tokens, usage.cache_write_tokens)
+            cents = float(cost * 100) if cost is not None else 0.0
+        ratelimit.charge(ex.rate_charges, tokens, cents)
+    if ex.cache_key and ex.opts.cache_write and 200 <= ex.status < 300 and not ex.error:
+        if ex.streamed and ex.stream_out is None:
+            return  # too large to keep
+        usage = ex.usage
+        entry = cache.CachedResponse(
+            status=ex.status, headers=ex.cache_headers, body=b"" if ex.streamed else ex.response_body,
+            chunks=ex.stream_out if ex.streamed else None, response_type=ex.response_type,
+            usage=(usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens, usage.cache_write_tokens),
+            model=_served_model(ex), log_body=ex.response_body if ex.streamed else None,
+        )
+        cache.store(ex.cache_key, ex.opts, entry, ex.cache_free)
+
+
+async def _serve_cached(send, ex: Exchange, hit: cache.CachedResponse) -> None:
+    """Answer from the cache, a stream replayed event by event as it was first sent."""
+    ex.cache_hit = True
+    ex.status = hit.status
+    ex.response_type = hit.response_type
+    ex.usage = Usage(*hit.usage)
+    ex.model = hit.model
+    headers = [*hit.headers, (b"helicone-id", ex.id.encode()), *ex.extra_headers,
+               (b"helicone-cache", b"HIT"), (b"helicone-cache-hit", b"true"),
+               (b"helicone-cache-bucket-idx", str(hit.bucket_index).encode())]
+    if hit.chunks is None:
+        headers.append((b"content-length", str(len(hit.body)).encode()))
+        await send({"type": "http.response.start", "status": hit.status, "headers": headers})
+        await send({"type": "http.response.body", "body": hit.body})
+        ex.response_body = hit.body
+    else:
+        ex.streamed = True
+        await send({"type": "http.response.start", "status": hit.status, "headers": headers})
+        for chunk in hit.chunks:
+            if ex.ttft_ms is None:
+                ex.ttft_ms = (time.perf_counter() - ex.started) * 1000
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        ex.response_body = hit.log_body
+    ex.complete = True
+
+
+async def _check_fallbacks(ex: Exchange) -> None:
+    """Refuse fallbacks that could not be sent, before anything goes upstream."""
+    header = ex.opts.fallback_header
+    for fallback in ex.opts.fallbacks:
+        if fallback.body_override and not isinstance(ex.payload, dict):
+            raise HeaderError(header, "body overrides need a JSON object request body")
+        if fallback.target_url:
+            await check_target(fallback.target_url, header)
+
+
+def _served_model(ex: Exchange) -> str:
+    return ex.opts.model_override or ex.model or ex.fallback_model or (
+        ex.payload.get("model", "") if isinstance(ex.payload, dict) and isinstance(ex.payload.get("model"), str)
+        else "")
 
 
 class _BadBody(Exception):
@@ -281,9 +396,16 @@ def _forward_headers(ex: Exchange) -> list[tuple[str, str]]:
     return out
 
 
+def _response_extras(ex: Exchange) -> list[tuple[bytes, bytes]]:
+    extras = [(b"helicone-id", ex.id.encode()), *ex.extra_headers]
+    if ex.fallback_index is not None:
+        extras.append((b"helicone-fallback-index", str(ex.fallback_index).encode()))
+    return extras
+
+
 async def _forward(send, receive, ex: Exchange, strip_usage: bool) -> None:
     try:
-        response = await get_pool().request(ex.method, ex.target_url, _forward_headers(ex), ex.upstream_body)
+        response = await retry.send(ex, _forward_headers(ex))
     except UpstreamTimeout:
         return await _respond_error(send, ex, 504, "Upstream timed out", "helicone_upstream_timeout")
     except UpstreamError as exc:
@@ -292,7 +414,9 @@ async def _forward(send, receive, ex: Exchange, strip_usage: bool) -> None:
         ex.status = response.status
         headers = [(name.lower(), value) for name, value in response.raw_headers
                    if name.lower() not in _RESPONSE_DROP]
-        headers.append((b"helicone-id", ex.id.encode()))
+        if ex.cache_key:
+            ex.cache_headers = cache.replay_headers(headers)
+        headers += _response_extras(ex)
         ex.response_type = response.header(b"content-type")
         if ex.response_type.startswith("text/event-stream"):
             # Streams can run for minutes: a watcher turns a client disconnect into a
@@ -337,6 +461,8 @@ async def _forward_stream(send, ex: Exchange, response: UpstreamResponse, header
     ex.streamed = True
     tee = StreamTee(strip_usage_chunk=strip_usage)
     await send({"type": "http.response.start", "status": response.status, "headers": headers})
+    kept = ex.stream_out = [] if ex.cache_key and ex.opts.cache_write and 200 <= response.status < 300 else None
+    kept_size = 0
     try:
         async for chunk in response.iter_chunks():
             if ex.ttft_ms is None:
@@ -344,6 +470,11 @@ async def _forward_stream(send, ex: Exchange, response: UpstreamResponse, header
             out = tee.feed(chunk)
             if out:
                 await send({"type": "http.response.body", "body": out, "more_body": True})
+                if kept is not None:
+                    kept.append(out)
+                    kept_size += len(out)
+                    if kept_size > settings.GATEWAY_CACHE_MAX_ENTRY_BYTES:
+                        kept = ex.stream_out = None
     except UpstreamTimeout:
         ex.error = "upstream stream timed out"
     except UpstreamError as exc:
@@ -354,7 +485,10 @@ async def _forward_stream(send, ex: Exchange, response: UpstreamResponse, header
         ex.response_body = tee.response_body()
     if not ex.error and not tee.saw_end and response.status < 400:
         ex.error = "upstream stream ended before its final event"
-    await send({"type": "http.response.body", "body": tee.finish(), "more_body": False})
+    rest = tee.finish()
+    if rest and kept is not None:
+        kept.append(rest)
+    await send({"type": "http.response.body", "body": rest, "more_body": False})
     ex.complete = True
 
 
@@ -396,7 +530,7 @@ def _record(ex: Exchange) -> dict[str, Any]:
         "target_url": ex.target_url,
         "path": ex.path,
         "requested_model": requested_model[:200],
-        "model": (opts.model_override or ex.model or requested_model)[:200],
+        "model": (opts.model_override or ex.model or ex.fallback_model or requested_model)[:200],
         "status": ex.status,
         "error": ex.error[:5000],
         "cancelled": ex.cancelled,
@@ -421,4 +555,7 @@ def _record(ex: Exchange) -> dict[str, Any]:
         "prompt_id": ex.prompt_id,
         "prompt_version": ex.prompt_version,
         "prompt_variables": ex.prompt_variables,
+        "cache_hit": ex.cache_hit,
+        "retries": ex.retries,
+        "fallback_index": ex.fallback_index,
     }

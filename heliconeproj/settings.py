@@ -272,6 +272,13 @@ GATEWAY_MAX_LOGGED_BODY_BYTES = env_int("GATEWAY_MAX_LOGGED_BODY_BYTES", 2 * 102
 GATEWAY_MAX_IDLE_CONNECTIONS = env_int("GATEWAY_MAX_IDLE_CONNECTIONS", 256)
 # Seconds an API key lookup is trusted in process; bounds how long a revoked key keeps working.
 GATEWAY_AUTH_CACHE_SECONDS = env_float("GATEWAY_AUTH_CACHE_SECONDS", 3.0)
+# Rate limits: refuse (503) instead of allowing when Redis cannot be asked.
+GATEWAY_RATE_LIMIT_FAIL_CLOSED = env_bool("GATEWAY_RATE_LIMIT_FAIL_CLOSED", False)
+# Seconds the gateway waits for Redis (rate-limit counters and the response
+# cache) before treating it as unavailable: a hung Redis must not stall requests.
+GATEWAY_REDIS_TIMEOUT = env_float("GATEWAY_REDIS_TIMEOUT", 0.5)
+# Responses larger than this are served but not cached.
+GATEWAY_CACHE_MAX_ENTRY_BYTES = env_int("GATEWAY_CACHE_MAX_ENTRY_BYTES", 8 * 1024 * 1024)
 
 # --- Log pipeline --------------------------------------------------------------
 # Run a log writer inside the web process (embedded default; with REDIS_URL it

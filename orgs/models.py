@@ -51,6 +51,11 @@ class Organization(models.Model):
     name = models.CharField(max_length=200)
     slug = models.SlugField(max_length=60, unique=True)
     require_2fa = models.BooleanField(default=False, help_text="Members must enrol a 2FA device to see the org.")
+    rate_limit_policy = models.TextField(
+        blank=True,
+        help_text="Rate limits on every gateway request of the org, in the Helicone-RateLimit-Policy grammar "
+        "(e.g. 1000;w=3600, 100;w=60;u=user). Blank: none.",
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

@@ -1,0 +1,171 @@
+"""The response cache: `Helicone-Cache-Enabled`, `-Save`, `-Read` and friends.
+
+Entries live in Django's cache framework (django-redis with REDIS_URL, local
+memory otherwise), one cache key per bucket slot: `<key>:<index>` for index in
+0..N-1 of `Helicone-Cache-Bucket-Max-Size`. A lookup reads every slot of the
+bucket in one `get_many`.
+
+The local-memory backend is called directly on the event loop (it is a dict
+behind a lock). Every other backend does network I/O, so its calls run in the
+default thread pool with the short GATEWAY_REDIS_TIMEOUT socket timeouts: a
+hung Redis delays a cached request by at most that, and never stalls the loop.
+A cache that fails is a miss, never an error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import random
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from django.conf import settings
+from django.core.cache import caches
+from django.utils.module_loading import import_string
+
+from .headers import GatewayOptions
+
+log = logging.getLogger(__name__)
+
+_VERSION = 1
+# Provider headers not replayed on a hit: they describe the original exchange.
+_NOT_REPLAYED = frozenset({b"date", b"set-cookie", b"helicone-id", b"content-length", b"transfer-encoding",
+                           b"connection", b"keep-alive"})
+
+
+@dataclass(slots=True)
+class CachedResponse:
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    body: bytes  # a plain response's body
+    chunks: list[bytes] | None  # a stream's chunks as the client received them
+    response_type: str
+    usage: tuple[int | None, int | None, int | None, int | None]
+    model: str
+    log_body: Any  # what the log keeps as the response (a stream rebuilt)
+    bucket_index: int = 0
+
+    def dump(self) -> tuple:
+        return (_VERSION, self.status, self.headers, self.body, self.chunks, self.response_type, self.usage,
+                self.model, self.log_body)
+
+    @classmethod
+    def load(cls, value: Any, index: int) -> "CachedResponse | None":
+        if not isinstance(value, tuple) or not value or value[0] != _VERSION:
+            return None
+        return cls(*value[1:], bucket_index=index)
+
+
+def cache_key(org_id: int, opts: GatewayOptions, method: str, target_url: str, body: bytes, payload: Any) -> str:
+    """Seed, method, target URL and body (minus ignored top-level keys), within one org."""
+    if opts.cache_ignore_keys and isinstance(payload, dict):
+        ignored = set(opts.cache_ignore_keys)
+        body = orjson.dumps({k: v for k, v in payload.items() if k not in ignored})
+    digest = hashlib.sha256()
+    for part in (opts.cache_seed.encode(), method.encode(), target_url.encode()):
+        digest.update(len(part).to_bytes(4, "big"))
+        digest.update(part)
+    digest.update(body)
+    # The org is part of the key, not of the hash, so no two orgs can ever share an entry.
+    return f"gw:{org_id}:{digest.hexdigest()}"
+
+
+def replay_headers(raw_headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    return [(name, value) for name, value in raw_headers if name not in _NOT_REPLAYED
+            and not name.startswith(b"helicone-")]
+
+
+class _Store:
+    def __init__(self):
+        conf = settings.CACHES["default"]
+        self.in_memory = "locmem" in conf["BACKEND"].lower()
+        if self.in_memory:
+            self.backend = caches["default"]
+        else:
+            # Our own instance of the configured backend, with socket timeouts short
+            # enough for the request path (the project's default cache waits longer).
+            timeout = settings.GATEWAY_REDIS_TIMEOUT
+            params = {k: v for k, v in conf.items() if k not in ("BACKEND", "LOCATION")}
+            params["OPTIONS"] = {**conf.get("OPTIONS", {}), "SOCKET_TIMEOUT": timeout,
+                                 "SOCKET_CONNECT_TIMEOUT": timeout}
+            self.backend = import_string(conf["BACKEND"])(conf.get("LOCATION", ""), params)
+
+    async def _call(self, fn, *args):
+        if self.in_memory:
+            return fn(*args)
+        return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+
+    async def get_many(self, keys: list[str]) -> dict[str, Any]:
+        try:
+            return await self._call(self.backend.get_many, keys)
+        except Exception as exc:
+            log.warning("response cache unavailable (%s: %s); treating as a miss", exc.__class__.__name__, exc)
+            return {}
+
+    async def set(self, key: str, value: Any, seconds: int) -> None:
+        try:
+            await self._call(self.backend.set, key, value, seconds)
+        except Exception as exc:
+            log.warning("response cache unavailable (%s: %s); not stored", exc.__class__.__name__, exc)
+
+
+_store: _Store | None = None
+
+
+def _get_store() -> _Store:
+    global _store
+    if _store is None:
+        _store = _Store()
+    return _store
+
+
+def _slots(key: str, size: int) -> list[str]:
+    return [f"{key}:{i}" for i in range(size)]
+
+
+async def lookup(key: str, opts: GatewayOptions) -> tuple[CachedResponse | None, list[int]]:
+    """A cached response to serve (or None), and the free bucket slots for storing.
+
+    While the bucket is not full, a request that also writes goes upstream to
+    fill it; a read-only request is served from whatever the bucket holds.
+    """
+    slots = _slots(key, opts.cache_bucket_size)
+    found = await _get_store().get_many(slots)
+    entries = []
+    for index, slot in enumerate(slots):
+        if slot in found:
+            entry = CachedResponse.load(found[slot], index)
+            if entry is not None:
+                entries.append(entry)
+    free = sorted(set(range(len(slots))) - {e.bucket_index for e in entries})
+    if entries and (not free or not opts.cache_write):
+        return random.choice(entries), free
+    return None, free
+
+
+_background: set[asyncio.Task] = set()
+
+
+def store(key: str, opts: GatewayOptions, entry: CachedResponse, free: list[int] | None) -> None:
+    """Write the entry in the background; `free` are the slots the lookup found empty (None: unknown)."""
+    size = len(entry.body) + sum(len(c) for c in entry.chunks or ())
+    if size > settings.GATEWAY_CACHE_MAX_ENTRY_BYTES:
+        return
+    task = asyncio.get_running_loop().create_task(_store_entry(key, opts, entry, free))
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+
+
+async def _store_entry(key: str, opts: GatewayOptions, entry: CachedResponse, free: list[int] | None) -> None:
+    size = opts.cache_bucket_size
+    if free is None:
+        if size == 1:
+            free = [0]
+        else:  # a save-only request: find the empty slots now
+            _hit, free = await lookup(key, GatewayOptions(cache_bucket_size=size, cache_write=True))
+    # A full bucket (a save-only request) has a random slot refreshed.
+    index = random.choice(free) if free else random.randrange(size)
+    await _get_store().set(f"{key}:{index}", entry.dump(), opts.cache_seconds)

@@ -1,0 +1,301 @@
+"""Rate limits: `Helicone-RateLimit-Policy` and the org's own policies.
+
+Each policy counts in a window that starts with the first request it counts and
+lasts `w` seconds (a fixed window per counter, so the reset time is exact and
+reported). A request is checked and counted against every policy at once:
+
+- with REDIS_URL, in one Lua script (one round trip, atomic on the server), so
+  the count is exact however many gateway processes share the Redis;
+- otherwise in process memory (the event loop runs one check at a time).
+
+Why redis.asyncio and not Django's cache framework: the cache API has no
+atomic multi-key check-and-increment and its Redis calls are blocking (a thread
+hop each); one EVALSHA on the event loop is the cheapest exact answer.
+
+Token and cents policies are checked before the request (refused once the
+window's budget is spent) and charged after the response with the real usage
+and cost, in one more fire-and-forget call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+
+from django.conf import settings
+
+from .headers import RatePolicy
+
+log = logging.getLogger(__name__)
+
+STATUS_HEADER = b"helicone-ratelimit-status"
+# After Redis failed, requests skip it for this long instead of each waiting for a timeout.
+_REDIS_BACKOFF_SECONDS = 1.0
+
+# KEYS: one counter per policy. ARGV: quota, window in ms, cost (1 for request
+# units; 0 for token and cents units, which are charged after the response).
+# Refuses if any policy is over its quota; otherwise counts each distinct key once.
+# Returns {blocked policy index or 0, used_1, ttl_ms_1, used_2, ttl_ms_2, ...}.
+_CHECK = """
+local n = #KEYS
+local used, ttl = {}, {}
+local blocked = 0
+for i = 1, n do
+  local quota, cost = tonumber(ARGV[3*i-2]), tonumber(ARGV[3*i])
+  used[i] = tonumber(redis.call('GET', KEYS[i]) or '0')
+  ttl[i] = redis.call('PTTL', KEYS[i])
+  if blocked == 0 and ((cost > 0 and used[i] + cost > quota) or (cost == 0 and used[i] >= quota)) then
+    blocked = i
+  end
+end
+local out = {blocked}
+local done = {}
+for i = 1, n do
+  local window, cost = tonumber(ARGV[3*i-1]), tonumber(ARGV[3*i])
+  if blocked == 0 and cost > 0 then
+    if not done[KEYS[i]] then
+      done[KEYS[i]] = true
+      redis.call('INCRBY', KEYS[i], cost)
+      if ttl[i] < 0 then redis.call('PEXPIRE', KEYS[i], window) end
+    end
+    used[i] = used[i] + cost
+  end
+  if ttl[i] < 0 then ttl[i] = window end
+  out[#out+1] = tostring(used[i])
+  out[#out+1] = ttl[i]
+end
+return out
+"""
+
+# KEYS: counters to charge. ARGV: amount, window in ms per key.
+_CHARGE = """
+for i = 1, #KEYS do
+  redis.call('INCRBYFLOAT', KEYS[i], ARGV[2*i-1])
+  if redis.call('PTTL', KEYS[i]) < 0 then redis.call('PEXPIRE', KEYS[i], ARGV[2*i]) end
+end
+return #KEYS
+"""
+
+
+class RateLimitUnavailable(Exception):
+    """Redis could not be asked."""
+
+
+@dataclass(slots=True)
+class Counted:
+    policy: RatePolicy
+    key: str
+    used: float
+    reset_ms: int
+
+    @property
+    def remaining(self) -> int:
+        return max(0, math.floor(self.policy.quota - self.used))
+
+
+@dataclass(slots=True)
+class Decision:
+    allowed: bool
+    counted: list[Counted] = field(default_factory=list)
+    blocked: Counted | None = None
+    unavailable: bool = False
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        if self.unavailable:
+            return [(STATUS_HEADER, b"unavailable")]
+        shown = self.blocked or _tightest(self.counted)
+        if shown is None:
+            return []
+        reset = str(max(1, math.ceil(shown.reset_ms / 1000))).encode()
+        headers = [
+            (b"helicone-ratelimit-limit", str(shown.policy.quota).encode()),
+            (b"helicone-ratelimit-remaining", str(0 if self.blocked else shown.remaining).encode()),
+            (b"helicone-ratelimit-policy", shown.policy.text.encode()),
+            (b"helicone-ratelimit-reset", reset),
+        ]
+        if self.blocked:
+            headers.append((b"retry-after", reset))
+        return headers
+
+    def charges(self) -> list[Counted]:
+        """Token and cents counters to charge once the response's usage is known."""
+        return [c for c in self.counted if c.policy.unit != "request"]
+
+
+def _tightest(counted: list[Counted]) -> Counted | None:
+    return min(counted, key=lambda c: c.remaining / c.policy.quota, default=None)
+
+
+def _key(org_id: int, source: str, policy: RatePolicy, segment_value: str) -> str:
+    # The org in a hash tag keeps every key of a request in one Redis Cluster slot.
+    return f"hc:rl:{{{org_id}}}:{source}:{policy.unit}:{policy.window}:{policy.segment}:{segment_value}"
+
+
+def _segment_value(policy: RatePolicy, user_id: str, properties: dict[str, str]) -> str:
+    if policy.segment == "user":
+        return user_id
+    if policy.segment:
+        return properties.get(policy.segment, "")
+    return ""
+
+
+async def check(org_id: int, header_policies: tuple[RatePolicy, ...], org_policies: tuple[RatePolicy, ...],
+                user_id: str, properties: dict[str, str]) -> Decision:
+    """Check and count one request against every policy at once."""
+    # Org policies whose segment the request does not carry share one bucket
+    # (counted together), so leaving a header out never escapes the org's limit.
+    wanted = [(p, _key(org_id, "h", p, _segment_value(p, user_id, properties))) for p in header_policies]
+    wanted += [(p, _key(org_id, "o", p, _segment_value(p, user_id, properties))) for p in org_policies]
+    if settings.REDIS_URL:
+        try:
+            results = await _redis_check(wanted)
+        except RateLimitUnavailable:
+            return Decision(allowed=not settings.GATEWAY_RATE_LIMIT_FAIL_CLOSED, unavailable=True)
+    else:
+        results = _memory.check(wanted)
+    blocked_index, counted = results
+    return Decision(allowed=blocked_index == 0, counted=counted,
+                    blocked=counted[blocked_index - 1] if blocked_index else None)
+
+
+def charge(counted: list[Counted], tokens: int, cents: float) -> None:
+    """Charge token and cents policies after the response; never waits."""
+    charges = [(c.key, tokens if c.policy.unit == "token" else cents, c.policy.window * 1000) for c in counted]
+    charges = [item for item in charges if item[1] > 0]
+    if not charges:
+        return
+    if settings.REDIS_URL:
+        _spawn(_redis_charge(charges))
+    else:
+        _memory.charge(charges)
+
+
+# --- Redis ---------------------------------------------------------------------------
+
+
+class _RedisState:
+    def __init__(self):
+        self.clients: dict[asyncio.AbstractEventLoop, tuple] = {}
+        self.down_until = 0.0
+
+    def scripts(self):
+        loop = asyncio.get_running_loop()
+        entry = self.clients.get(loop)
+        if entry is None:
+            import redis.asyncio as aioredis
+            from redis.asyncio.retry import Retry
+            from redis.backoff import NoBackoff
+
+            timeout = settings.GATEWAY_REDIS_TIMEOUT
+            client = aioredis.Redis.from_url(
+                settings.REDIS_URL, socket_timeout=timeout, socket_connect_timeout=timeout,
+                retry=Retry(NoBackoff(), 0), health_check_interval=0,
+            )
+            entry = self.clients[loop] = (client, client.register_script(_CHECK), client.register_script(_CHARGE))
+        return entry
+
+
+_redis = _RedisState()
+_background: set[asyncio.Task] = set()
+
+
+def _spawn(coro) -> None:
+    task = asyncio.get_running_loop().create_task(coro)
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+
+
+async def _run(script, keys: list[str], args: list) -> list:
+    if time.monotonic() < _redis.down_until:
+        raise RateLimitUnavailable()
+    try:
+        # wait_for bounds the whole call, whatever the socket timeouts do.
+        return await asyncio.wait_for(script(keys=keys, args=args), settings.GATEWAY_REDIS_TIMEOUT * 2)
+    except Exception as exc:  # refused, timed out, reset, or a Redis error
+        _redis.down_until = time.monotonic() + _REDIS_BACKOFF_SECONDS
+        log.warning("rate limits: Redis unavailable (%s: %s)", exc.__class__.__name__, exc)
+        raise RateLimitUnavailable() from exc
+
+
+async def _redis_check(wanted: list[tuple[RatePolicy, str]]) -> tuple[int, list[Counted]]:
+    _client, check_script, _charge = _redis.scripts()
+    args: list = []
+    for policy, _key_ in wanted:
+        args += [policy.quota, policy.window * 1000, 1 if policy.unit == "request" else 0]
+    reply = await _run(check_script, [key for _policy, key in wanted], args)
+    counted = [Counted(policy, key, float(reply[1 + 2 * i]), int(reply[2 + 2 * i]))
+               for i, (policy, key) in enumerate(wanted)]
+    return int(reply[0]), counted
+
+
+async def _redis_charge(charges: list[tuple[str, float, int]]) -> None:
+    _client, _check, charge_script = _redis.scripts()
+    args: list = []
+    for _key_, amount, window_ms in charges:
+        args += [repr(float(amount)), window_ms]
+    try:
+        await _run(charge_script, [key for key, _a, _w in charges], args)
+    except RateLimitUnavailable:
+        pass  # already logged; the usage of this response goes uncounted
+
+
+# --- Process memory (no Redis) -------------------------------------------------------
+
+
+class _MemoryCounters:
+    """The same semantics as the Lua scripts, for one process."""
+
+    MAX_KEYS = 100_000
+
+    def __init__(self):
+        self.counters: dict[str, list[float]] = {}  # key -> [used, expires_at (monotonic)]
+
+    def _get(self, key: str, now: float) -> list[float] | None:
+        entry = self.counters.get(key)
+        if entry is not None and entry[1] <= now:
+            del self.counters[key]
+            return None
+        return entry
+
+    def check(self, wanted: list[tuple[RatePolicy, str]]) -> tuple[int, list[Counted]]:
+        now = time.monotonic()
+        blocked = 0
+        entries = []
+        for index, (policy, key) in enumerate(wanted, 1):
+            entry = self._get(key, now)
+            used = entry[0] if entry else 0.0
+            cost = 1 if policy.unit == "request" else 0
+            if not blocked and ((cost and used + cost > policy.quota) or (not cost and used >= policy.quota)):
+                blocked = index
+            entries.append(entry)
+        counted = []
+        done: set[str] = set()
+        for (policy, key), entry in zip(wanted, entries):
+            if not blocked and policy.unit == "request":
+                if key not in done:
+                    done.add(key)
+                    if entry is None:
+                        entry = self.counters[key] = [0.0, now + policy.window]
+                    entry[0] += 1
+                else:
+                    entry = self.counters[key]
+            used = entry[0] if entry else 0.0
+            reset_ms = int(((entry[1] if entry else now + policy.window) - now) * 1000)
+            counted.append(Counted(policy, key, used, reset_ms))
+        if len(self.counters) > self.MAX_KEYS:
+            self.counters = {k: v for k, v in self.counters.items() if v[1] > now}
+        return blocked, counted
+
+    def charge(self, charges: list[tuple[str, float, int]]) -> None:
+        now = time.monotonic()
+        for key, amount, window_ms in charges:
+            entry = self._get(key, now)
+            if entry is None:
+                entry = self.counters[key] = [0.0, now + window_ms / 1000]
+            entry[0] += amount
+
+
+_memory = _MemoryCounters()
