@@ -16,7 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.db.models import Aggregate, Count, F, FloatField, Q, QuerySet, Sum
-from django.db.models.fields.json import KT
+from django.db.models.fields.json import KT, KeyTextTransform
 from django.db.models.functions import TruncDay, TruncHour, TruncMinute
 from datetime import timezone as dt_timezone
 
@@ -142,20 +142,24 @@ def group_key(group_by: str):
 
 
 def grouped(qs: QuerySet, key, *, order_by: str = "-count", limit: int | None = None,
-            exclude_empty: bool = False) -> list[dict[str, Any]]:
+            exclude_empty: bool = False, with_percentiles: bool = True) -> list[dict[str, Any]]:
     """The metrics per value of `key`, as [{"key": ..., "count": ..., ...}]."""
     qs = qs.annotate(group_key=key)
     if exclude_empty:
-        qs = qs.exclude(group_key__isnull=True).exclude(group_key="")
+        qs = qs.exclude(group_key__isnull=True)
+        if not isinstance(key, KeyTextTransform):  # SQLite reads "" there as malformed JSON
+            qs = qs.exclude(group_key="")
     aggregates = _base_aggregates()
-    if is_postgres():
+    if is_postgres() and with_percentiles:
         aggregates.update(_percentile_aggregates())
-    order_by = order_by.replace("count", "m_count")
-    rows = qs.values("group_key").annotate(**_prefixed(aggregates)).order_by(order_by, "group_key")
+    column = order_by.lstrip("-")
+    column = column if column == "group_key" else f"m_{column}"
+    ordering = F(column).desc(nulls_last=True) if order_by.startswith("-") else F(column).asc()
+    rows = qs.values("group_key").annotate(**_prefixed(aggregates)).order_by(ordering, "group_key")
     if limit:
         rows = rows[:limit]
     rows = list(rows)
-    if not is_postgres() and rows:
+    if not is_postgres() and rows and with_percentiles:
         _sqlite_group_percentiles(qs, rows)
     return [{"key": row.pop("group_key"), **_finish(row)} for row in rows]
 

@@ -8,5 +8,6 @@ urlpatterns = [
     path("api/v1/prompts/", include("prompts.api")),
     path("api/v1/", api.urls),
     path("", include("prompts.urls")),
+    path("", include("analytics.urls")),
     path("", include("orgs.urls")),
 ]

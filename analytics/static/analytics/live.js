@@ -1,0 +1,48 @@
+// The live stream: one WebSocket per page, reconnecting with backoff.
+// Pages listen for "helicone:request" events on document (detail = one logged request).
+(function () {
+  "use strict";
+  const root = document.querySelector("[data-live-url]");
+  if (!root) return;
+  const indicator = document.querySelector(".live-dot");
+  let delay = 500;
+
+  function setState(state, text) {
+    if (!indicator) return;
+    indicator.dataset.state = state;
+    indicator.textContent = text;
+  }
+
+  function connect() {
+    const scheme = location.protocol === "https:" ? "wss://" : "ws://";
+    const socket = new WebSocket(scheme + location.host + root.dataset.liveUrl);
+    socket.onopen = function () { delay = 500; setState("open", "Live"); };
+    socket.onmessage = function (message) {
+      let event;
+      try { event = JSON.parse(message.data); } catch (e) { return; }
+      document.dispatchEvent(new CustomEvent("helicone:" + event.type, { detail: event }));
+    };
+    socket.onclose = function () {
+      setState("closed", "Reconnecting…");
+      setTimeout(connect, delay);
+      delay = Math.min(delay * 2, 15000);
+    };
+  }
+
+  window.helicone = {
+    esc: function (text) {
+      return String(text == null ? "" : text).replace(/[&<>"']/g, function (c) {
+        return { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c];
+      });
+    },
+    usd: function (v) {
+      if (v == null) return "–";
+      if (v === 0) return "$0";
+      return Math.abs(v) < 0.01 ? "$" + v.toFixed(4) : "$" + v.toLocaleString(undefined, { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+    },
+    ms: function (v) { return v == null ? "–" : (v >= 1000 ? (v / 1000).toFixed(2) + "s" : Math.round(v) + "ms"); },
+    time: function (iso) { const d = new Date(iso); return d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" }); },
+    isError: function (r) { return r.status >= 400 || r.status < 200; },
+  };
+  connect();
+})();

@@ -1,0 +1,406 @@
+"""Dashboard, request explorer, request detail, sessions and users pages.
+
+Every page goes through `org_member_required` and reads logs only through
+`queries.logs_for(org, ...)`, bounded by a time range (default 24 hours), so
+the database aggregates a window through the (org, ..., created_at) indexes.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import urlencode
+
+from django.db.models import Count, F, Max, Min, Sum
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import render
+
+from orgs.access import org_member_required
+from orgs.models import Membership, Organization
+
+from . import charts, metrics
+from .actions import get_log, scores_of
+from .models import Feedback, RequestLog
+from .queries import RANGES, FilterError, logs_for, window
+
+PAGE_SIZE = 50
+# Picker values (models, property keys...) come from the newest logs, not a scan of the range.
+PICKER_SAMPLE = 3000
+
+SORTS = {
+    "newest": ("-created_at", "Newest"),
+    "oldest": ("created_at", "Oldest"),
+    "slowest": ("-latency_ms", "Slowest"),
+    "fastest": ("latency_ms", "Fastest"),
+    "costliest": ("-cost_usd", "Most expensive"),
+    "tokens": ("-completion_tokens", "Most output tokens"),
+}
+
+
+def _range_context(request: HttpRequest) -> dict[str, Any]:
+    key, start, end = window(request.GET.get("range"))
+    return {"range": key, "start": start, "end": end, "ranges": list(RANGES)}
+
+
+def _pickers(org: Organization) -> dict[str, list[str]]:
+    """Values seen in the newest logs, for the explorer's pickers."""
+    recent = (RequestLog.objects.filter(org=org).order_by("-created_at")
+              .values_list("model", "provider", "properties", "request_name")[:PICKER_SAMPLE])
+    models, providers, names = set(), set(), set()
+    properties: dict[str, set[str]] = {}
+    for model, provider, props, name in recent:
+        models.add(model)
+        providers.add(provider)
+        names.add(name)
+        for key, value in (props or {}).items():
+            values = properties.setdefault(key, set())
+            if len(values) < 50:
+                values.add(str(value))
+    return {
+        "models": sorted(m for m in models if m),
+        "providers": sorted(p for p in providers if p),
+        "request_names": sorted(n for n in names if n),
+        "property_keys": sorted(properties),
+        "property_values": {key: sorted(values) for key, values in sorted(properties.items())},
+    }
+
+
+# --- Dashboard ---------------------------------------------------------------------------
+
+
+@org_member_required()
+def dashboard(request: HttpRequest, org: Organization, membership: Membership) -> HttpResponse:
+    ctx = _range_context(request)
+    qs = logs_for(org, {"created_after": ctx["start"]})
+    totals = metrics.summary(qs, with_users=True)
+    interval = metrics.pick_interval(ctx["end"] - ctx["start"])
+    series = metrics.timeseries(qs, interval, ctx["start"], ctx["end"], fill=True)
+    times = [bucket["time"] for bucket in series]
+    by_model = metrics.grouped(qs, metrics.group_key("model"), order_by="-cost_usd", limit=8, with_percentiles=False)
+    top_users = metrics.grouped(qs, metrics.group_key("user"), limit=8, exclude_empty=True, with_percentiles=False)
+
+    pickers = _pickers(org)
+    property_key = request.GET.get("property") or (pickers["property_keys"][0] if pickers["property_keys"] else "")
+    top_values = []
+    if property_key and "__" not in property_key:
+        top_values = metrics.grouped(qs, metrics.group_key(f"property:{property_key}"), limit=8,
+                                     exclude_empty=True, with_percentiles=False)
+    recent = list(qs.order_by("-created_at").defer("request_body", "response_body", "request_headers")[:10])
+
+    ctx.update({
+        "org": org,
+        "membership": membership,
+        "totals": totals,
+        "interval": interval,
+        "requests_chart": charts.column_chart(
+            times, [("ok", [b["count"] - b["errors"] for b in series]), ("errors", [b["errors"] for b in series])],
+            label="Requests over time", colors=["#4f46e5", "#ef4444"]),
+        "cost_chart": charts.line_chart(times, [("cost", [b["cost_usd"] for b in series])], charts.usd, area=True,
+                                        label="Cost over time"),
+        "latency_chart": charts.line_chart(
+            times, [("P50", [b["latency_p50_ms"] for b in series]), ("P95", [b["latency_p95_ms"] for b in series]),
+                    ("P99", [b["latency_p99_ms"] for b in series])], charts.ms, label="Latency percentiles"),
+        "errors_chart": charts.column_chart(times, [("errors", [b["errors"] for b in series])],
+                                            label="Errors over time", colors=["#ef4444"]),
+        "cost_by_model": charts.bars([(g["key"] or "(unknown)", g["cost_usd"]) for g in by_model], charts.usd),
+        "top_users": charts.bars([(g["key"], g["count"]) for g in top_users]),
+        "property_key": property_key,
+        "property_keys": pickers["property_keys"],
+        "top_values": charts.bars([(str(g["key"]), g["count"]) for g in top_values]),
+        "recent": recent,
+        "live_url": f"/ws/orgs/{org.slug}/live/",
+    })
+    return render(request, "analytics/dashboard.html", ctx)
+
+
+# --- Request explorer --------------------------------------------------------------------
+
+EXPLORER_FIELDS = ("user_id", "session_id", "model", "provider", "status", "cache_hit", "request_name", "prompt_id")
+
+
+def _explorer_filters(request: HttpRequest, start: datetime) -> tuple[dict, dict, str, list[str]]:
+    params = request.GET
+    filters: dict[str, Any] = {"created_after": start}
+    errors = []
+    for name in EXPLORER_FIELDS:
+        value = params.get(name, "").strip()
+        if not value:
+            continue
+        if name == "status":
+            if value == "error":
+                continue  # handled below: any failure
+            try:
+                filters[name] = int(value)
+            except ValueError:
+                errors.append("Status: a number, or 'error'.")
+        elif name == "cache_hit":
+            filters[name] = value == "true"
+        else:
+            filters[name] = value
+    properties = {}
+    key, value = params.get("prop_key", "").strip(), params.get("prop_value", "").strip()
+    if key and value:
+        properties[key] = value
+    return filters, properties, params.get("q", "").strip(), errors
+
+
+@org_member_required()
+def request_list(request: HttpRequest, org: Organization, membership: Membership) -> HttpResponse:
+    ctx = _range_context(request)
+    filters, properties, search, errors = _explorer_filters(request, ctx["start"])
+    sort = request.GET.get("sort") if request.GET.get("sort") in SORTS else "newest"
+    try:
+        page = max(int(request.GET.get("page", "1")), 1)
+    except ValueError:
+        page = 1
+    try:
+        qs = logs_for(org, filters, properties, search)
+    except FilterError as exc:
+        errors.append(str(exc))
+        qs = RequestLog.objects.none()
+    if request.GET.get("status") == "error":
+        qs = qs.filter(metrics.ERROR_Q)
+    if errors:
+        qs = RequestLog.objects.none()
+    order = SORTS[sort][0]
+    column = order.lstrip("-")
+    expression = F(column).desc(nulls_last=True) if order.startswith("-") else F(column).asc(nulls_last=True)
+    ordering = [expression, "-id"] if column != "created_at" else [order, "-id"]
+    # One row more than a page tells whether there is a next page: no COUNT(*) over the range.
+    rows = list(qs.order_by(*ordering).defer("request_body", "response_body", "request_headers",
+                                             "prompt_variables")[(page - 1) * PAGE_SIZE: page * PAGE_SIZE + 1])
+    has_next = len(rows) > PAGE_SIZE
+    query = request.GET.copy()
+    query.pop("page", None)
+    ctx.update({
+        "org": org,
+        "membership": membership,
+        "rows": rows[:PAGE_SIZE],
+        "page": page,
+        "has_next": has_next,
+        "query": query.urlencode(),
+        "params": request.GET,
+        "sort": sort,
+        "sorts": [(key, label) for key, (_, label) in SORTS.items()],
+        "errors": errors,
+        "pickers": _pickers(org),
+        "live": page == 1 and sort == "newest",
+        "live_filters": {name: request.GET.get(name, "") for name in EXPLORER_FIELDS}
+                        | {"prop_key": request.GET.get("prop_key", ""), "prop_value": request.GET.get("prop_value", ""),
+                           "q": search},
+        "live_url": f"/ws/orgs/{org.slug}/live/",
+    })
+    return render(request, "analytics/requests.html", ctx)
+
+
+# --- Request detail ----------------------------------------------------------------------
+
+
+def _maybe_json(text: str) -> Any:
+    if text[:1] in ("{", "["):
+        try:
+            return json.loads(text)
+        except ValueError:
+            return None
+    return None
+
+
+def _text_of(content: Any) -> str:
+    """Message content as text: a string, or the text parts of a list of blocks."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = []
+        for part in content:
+            if isinstance(part, dict):
+                if isinstance(part.get("text"), str):
+                    parts.append(part["text"])
+                elif part.get("type") in ("image_url", "image", "input_image"):
+                    parts.append("[image]")
+                elif part.get("type") == "tool_use":
+                    parts.append(f"[tool call {part.get('name', '')}] {json.dumps(part.get('input'))}")
+                elif part.get("type") == "tool_result":
+                    parts.append(f"[tool result] {_text_of(part.get('content'))}")
+            elif isinstance(part, str):
+                parts.append(part)
+        return "\n".join(parts)
+    if content is None:
+        return ""
+    return json.dumps(content, indent=2)
+
+
+def conversation(request_json: Any, response_json: Any) -> list[dict[str, str]]:
+    """Chat messages (OpenAI or Anthropic shapes) followed by the answer, for the detail page."""
+    messages: list[dict[str, str]] = []
+    if isinstance(request_json, dict):
+        if request_json.get("system"):
+            messages.append({"role": "system", "text": _text_of(request_json["system"])})
+        if isinstance(request_json.get("instructions"), str):
+            messages.append({"role": "system", "text": request_json["instructions"]})
+        source = request_json.get("messages")
+        if source is None and isinstance(request_json.get("input"), (list, str)):
+            source = request_json["input"] if isinstance(request_json["input"], list) else [
+                {"role": "user", "content": request_json["input"]}]
+        for message in source or []:
+            if isinstance(message, dict):
+                text = _text_of(message.get("content"))
+                for call in message.get("tool_calls") or []:
+                    function = call.get("function", {}) if isinstance(call, dict) else {}
+                    text += f"\n[tool call {function.get('name', '')}] {function.get('arguments', '')}"
+                messages.append({"role": str(message.get("role", "user")), "text": text.strip()})
+    if isinstance(response_json, dict):
+        for choice in response_json.get("choices") or []:
+            if isinstance(choice, dict) and isinstance(choice.get("message"), dict):
+                message = choice["message"]
+                text = _text_of(message.get("content"))
+                for call in message.get("tool_calls") or []:
+                    function = call.get("function", {}) if isinstance(call, dict) else {}
+                    text += f"\n[tool call {function.get('name', '')}] {function.get('arguments', '')}"
+                messages.append({"role": "assistant", "text": text.strip(), "answer": True})
+            elif isinstance(choice, dict) and isinstance(choice.get("text"), str):
+                messages.append({"role": "assistant", "text": choice["text"], "answer": True})
+        if response_json.get("type") == "message" and isinstance(response_json.get("content"), list):
+            messages.append({"role": "assistant", "text": _text_of(response_json["content"]), "answer": True})
+        if isinstance(response_json.get("output_text"), str):
+            messages.append({"role": "assistant", "text": response_json["output_text"], "answer": True})
+    return messages
+
+
+def _pretty(text: str) -> str:
+    parsed = _maybe_json(text)
+    return json.dumps(parsed, indent=2, ensure_ascii=False) if parsed is not None else text
+
+
+@org_member_required()
+def request_detail(request: HttpRequest, org: Organization, membership: Membership, log_id) -> HttpResponse:
+    log = get_log(org, log_id)
+    request_json = None if log.request_omitted else _maybe_json(log.request_body)
+    response_json = None if log.response_omitted else _maybe_json(log.response_body)
+    feedback = Feedback.objects.filter(request=log).first()
+    total = log.latency_ms or 0
+    ttft = log.ttft_ms if log.ttft_ms is not None and total else None
+    ctx = {
+        "org": org,
+        "membership": membership,
+        "log": log,
+        "conversation": conversation(request_json, response_json),
+        "request_pretty": _pretty(log.request_body),
+        "response_pretty": _pretty(log.response_body),
+        "feedback": feedback,
+        "scores": scores_of(log),
+        "ttft_percent": None if ttft is None else min(100 * ttft / total, 100),
+        "headers_pretty": json.dumps(log.request_headers, indent=2, ensure_ascii=False),
+        "is_error": log.status >= 400 or log.status < 200,
+        "uncached_prompt_tokens": None if log.prompt_tokens is None else log.prompt_tokens - (log.cached_tokens or 0),
+    }
+    return render(request, "analytics/request_detail.html", ctx)
+
+
+# --- Sessions ------------------------------------------------------------------------------
+
+
+@org_member_required()
+def session_list(request: HttpRequest, org: Organization, membership: Membership) -> HttpResponse:
+    ctx = _range_context(request)
+    qs = logs_for(org, {"created_after": ctx["start"]}).exclude(session_id="")
+    search = request.GET.get("session", "").strip()
+    if search:
+        qs = qs.filter(session_id__icontains=search)
+    sessions = list(
+        qs.values("session_id")
+        .annotate(requests=Count("id"), cost=Sum("cost_usd"), prompt=Sum("prompt_tokens"),
+                  completion=Sum("completion_tokens"), errors=Count("id", filter=metrics.ERROR_Q),
+                  first=Min("created_at"), last=Max("created_at"), name=Max("session_name"),
+                  users=Count("user_id", distinct=True))
+        .order_by("-last")[:200]
+    )
+    for session in sessions:
+        session["duration"] = (session["last"] - session["first"]).total_seconds()
+        session["tokens"] = (session["prompt"] or 0) + (session["completion"] or 0)
+    ctx.update({"org": org, "membership": membership, "sessions": sessions, "search": search})
+    return render(request, "analytics/sessions.html", ctx)
+
+
+def session_tree(logs: list[RequestLog]) -> list[dict]:
+    """Requests nested by `Helicone-Session-Path` ("/plan/step" under "/plan"), as a flat list with depths."""
+    root: dict = {"children": {}, "logs": []}
+    for log in logs:
+        node = root
+        for part in [p for p in (log.session_path or "/").split("/") if p]:
+            node = node["children"].setdefault(part, {"children": {}, "logs": []})
+        node["logs"].append(log)
+    flat: list[dict] = []
+
+    def walk(node: dict, name: str, path: str, depth: int) -> None:
+        if depth >= 0:
+            flat.append({"name": name, "path": path, "depth": depth, "logs": node["logs"]})
+        else:
+            for log in node["logs"]:
+                flat.append({"name": "/", "path": "/", "depth": 0, "logs": [log]})
+        for child_name, child in node["children"].items():
+            walk(child, child_name, f"{path.rstrip('/')}/{child_name}", depth + 1)
+
+    walk(root, "", "", -1)
+    # Root-level requests were added one per row; fold them into one "/" row.
+    root_rows = [row for row in flat if row["path"] == "/"]
+    if len(root_rows) > 1:
+        first = root_rows[0]
+        first["logs"] = [log for row in root_rows for log in row["logs"]]
+        flat = [row for row in flat if row["path"] != "/" or row is first]
+    return flat
+
+
+@org_member_required()
+def session_detail(request: HttpRequest, org: Organization, membership: Membership, session_id: str) -> HttpResponse:
+    logs = list(logs_for(org, {"session_id": session_id}).order_by("created_at")
+                .defer("request_body", "response_body", "request_headers")[:1000])
+    if not logs:
+        raise Http404("No such session")
+    start = logs[0].created_at
+    end = max(log.created_at + timedelta(milliseconds=log.latency_ms or 0) for log in logs)
+    span = max((end - start).total_seconds(), 0.001)
+    timeline = [{
+        "log": log,
+        "left": 100 * (log.created_at - start).total_seconds() / span,
+        "width": max(100 * (log.latency_ms or 0) / 1000 / span, 0.4),
+        "offset_s": (log.created_at - start).total_seconds(),
+    } for log in logs]
+    totals = {
+        "requests": len(logs),
+        "cost": sum(float(log.cost_usd) for log in logs if log.cost_usd is not None),
+        "tokens": sum(log.total_tokens or 0 for log in logs),
+        "errors": sum(1 for log in logs if log.status >= 400 or log.status < 200),
+        "duration": span,
+    }
+    ctx = {"org": org, "membership": membership, "session_id": session_id,
+           "session_name": next((log.session_name for log in logs if log.session_name), ""),
+           "tree": session_tree(logs), "timeline": timeline, "totals": totals, "truncated": len(logs) == 1000}
+    return render(request, "analytics/session_detail.html", ctx)
+
+
+# --- Users -----------------------------------------------------------------------------------
+
+
+@org_member_required()
+def user_list(request: HttpRequest, org: Organization, membership: Membership) -> HttpResponse:
+    ctx = _range_context(request)
+    qs = logs_for(org, {"created_after": ctx["start"]}).exclude(user_id="")
+    search = request.GET.get("user", "").strip()
+    if search:
+        qs = qs.filter(user_id__icontains=search)
+    order = {"requests": "requests", "cost": "cost", "last": "last", "errors": "errors"}.get(
+        request.GET.get("sort", ""), "requests")
+    users = list(
+        qs.values("user_id")
+        .annotate(requests=Count("id"), cost=Sum("cost_usd"), prompt=Sum("prompt_tokens"),
+                  completion=Sum("completion_tokens"), errors=Count("id", filter=metrics.ERROR_Q),
+                  last=Max("created_at"))
+        .order_by(F(order).desc(nulls_last=True), "user_id")[:200]
+    )
+    for user in users:
+        user["tokens"] = (user["prompt"] or 0) + (user["completion"] or 0)
+        user["query"] = urlencode({"user_id": user["user_id"], "range": ctx["range"]})
+    ctx.update({"org": org, "membership": membership, "users": users, "search": search,
+                "sort": request.GET.get("sort", "requests")})
+    return render(request, "analytics/users.html", ctx)
