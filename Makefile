@@ -26,7 +26,12 @@ migrate: $(VENV)/.installed
 serve: migrate
 	$(VENV)/bin/daphne -b $(HOST) -p $(PORT) heliconeproj.asgi:application
 
-test: $(VENV)/.installed-dev
+# Debian's headless Chromium and its driver for the browser test (never a downloaded browser).
+$(VENV)/.browser: | $(PY)
+	command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 || (apt-get update && apt-get install -y chromium chromium-driver)
+	touch $@
+
+test: $(VENV)/.installed-dev $(VENV)/.browser
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # The overhead benchmark (issue #8, see README "Benchmark"): a few minutes, both setups
