@@ -1,0 +1,69 @@
+"""Time the analytics pages and metrics API against the current database.
+
+    manage.py measure_analytics --org scale --runs 30
+
+Requests go through Django's test client in this process (the whole view,
+template and queries, without the network), as a member and with a read key.
+Prints P50 and P95 per URL; run it after `generate_logs` to check the budget.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+from django.core.management.base import BaseCommand, CommandError
+from django.test import Client
+
+from orgs.models import ApiKey, Membership, Organization
+
+
+class Command(BaseCommand):
+    help = "Measure P50/P95 of the dashboard, explorer and metrics API for an organization."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--org", required=True)
+        parser.add_argument("--runs", type=int, default=30)
+
+    def handle(self, *args, **options):
+        org = Organization.objects.filter(slug=options["org"]).first()
+        if org is None:
+            raise CommandError(f"No organization {options['org']!r}")
+        membership = Membership.objects.filter(org=org).select_related("user").first()
+        if membership is None:
+            raise CommandError("The organization has no member to view the pages as")
+        key, raw = ApiKey.generate(org, "measure_analytics", ["read"])
+        try:
+            page = Client()
+            page.force_login(membership.user)
+            api = Client(HTTP_AUTHORIZATION=f"Bearer {raw}")
+            s = org.slug
+            targets = [
+                ("dashboard 24h", page, f"/o/{s}/"),
+                ("dashboard 7d", page, f"/o/{s}/?range=7d"),
+                ("explorer 24h", page, f"/o/{s}/requests/"),
+                ("explorer 24h, model + property", page,
+                 f"/o/{s}/requests/?model=gpt-4o&prop_key=Feature&prop_value=chat"),
+                ("explorer 7d, slowest first", page, f"/o/{s}/requests/?range=7d&sort=slowest"),
+                ("users 24h", page, f"/o/{s}/users/"),
+                ("sessions 24h", page, f"/o/{s}/sessions/"),
+                ("API summary (24h default)", api, "/api/v1/metrics/summary"),
+                ("API summary group_by=model", api, "/api/v1/metrics/summary?group_by=model"),
+                ("API timeseries hour", api, "/api/v1/metrics/timeseries?interval=hour"),
+                ("API requests list", api, "/api/v1/requests?limit=50"),
+            ]
+            self.stdout.write(f"{'URL':<36} {'P50 ms':>8} {'P95 ms':>8} {'max ms':>8}")
+            for name, client, url in targets:
+                client.get(url)  # warm the caches and connections
+                times = []
+                for _ in range(options["runs"]):
+                    started = time.perf_counter()
+                    response = client.get(url)
+                    times.append((time.perf_counter() - started) * 1000)
+                    if response.status_code != 200:
+                        raise CommandError(f"{url} answered {response.status_code}")
+                times.sort()
+                p95 = statistics.quantiles(times, n=20, method="inclusive")[-1]
+                self.stdout.write(f"{name:<36} {statistics.median(times):8.1f} {p95:8.1f} {times[-1]:8.1f}")
+        finally:
+            key.delete()
