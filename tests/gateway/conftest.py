@@ -46,7 +46,22 @@ def tenant(transactional_db):
     t.key, t.raw_key = ApiKey.generate(t.org, "gateway", ["proxy", "read", "write"], created_by=t.user)
     t.other_org = Organization.objects.create(name="Other", slug="other")
     t.other_key, t.other_raw_key = ApiKey.generate(t.other_org, "other", ["proxy", "read"])
-    return t
+    yield t
+    _settle_logs()
+
+
+def _settle_logs(quiet: float = 0.3, timeout: float = 5.0) -> None:
+    """Wait until the gateways' log writers are idle: the flush after a test racing an
+    insert of a late log is a deadlock on PostgreSQL (TRUNCATE against INSERT)."""
+    deadline = time.monotonic() + timeout
+    last, quiet_since = -1, time.monotonic()
+    while time.monotonic() < deadline:
+        count = RequestLog.objects.count()
+        if count != last:
+            last, quiet_since = count, time.monotonic()
+        elif time.monotonic() - quiet_since >= quiet:
+            return
+        time.sleep(0.05)
 
 
 def wait_for_log(log_id: str, timeout: float = 10.0) -> RequestLog:
