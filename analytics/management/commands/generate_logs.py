@@ -71,8 +71,13 @@ class Command(BaseCommand):
         done = 0
         sessions: list[str] = [uuid.uuid4().hex[:12] for _ in range(max(total // 40, 1))]
         while done < total:
-            rows = [self._row(org.id, rng, prices, end, span, options["users"], sessions)
-                    for _ in range(min(batch_size, total - done))]
+            # Oldest first, as the log writer appends them: a time range then sits in
+            # neighbouring pages of the table, like in production (random order would not).
+            size = min(batch_size, total - done)
+            slice_start = span * (1 - done / total)
+            slice_end = span * (1 - (done + size) / total)
+            ages = sorted((rng.uniform(slice_end, slice_start) for _ in range(size)), reverse=True)
+            rows = [self._row(org.id, rng, prices, end, age, options["users"], sessions) for age in ages]
             self._insert(rows)
             done += len(rows)
             self._progress(done, total, started)
@@ -89,7 +94,7 @@ class Command(BaseCommand):
         return out
 
     @staticmethod
-    def _row(org_id, rng, prices, end, span, users, sessions) -> dict:
+    def _row(org_id, rng, prices, end, age_seconds, users, sessions) -> dict:
         provider, model, _, median = rng.choices(MODELS, weights=[m[2] for m in MODELS])[0]
         status = rng.choice(STATUSES)
         streamed = rng.random() < 0.35
@@ -106,7 +111,7 @@ class Command(BaseCommand):
         prompt = rng.choice(PROMPTS)
         answer = " ".join(rng.choice(["sure", "here", "is", "the", "answer", "with", "details", "and", "notes"])
                           for _ in range(12))
-        created = end - timedelta(seconds=rng.random() * span)
+        created = end - timedelta(seconds=age_seconds)
         return {
             "id": uuid.uuid4(), "org_id": org_id, "created_at": created, "provider": provider, "method": "POST",
             "target_url": "", "path": "/v1/chat/completions" if provider != "anthropic" else "/v1/messages",
