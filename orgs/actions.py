@@ -93,6 +93,20 @@ def update_org(org: Organization, *, actor: User, name: str, require_2fa: bool, 
     return org
 
 
+def set_rate_limit_policy(org: Organization, *, actor: User, policy: str, request=None) -> Organization:
+    """The org-wide rate limits (already validated by the form). Gateways pick the new
+    value up with their next API key lookup, within GATEWAY_AUTH_CACHE_SECONDS."""
+    with transaction.atomic():
+        org = Organization.objects.select_for_update().get(pk=org.pk)
+        if org.rate_limit_policy == policy:
+            return org
+        changes = {"rate_limit_policy": [org.rate_limit_policy, policy]}
+        org.rate_limit_policy = policy
+        org.save(update_fields=["rate_limit_policy"])
+        audit.record("org.rate_limit_policy", request=request, org=org, user=actor, target=org, changes=changes)
+    return org
+
+
 # --- Members -----------------------------------------------------------------------
 
 

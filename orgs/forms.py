@@ -124,6 +124,31 @@ class OrgSettingsForm(forms.Form):
         return value
 
 
+class RateLimitPolicyForm(forms.Form):
+    rate_limit_policy = forms.CharField(
+        label="Rate limit policy",
+        required=False,
+        max_length=2000,
+        widget=forms.TextInput(attrs={"placeholder": "1000;w=3600, 100;w=60;u=user", "spellcheck": "false"}),
+        help_text="Applies to every gateway request of this organization, on top of a request's own "
+        "<code>Helicone-RateLimit-Policy</code>. Comma-separated <code>QUOTA;w=WINDOW_SECONDS[;u=UNIT][;s=SEGMENT]</code>; "
+        "units <code>request</code>, <code>token</code>, <code>cents</code>; segments <code>user</code> or a property "
+        "name. Blank: no org-wide limit.",
+    )
+
+    def clean_rate_limit_policy(self) -> str:
+        from gateway.headers import HeaderError, parse_policies
+
+        value = " ".join(self.cleaned_data["rate_limit_policy"].split())
+        if not value:
+            return ""
+        try:
+            policies = parse_policies(value, "rate_limit_policy")
+        except HeaderError as error:
+            raise forms.ValidationError(error.message) from None
+        return ", ".join(policy.text for policy in policies)
+
+
 def role_choices_up_to(role: str) -> list[tuple[str, str]]:
     from .models import ROLE_RANK
 

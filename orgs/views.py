@@ -16,7 +16,15 @@ from django.views.decorators.http import require_POST
 
 from . import actions, otp
 from .access import org_member_required
-from .forms import ApiKeyForm, AuditFilterForm, InviteForm, OrgCreateForm, OrgSettingsForm, RoleForm
+from .forms import (
+    ApiKeyForm,
+    AuditFilterForm,
+    InviteForm,
+    OrgCreateForm,
+    OrgSettingsForm,
+    RateLimitPolicyForm,
+    RoleForm,
+)
 from .models import ApiKey, AuditEvent, Invitation, Membership, Organization, Role
 
 
@@ -263,4 +271,22 @@ def org_settings(request: HttpRequest, org: Organization, membership: Membership
         form = OrgSettingsForm(initial={"name": org.name, "require_2fa": org.require_2fa},
                                owner_has_2fa=owner_has_2fa)
     return render(request, "orgs/org_settings.html", {"org": org, "membership": membership, "form": form},
+                  status=status)
+
+
+@org_member_required(Role.ADMIN)
+def org_rate_limits(request: HttpRequest, org: Organization, membership: Membership) -> HttpResponse:
+    """Org-wide gateway rate limits: owners and admins."""
+    status = 200
+    if request.method == "POST":
+        form = RateLimitPolicyForm(request.POST)
+        if form.is_valid():
+            actions.set_rate_limit_policy(org, actor=request.user, policy=form.cleaned_data["rate_limit_policy"],
+                                          request=request)
+            messages.success(request, "Rate limits saved.")
+            return redirect("org_rate_limits", slug=org.slug)
+        status = 400
+    else:
+        form = RateLimitPolicyForm(initial={"rate_limit_policy": org.rate_limit_policy})
+    return render(request, "orgs/rate_limits.html", {"org": org, "membership": membership, "form": form},
                   status=status)
