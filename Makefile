@@ -23,8 +23,14 @@ $(VENV)/.installed-dev: pyproject.toml | $(PY)
 migrate: $(VENV)/.installed
 	$(PY) manage.py migrate --noinput
 
+# Daphne's per-request access log costs ~0.2 ms of CPU per proxied request (every
+# proxied call is logged by the gateway anyway): off unless ACCESS_LOG=1.
+ACCESS_LOG ?= 0
+DAPHNE_FLAGS = $(if $(filter 1,$(ACCESS_LOG)),-v 1,-v 0)
+
 serve: migrate
-	$(VENV)/bin/daphne -b $(HOST) -p $(PORT) heliconeproj.asgi:application
+	@echo "Serving on http://$(HOST):$(PORT)/ (Ctrl-C to stop)"
+	$(VENV)/bin/daphne $(DAPHNE_FLAGS) -b $(HOST) -p $(PORT) heliconeproj.asgi:application
 
 # Debian's headless Chromium and its driver for the browser test (never a downloaded browser).
 $(VENV)/.browser: | $(PY)

@@ -77,7 +77,7 @@ class Config:
         p.add_argument("--streams", type=int, default=None, help="concurrent slow streams (1000; smoke 20)")
         p.add_argument("--writer-rows", type=int, default=None, help="records for the writer run (50000)")
         p.add_argument("--no-access-log-check", action="store_true",
-                       help="skip the daphne -v 0 (no access log) comparison runs")
+                       help="skip the daphne -v 1 (access log on) comparison runs")
         p.add_argument("--no-pin", action="store_true", default=os.environ.get("BENCH_PIN", "1") == "0",
                        help="do not pin processes to cores with taskset (also BENCH_PIN=0)")
         p.add_argument("--out", type=Path, default=None, help="JSON output path (default bench/results/<time>.json)")
@@ -128,7 +128,7 @@ class PlainScenario:
     gateway_headers: dict[str, str] = field(default_factory=dict)
     # Given the response headers of two identical probe requests: does the gateway support it?
     supported: Callable[[list[dict]], bool] | None = None
-    daphne_verbosity: int | None = None  # None: daphne's default (access log to stdout)
+    daphne_verbosity: int | None = None  # None: as `make serve` runs it (-v 0, no access log)
 
 
 PLAIN_SCENARIOS = [
@@ -139,8 +139,8 @@ PLAIN_SCENARIOS = [
                   {"Helicone-RateLimit-Policy": "100000;w=60"},
                   supported=lambda rs: _has_ratelimit_header(rs)),
 ]
-ACCESS_LOG_OFF = PlainScenario("plain_no_access_log", "chat completion, daphne -v 0 (no access log)",
-                               daphne_verbosity=0)
+ACCESS_LOG_ON = PlainScenario("plain_access_log", "chat completion, daphne -v 1 (access log on)",
+                              daphne_verbosity=1)
 
 
 def row_id(setup: str, scenario: str, concurrency: int | None = None) -> str:
@@ -279,7 +279,7 @@ class Bench:
             setup.prepare()
             tenants = [f"{s.key}_c{c}" for s in PLAIN_SCENARIOS for c in self.cfg.concurrencies]
             if self.access_log_check(name):
-                tenants += [f"{ACCESS_LOG_OFF.key}_c{c}" for c in self.cfg.concurrencies]
+                tenants += [f"{ACCESS_LOG_ON.key}_c{c}" for c in self.cfg.concurrencies]
             tenants += ["stream_ttft", "many_streams", "writer"]
             self.tenants = setup.create_tenants(tenants)
             if name == "scaled":
@@ -295,9 +295,9 @@ class Bench:
             daphne.proc.stop()
             setup.procs.remove(daphne.proc)
             if self.access_log_check(name):
-                quiet = setup.start_daphne(verbosity=0, label="daphne-v0")
-                self.log(f"{name}: daphne -v 0 pid {quiet.pid}")
-                self.guard(lambda: self.run_plain(setup, quiet, ACCESS_LOG_OFF), name, ACCESS_LOG_OFF.key,
+                quiet = setup.start_daphne(verbosity=1, label="daphne-v1")
+                self.log(f"{name}: daphne -v 1 pid {quiet.pid}")
+                self.guard(lambda: self.run_plain(setup, quiet, ACCESS_LOG_ON), name, ACCESS_LOG_ON.key,
                            self.cfg.concurrencies)
                 quiet.proc.stop()
                 setup.procs.remove(quiet.proc)
@@ -307,7 +307,7 @@ class Bench:
             setup.stop_all()
 
     def access_log_check(self, setup: str) -> bool:
-        """The daphne -v 0 comparison runs in one setup (the last), to keep the run short."""
+        """The access-log comparison runs in one setup (the last), to keep the run short."""
         return self.cfg.access_log_check and setup == self.cfg.setups[-1]
 
     def guard(self, fn, setup: str, scenario: str, concurrencies=(None,)) -> None:
@@ -513,7 +513,7 @@ class Bench:
             "pinning": self.pinning.describe(),
             "wrk_runs": f"1 thread, {self.cfg.warmup:g} s warm-up then {self.cfg.duration:g} s measured",
             "daphne_cmd": "python -m daphne -b 127.0.0.1 -p PORT heliconeproj.asgi:application "
-                          "(DEBUG=0, default verbosity: access log to stdout, redirected to a file)",
+                          "-v 0 as `make serve` runs it (DEBUG=0, no access log)",
             "scaled": f"DATABASE_URL=postgres://postgres@127.0.0.1:5432/{PG_BENCH_DB}, REDIS_URL={REDIS_BENCH_URL}, "
                       "LOG_WRITER_IN_PROCESS=0 + one manage.py run_log_writer",
             "embedded": "no DATABASE_URL/REDIS_URL: SQLite under a temporary VAR_DIR, in-process writer",
@@ -613,7 +613,7 @@ def render(result: dict) -> str:
             f"{'overhead P50 / P95 / P99 ms':30} {'x direct P50/P95':17} {'CPU ms/req':>10} {'other%':>6}  logged")
     lines += [head, "-" * len(head)]
     for r in rows:
-        if r["scenario"] not in {s.key for s in PLAIN_SCENARIOS} | {ACCESS_LOG_OFF.key, "bare_proxy"}:
+        if r["scenario"] not in {s.key for s in PLAIN_SCENARIOS} | {ACCESS_LOG_ON.key, "bare_proxy"}:
             continue
         label = r.get("label", r["scenario"])
         if r["status"] != "ok":

@@ -349,14 +349,13 @@ class Setup:
 
 
 class Daphne:
-    """`python -m daphne -b 127.0.0.1 -p PORT heliconeproj.asgi:application`, as users run it."""
+    """`python -m daphne -v 0 -b 127.0.0.1 -p PORT heliconeproj.asgi:application`, as `make serve` runs it."""
 
     def __init__(self, setup: Setup, verbosity: int | None, label: str):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        cmd = [PY, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port)]
-        if verbosity is not None:
-            cmd += ["-v", str(verbosity)]
+        cmd = [PY, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port),
+               "-v", str(0 if verbosity is None else verbosity)]  # -v 0: as `make serve` runs it
         cmd.append("heliconeproj.asgi:application")
         self.cmd = cmd
         self.proc = Proc(label, setup.pinning.wrap(cmd, setup.pinning.gateway), setup.env,

@@ -23,7 +23,7 @@ EXPECTED_ROWS = [
     "embedded/plain/c1", "embedded/plain/c32",
     "embedded/cache_hit/c1", "embedded/cache_hit/c32",
     "embedded/ratelimited/c1", "embedded/ratelimited/c32",
-    "embedded/plain_no_access_log/c1", "embedded/plain_no_access_log/c32",  # the last setup only
+    "embedded/plain_access_log/c1", "embedded/plain_access_log/c32",  # the last setup only
     "embedded/stream_ttft", "embedded/many_streams", "embedded/writer",
 ]
 # Rows that may be placeholders until the gateway grows the feature.
