@@ -49,7 +49,7 @@ _USAGE_ON_REQUEST = frozenset(
     {"openai", "azure", "deepseek", "together", "fireworks", "xai", "openrouter", "groq", "gemini"}
 )
 _JSON_ERROR = [(b"content-type", b"application/json")]
-_CACHE_MISS = [(b"helicone-cache", b"MISS"), (b"helicone-cache-hit", b"false")]
+_CACHE_MISS = ((b"helicone-cache", b"MISS"), (b"helicone-cache-hit", b"false"))
 
 
 def loads(data: bytes) -> Any:
@@ -102,7 +102,7 @@ class Exchange:
     model: str = ""
     route_base: str = ""  # the upstream base URL of the route (fallbacks may swap it)
     # Response headers of the optional features (rate limits, cache), on every answer.
-    extra_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    extra_headers: tuple[tuple[bytes, bytes], ...] = ()
     rate_charges: list | tuple = ()  # token/cents counters to charge after the response
     cache_key: str = ""
     cache_free: list[int] | None = None
@@ -227,7 +227,7 @@ async def handle(scope, receive, send, prefix: str) -> None:
         if opts.rate_limits or org_policies:
             decision = await ratelimit.check(ex.org_id, opts.rate_limits, org_policies, opts.user_id,
                                              opts.properties)
-            ex.extra_headers += decision.headers()
+            ex.extra_headers += tuple(decision.headers())
             if not decision.allowed:
                 if decision.unavailable:
                     return await _respond_error(send, ex, 503, "Rate limits cannot be checked right now",
