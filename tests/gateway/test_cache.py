@@ -187,3 +187,31 @@ def test_requests_without_cache_headers_carry_no_cache_headers(gateway, tenant):
     raw = client(gateway, tenant.raw_key).chat.completions.with_raw_response.create(
         model="gpt-4o-mini", messages=messages("plain"))
     assert "helicone-cache" not in raw.headers and "helicone-ratelimit-remaining" not in raw.headers
+
+
+def test_anthropic_sdk_stream_is_cached(gateway, tenant, mock_provider):
+    import anthropic
+
+    marker = uuid.uuid4().hex
+    c = anthropic.Anthropic(base_url=gateway.url + "/anthropic", api_key="sk-ant", max_retries=0,
+                            default_headers={"Helicone-Auth": f"Bearer {tenant.raw_key}", **CACHE})
+
+    def create():
+        with c.messages.with_streaming_response.create(
+            model="claude-3-5-haiku-20241022", max_tokens=50, stream=True,
+            messages=[{"role": "user", "content": f"hello {marker}"}],
+        ) as response:
+            response.read()
+            return response
+
+    first = create()
+    hit, misses = until_hit(create)
+    assert hit.headers["content-type"].startswith("text/event-stream")
+    assert upstream_calls(mock_provider, marker) == 1 + misses
+    with c.messages.stream(model="claude-3-5-haiku-20241022", max_tokens=50,
+                           messages=[{"role": "user", "content": f"hello {marker}"}]) as stream:
+        assert stream.get_final_text() == "word1 word2 word3 word4 word5 "
+    assert upstream_calls(mock_provider, marker) == 1 + misses
+    log = wait_for_log(hit.headers["helicone-id"])
+    assert log.cache_hit and log.provider == "anthropic" and log.completion_tokens == 5
+    assert first.headers["helicone-cache"] == "MISS"
