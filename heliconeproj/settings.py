@@ -280,6 +280,9 @@ GATEWAY_REDIS_TIMEOUT = env_float("GATEWAY_REDIS_TIMEOUT", 0.5)
 # Responses larger than this are served but not cached.
 GATEWAY_CACHE_MAX_ENTRY_BYTES = env_int("GATEWAY_CACHE_MAX_ENTRY_BYTES", 8 * 1024 * 1024)
 
+# Seconds a managed prompt is trusted in process by the gateway.
+PROMPTS_CACHE_SECONDS = env_float("PROMPTS_CACHE_SECONDS", 3.0)
+
 # --- Log pipeline --------------------------------------------------------------
 # Run a log writer inside the web process (embedded default; with REDIS_URL it
 # consumes the shared stream like any `run_log_writer` worker).
