@@ -37,7 +37,12 @@ $(VENV)/.browser: | $(PY)
 	command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 || (apt-get update && apt-get install -y chromium chromium-driver)
 	touch $@
 
-test: $(VENV)/.installed-dev $(VENV)/.browser
+# wrk for the benchmark's smoke test.
+$(VENV)/.wrk: | $(PY)
+	command -v wrk >/dev/null 2>&1 || apt-get install -y wrk || (apt-get update && apt-get install -y wrk)
+	touch $@
+
+test: $(VENV)/.installed-dev $(VENV)/.browser $(VENV)/.wrk
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # The overhead benchmark (issue #8, see README "Benchmark"): a few minutes, both setups
@@ -46,10 +51,10 @@ test: $(VENV)/.installed-dev $(VENV)/.browser
 .PHONY: bench bench-smoke
 WRK_INSTALL = command -v wrk >/dev/null 2>&1 || apt-get install -y wrk || (apt-get update && apt-get install -y wrk)
 
-bench: $(VENV)/.installed
+bench: $(VENV)/.installed-dev
 	@$(WRK_INSTALL)
 	$(PY) -m bench.run $(BENCH_ARGS)
 
-bench-smoke: $(VENV)/.installed
+bench-smoke: $(VENV)/.installed-dev
 	@$(WRK_INSTALL)
 	$(PY) -m bench.run --smoke $(BENCH_ARGS)
