@@ -79,8 +79,9 @@ def _base_aggregates() -> dict[str, Any]:
     }
 
 
-def _percentile_aggregates() -> dict[str, Any]:
-    return {name: PercentileCont(column, fraction) for name, (column, fraction) in PERCENTILES.items()}
+def _percentile_aggregates(names=None) -> dict[str, Any]:
+    return {name: PercentileCont(column, fraction) for name, (column, fraction) in PERCENTILES.items()
+            if names is None or name in names}
 
 
 def _prefixed(aggregates: dict[str, Any]) -> dict[str, Any]:
@@ -142,7 +143,9 @@ def group_key(group_by: str):
 
 
 def grouped(qs: QuerySet, key, *, order_by: str = "-count", limit: int | None = None,
-            exclude_empty: bool = False, with_percentiles: bool = True) -> list[dict[str, Any]]:
+            exclude_empty: bool = False, with_percentiles: bool = True,
+            percentiles: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
+    """`percentiles` narrows which of PERCENTILES are computed (None: all)."""
     """The metrics per value of `key`, as [{"key": ..., "count": ..., ...}]."""
     qs = qs.annotate(group_key=key)
     if exclude_empty:
@@ -151,7 +154,7 @@ def grouped(qs: QuerySet, key, *, order_by: str = "-count", limit: int | None = 
             qs = qs.exclude(group_key="")
     aggregates = _base_aggregates()
     if is_postgres() and with_percentiles:
-        aggregates.update(_percentile_aggregates())
+        aggregates.update(_percentile_aggregates(percentiles))
     column = order_by.lstrip("-")
     column = column if column == "group_key" else f"m_{column}"
     ordering = F(column).desc(nulls_last=True) if order_by.startswith("-") else F(column).asc()
@@ -184,14 +187,15 @@ def group_by(qs: QuerySet, group_by: str, limit: int = 100) -> list[dict[str, An
 
 
 def timeseries(qs: QuerySet, interval: str, start: datetime, end: datetime,
-               *, fill: bool = False) -> list[dict[str, Any]]:
+               *, fill: bool = False, percentiles: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
     """Metrics per `interval` bucket between start and end (oldest first)."""
     if interval not in INTERVALS:
         raise FilterError("interval must be minute, hour or day")
     trunc, step = INTERVALS[interval]
     if (end - start) / step > MAX_BUCKETS:
         raise FilterError(f"Too many {interval} buckets: narrow the time range or use a longer interval")
-    buckets = grouped(qs, trunc("created_at", tzinfo=dt_timezone.utc), order_by="group_key")
+    buckets = grouped(qs, trunc("created_at", tzinfo=dt_timezone.utc), order_by="group_key",
+                      percentiles=percentiles)
     for bucket in buckets:
         bucket["time"] = _as_utc(bucket.pop("key"))
     if not fill:

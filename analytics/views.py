@@ -43,10 +43,10 @@ def _range_context(request: HttpRequest) -> dict[str, Any]:
     return {"range": key, "start": start, "end": end, "ranges": list(RANGES)}
 
 
-def _pickers(org: Organization) -> dict[str, list[str]]:
+def _pickers(org: Organization, sample: int = PICKER_SAMPLE) -> dict[str, list[str]]:
     """Values seen in the newest logs, for the explorer's pickers."""
     recent = (RequestLog.objects.filter(org=org).order_by("-created_at")
-              .values_list("model", "provider", "properties", "request_name")[:PICKER_SAMPLE])
+              .values_list("model", "provider", "properties", "request_name")[:sample])
     models, providers, names = set(), set(), set()
     properties: dict[str, set[str]] = {}
     for model, provider, props, name in recent:
@@ -75,12 +75,13 @@ def dashboard(request: HttpRequest, org: Organization, membership: Membership) -
     qs = logs_for(org, {"created_after": ctx["start"]})
     totals = metrics.summary(qs, with_users=True)
     interval = metrics.pick_interval(ctx["end"] - ctx["start"])
-    series = metrics.timeseries(qs, interval, ctx["start"], ctx["end"], fill=True)
+    series = metrics.timeseries(qs, interval, ctx["start"], ctx["end"], fill=True,
+                                percentiles=("latency_p50_ms", "latency_p95_ms", "latency_p99_ms"))
     times = [bucket["time"] for bucket in series]
     by_model = metrics.grouped(qs, metrics.group_key("model"), order_by="-cost_usd", limit=8, with_percentiles=False)
     top_users = metrics.grouped(qs, metrics.group_key("user"), limit=8, exclude_empty=True, with_percentiles=False)
 
-    pickers = _pickers(org)
+    pickers = _pickers(org, sample=500)
     property_key = request.GET.get("property") or (pickers["property_keys"][0] if pickers["property_keys"] else "")
     top_values = []
     if property_key and "__" not in property_key:
