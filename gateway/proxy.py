@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 from django.conf import settings
 
-from prompts.gateway import PromptError, apply_prompt
+from prompts.gateway import PromptError, PromptUnavailable, apply_prompt
 
 from . import cache, ratelimit, retry
 from .auth import AuthUnavailable, authenticate
@@ -205,8 +205,7 @@ async def handle(scope, receive, send, prefix: str) -> None:
             ex.target_url = route.url + ("?" + query.decode("latin-1") if query else "")
             ex.body = await _read_body(receive, ex)
             strip_usage = _prepare_body(ex)
-            if ex.opts.prompt_id:
-                await _apply_prompt(ex)
+            if ex.opts.prompt_id and await _apply_prompt(ex):
                 strip_usage = _prepare_body(ex)
             if ex.opts.fallbacks:
                 await _check_fallbacks(ex)
@@ -221,6 +220,9 @@ async def handle(scope, receive, send, prefix: str) -> None:
                                         f"{settings.GATEWAY_MAX_BODY_BYTES} bytes", "helicone_request_error")
         except (_BadBody, PromptError) as exc:
             return await _respond_error(send, ex, 400, str(exc), "helicone_request_error")
+        except PromptUnavailable:
+            return await _respond_error(send, ex, 503, "The prompt cannot be read right now (database unavailable)",
+                                        "helicone_unavailable", [(b"retry-after", b"5")])
 
         # 3. Rate limits, then the cache (a hit never calls upstream).
         opts = ex.opts
@@ -335,15 +337,18 @@ class _BadBody(Exception):
     pass
 
 
-async def _apply_prompt(ex: Exchange) -> None:
-    """Helicone-Prompt-Id: render the managed prompt into the body before forwarding."""
+async def _apply_prompt(ex: Exchange) -> bool:
+    """Helicone-Prompt-Id: render the managed prompt into the body. True when the body changed."""
     if not isinstance(ex.payload, dict):
         raise _BadBody("Helicone-Prompt-Id needs a JSON object request body")
     applied = await apply_prompt(ex.org_id, ex.opts, ex.payload)
     if applied is None:
-        return
+        return False
     ex.prompt_id, ex.prompt_version, ex.prompt_variables = applied.prompt_id, applied.version, applied.variables
+    if applied.payload is ex.payload:  # tagged only: forward the client's bytes as they are
+        return False
     ex.body = orjson.dumps(applied.payload)
+    return True
 
 
 def _prepare_body(ex: Exchange) -> bool:
