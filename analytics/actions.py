@@ -108,7 +108,7 @@ def _epoch(value: Any, field: str) -> float:
 def manual_log_record(org: Organization, api_key: ApiKey | None, body: dict[str, Any]) -> dict[str, Any]:
     """A log-writer record for a call made without the proxy (Helicone's manual-logger body)."""
     from gateway.headers import HeaderError, parse_options
-    from gateway.providers import _provider_from_host
+    from gateway.providers import provider_from_host
     from gateway.usage import usage_from_body
 
     provider_request = body.get("providerRequest") or {}
@@ -144,7 +144,7 @@ def manual_log_record(org: Organization, api_key: ApiKey | None, body: dict[str,
         "org_id": org.id,
         "api_key_id": api_key.id if api_key else None,
         "created_at": start,
-        "provider": (_provider_from_host(url) if url else "custom")[:32],
+        "provider": (provider_from_host(url) if url else "custom")[:32],
         "method": "POST",
         "target_url": url,
         "path": urlsplit(url).path,

@@ -66,7 +66,7 @@ def resolve_route(provider: str, raw_path: str, opts: GatewayOptions) -> Route:
     if provider == "gateway":
         if not opts.target_url:
             raise RouteError(400, "Helicone-Target-Url header is required on /gateway/ routes")
-        return Route(_provider_from_host(opts.target_url), opts.target_url, raw_path[len("/gateway") :], True)
+        return Route(provider_from_host(opts.target_url), opts.target_url, raw_path[len("/gateway") :], True)
     rest = raw_path[len(provider) + 1 :]
     return Route(provider, settings.UPSTREAM_URLS[provider].rstrip("/"), rest)
 
@@ -92,7 +92,7 @@ _KNOWN_HOSTS = {
 }
 
 
-def _provider_from_host(url: str) -> str:
+def provider_from_host(url: str) -> str:
     host = (urlsplit(url).hostname or "").lower()
     if host.endswith(".openai.azure.com"):
         return "azure"
