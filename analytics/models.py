@@ -136,3 +136,142 @@ class Score(models.Model):
 
     def as_json(self) -> float | bool:
         return bool(self.value) if self.is_boolean else self.value
+
+
+# --- Alerts and webhooks (issue #7) -------------------------------------------------------------
+
+class AlertMetric(models.TextChoices):
+    ERROR_RATE = "error_rate", "Error rate (%)"
+    COST = "cost_usd", "Cost (USD)"
+    REQUEST_COUNT = "request_count", "Request count"
+    LATENCY_P50 = "latency_p50_ms", "Latency P50 (ms)"
+    LATENCY_P95 = "latency_p95_ms", "Latency P95 (ms)"
+    LATENCY_P99 = "latency_p99_ms", "Latency P99 (ms)"
+    TTFT = "ttft_p50_ms", "Time to first token P50 (ms)"
+    TOKENS = "total_tokens", "Tokens"
+
+
+class AlertComparison(models.TextChoices):
+    ABOVE = "above", "above"
+    BELOW = "below", "below"
+
+
+class Webhook(models.Model):
+    """A signed HTTP endpoint of an org: for alerts, or for every logged request."""
+
+    class Kind(models.TextChoices):
+        ALERTS = "alerts", "Alerts"
+        REQUESTS = "requests", "Every logged request"
+
+    org = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.ALERTS)
+    url = models.URLField(max_length=2000)
+    secret = models.CharField(max_length=100, help_text="HMAC-SHA256 key of the Helicone-Signature header")
+    enabled = models.BooleanField(default=True)
+    sample_rate = models.FloatField(default=1.0, help_text="Request webhooks: the share of requests sent")
+    property_filters = models.JSONField(default=dict, blank=True,
+                                        help_text="Request webhooks: only requests with these properties")
+    include_bodies = models.BooleanField(default=False)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["kind", "url"]
+
+    def __str__(self) -> str:
+        return self.url
+
+
+class AlertRule(models.Model):
+    org = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    name = models.CharField(max_length=200)
+    metric = models.CharField(max_length=20, choices=AlertMetric.choices)
+    comparison = models.CharField(max_length=10, choices=AlertComparison.choices, default=AlertComparison.ABOVE)
+    threshold = models.FloatField(help_text="Error rate in percent, cost in USD, latency in ms")
+    window_seconds = models.IntegerField(default=300)
+    min_requests = models.IntegerField(default=0)
+    filter_field = models.CharField(max_length=20, blank=True,
+                                    help_text="model, provider, user, prompt or property (blank: all requests)")
+    filter_property = models.CharField(max_length=200, blank=True)
+    filter_value = models.CharField(max_length=255, blank=True)
+    group_by = models.CharField(max_length=20, blank=True, help_text="user, model or property (blank: no grouping)")
+    group_property = models.CharField(max_length=200, blank=True)
+    cooldown_seconds = models.IntegerField(default=0, help_text="After a firing, the same group does not fire again sooner")
+    muted = models.BooleanField(default=False)
+    email_recipients = models.ManyToManyField("orgs.User", blank=True, related_name="+")
+    slack_url = models.URLField(max_length=2000, blank=True)
+    webhooks = models.ManyToManyField(Webhook, blank=True, related_name="rules")
+    # Claimed with a conditional UPDATE, so concurrent evaluators evaluate a rule once per tick.
+    next_evaluation_at = models.DateTimeField(default=timezone.now, db_index=True)
+    last_evaluated_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class AlertEvent(models.Model):
+    """One firing of a rule (for one group); open until resolved."""
+
+    org = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    rule = models.ForeignKey(AlertRule, on_delete=models.CASCADE, related_name="events")
+    group_key = models.CharField(max_length=255, blank=True)
+    value = models.FloatField()
+    request_count = models.IntegerField(default=0)
+    threshold = models.FloatField()
+    fired_at = models.DateTimeField(default=timezone.now)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_value = models.FloatField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-fired_at"]
+        indexes = [models.Index(fields=["org", "-fired_at"], name="alertevent_org_fired")]
+        constraints = [
+            # Fire once: two evaluators racing on the same group cannot both open an alert.
+            models.UniqueConstraint(fields=["rule", "group_key"], condition=models.Q(resolved_at__isnull=True),
+                                    name="one_open_alert_per_group"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.rule_id}/{self.group_key or '*'}@{self.fired_at:%Y-%m-%d %H:%M}"
+
+
+class WebhookDelivery(models.Model):
+    """One attempt to POST one message; a failed attempt schedules the next as a new row."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SENDING = "sending", "Sending"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    class Format(models.TextChoices):
+        JSON = "json", "JSON (signed)"
+        SLACK = "slack", "Slack"
+
+    org = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    webhook = models.ForeignKey(Webhook, null=True, blank=True, on_delete=models.SET_NULL, related_name="deliveries")
+    message_id = models.UUIDField(default=uuid.uuid4, help_text="The same for every attempt of one message")
+    event_type = models.CharField(max_length=40)
+    url = models.URLField(max_length=2000)
+    format = models.CharField(max_length=10, choices=Format.choices, default=Format.JSON)
+    body = models.TextField()
+    attempt = models.IntegerField(default=1)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    response_status = models.IntegerField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    attempted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-attempt"]
+        indexes = [
+            models.Index(fields=["status", "next_attempt_at"], name="delivery_due"),
+            models.Index(fields=["org", "-created_at"], name="delivery_org_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_type} #{self.attempt} -> {self.url}"
