@@ -70,7 +70,8 @@ def logs_for(
         else:
             qs = qs.filter(**{f"properties__{name}": value})
     if search:
-        # ILIKE over the bodies: indexed by pg_trgm on PostgreSQL, a scan of the window on SQLite.
+        # ILIKE over the bodies within the time window; on PostgreSQL operators can add
+        # trigram indexes with `manage.py body_search_index --enable` for long ranges.
         qs = qs.filter(Q(request_body__icontains=search) | Q(response_body__icontains=search))
     return qs
 
