@@ -78,3 +78,6 @@ class ModelPriceAdmin(AuditedAdmin):
     list_display = ("model", "provider", "input_per_mtok", "output_per_mtok", "cached_input_per_mtok", "updated_at")
     search_fields = ("model", "provider")
     list_filter = ("provider",)
+
+
+from . import alert_admin  # noqa: E402,F401  (alerts register their own admin)

@@ -274,3 +274,80 @@ def register_listeners() -> None:
         live.listeners.append(webhooks.enqueue_request_webhooks)
     if not settings.REDIS_URL and getattr(settings, "ALERTS_EMBEDDED", not settings.TESTING) and embedded_listener not in live.listeners:
         live.listeners.append(embedded_listener)
+
+
+# --- Changes from the pages: one transaction each, one audit event each -----------------------
+
+RULE_AUDIT_FIELDS = ("name", "metric", "comparison", "threshold", "window_seconds", "min_requests", "filter_field",
+                     "filter_property", "filter_value", "group_by", "group_property", "cooldown_seconds", "slack_url")
+
+
+def save_rule(form, org, *, request=None) -> AlertRule:
+    """Create or update a rule from a valid AlertRuleForm."""
+    from orgs import audit
+
+    creating = form.instance.pk is None
+    with transaction.atomic():
+        rule = form.save(commit=False)
+        rule.org = org
+        if creating:
+            rule.next_evaluation_at = timezone.now()
+        rule.save()
+        form.save_m2m()
+        changes = {name: getattr(rule, name) for name in RULE_AUDIT_FIELDS if creating or name in form.changed_data}
+        changes["email_recipients"] = sorted(user.email for user in rule.email_recipients.all())
+        changes["webhooks"] = sorted(hook.url for hook in rule.webhooks.all())
+        audit.record("alert_rule.create" if creating else "alert_rule.update", request=request, org=org,
+                     target=rule, changes=changes)
+    return rule
+
+
+def set_muted(rule: AlertRule, muted: bool, *, request=None) -> None:
+    from orgs import audit
+
+    with transaction.atomic():
+        AlertRule.objects.filter(pk=rule.pk).update(muted=muted)
+        rule.muted = muted
+        audit.record("alert_rule.mute" if muted else "alert_rule.unmute", request=request, org=rule.org,
+                     target=rule, changes={"muted": muted})
+
+
+def delete_rule(rule: AlertRule, *, request=None) -> None:
+    from orgs import audit
+
+    with transaction.atomic():
+        audit.record("alert_rule.delete", request=request, org=rule.org, target=rule, changes={"name": rule.name})
+        rule.delete()
+
+
+def request_test_notification(rule: AlertRule, *, request=None) -> None:
+    """A test notification on every channel of the rule (even when muted)."""
+    from orgs import audit
+
+    with transaction.atomic():
+        audit.record("alert_rule.test", request=request, org=rule.org, target=rule)
+        transaction.on_commit(lambda: send_test(rule))
+
+
+def create_webhook(org, *, kind: str, url: str, sample_rate: float = 1.0, property_filters=None,
+                   include_bodies: bool = False, request=None):
+    from orgs import audit
+
+    from .models import Webhook
+
+    with transaction.atomic():
+        hook = Webhook.objects.create(org=org, kind=kind, url=url, secret=webhooks.new_secret(),
+                                      sample_rate=sample_rate, property_filters=property_filters or {},
+                                      include_bodies=include_bodies)
+        audit.record("webhook.create", request=request, org=org, target=hook,
+                     changes={"kind": kind, "url": url, "sample_rate": sample_rate,
+                              "property_filters": property_filters or {}, "include_bodies": include_bodies})
+    return hook
+
+
+def delete_webhook(hook, *, request=None) -> None:
+    from orgs import audit
+
+    with transaction.atomic():
+        audit.record("webhook.delete", request=request, org=hook.org, target=hook, changes={"url": hook.url})
+        hook.delete()

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import alert_views, views
 
 urlpatterns = [
     path("o/<slug:slug>/requests/", views.request_list, name="request_list"),
@@ -8,4 +8,15 @@ urlpatterns = [
     path("o/<slug:slug>/sessions/", views.session_list, name="session_list"),
     path("o/<slug:slug>/sessions/<path:session_id>/", views.session_detail, name="session_detail"),
     path("o/<slug:slug>/users/", views.user_list, name="user_list"),
+    path("o/<slug:slug>/alerts/", alert_views.alert_list, name="alert_list"),
+    path("o/<slug:slug>/alerts/new/", alert_views.alert_rule_edit, name="alert_rule_new"),
+    path("o/<slug:slug>/alerts/<int:rule_id>/", alert_views.alert_rule_edit, name="alert_rule_edit"),
+    path("o/<slug:slug>/alerts/<int:rule_id>/mute/", alert_views.alert_rule_mute, name="alert_rule_mute"),
+    path("o/<slug:slug>/alerts/<int:rule_id>/test/", alert_views.alert_rule_test, name="alert_rule_test"),
+    path("o/<slug:slug>/alerts/<int:rule_id>/delete/", alert_views.alert_rule_delete, name="alert_rule_delete"),
+    path("o/<slug:slug>/alerts/history/", alert_views.alert_history, name="alert_history"),
+    path("o/<slug:slug>/alerts/open.json", alert_views.alert_open_count, name="alert_open_count"),
+    path("o/<slug:slug>/alerts/webhooks/", alert_views.webhook_list, name="webhook_list"),
+    path("o/<slug:slug>/alerts/webhooks/<int:webhook_id>/delete/", alert_views.webhook_delete, name="webhook_delete"),
+    path("o/<slug:slug>/alerts/deliveries/", alert_views.webhook_deliveries, name="webhook_deliveries"),
 ]

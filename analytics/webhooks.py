@@ -118,6 +118,11 @@ def _attempt(delivery: WebhookDelivery) -> None:
             headers[SIGNATURE_HEADER] = sign(body, delivery.webhook.secret)
     status_code, error = None, ""
     problem = url_problem(delivery.url)  # again at send time: DNS may have changed since the form
+    if delivery.format == WebhookDelivery.Format.JSON and delivery.webhook is None:
+        # Deleted since it was queued: never send its payload unsigned, and stop retrying.
+        WebhookDelivery.objects.filter(pk=delivery.pk).update(status=WebhookDelivery.Status.FAILED,
+                                                              error="The webhook was deleted")
+        return
     if problem:
         error = f"URL {problem}"
     else:

@@ -283,6 +283,13 @@ GATEWAY_CACHE_MAX_ENTRY_BYTES = env_int("GATEWAY_CACHE_MAX_ENTRY_BYTES", 8 * 102
 # Seconds a managed prompt is trusted in process by the gateway.
 PROMPTS_CACHE_SECONDS = env_float("PROMPTS_CACHE_SECONDS", 3.0)
 
+# Alerts: how often a rule is evaluated, the first webhook retry delay (doubling after), and whether
+# the embedded log writer evaluates too (default: when there is no REDIS_URL and not under tests).
+ALERTS_TICK_SECONDS = env_float("ALERTS_TICK_SECONDS", 30.0)
+ALERTS_RETRY_BASE_SECONDS = env_float("ALERTS_RETRY_BASE_SECONDS", 30.0)
+ALERTS_EMBEDDED_SECONDS = env_float("ALERTS_EMBEDDED_SECONDS", 10.0)
+ALERTS_EMBEDDED = env_bool("ALERTS_EMBEDDED", not TESTING)
+
 # --- Log pipeline --------------------------------------------------------------
 # Run a log writer inside the web process (embedded default; with REDIS_URL it
 # consumes the shared stream like any `run_log_writer` worker).

@@ -6,6 +6,7 @@ import hmac
 import json
 import threading
 import time
+import uuid
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -156,7 +157,8 @@ def test_retries_back_off(settings):
     org = Organization.objects.create(name="Acme", slug="acme")
     receiver = Receiver(failures=5)
     try:
-        webhooks.enqueue(org.id, receiver.url, "alert.fired", {})
+        hook = Webhook.objects.create(org=org, url=receiver.url, secret="k")
+        webhooks.enqueue(org.id, receiver.url, "alert.fired", {}, webhook=hook)
         assert webhooks.deliver_due() == 1
         assert webhooks.deliver_due() == 0  # the second attempt waits a minute
         retry = WebhookDelivery.objects.get(attempt=2)
@@ -174,7 +176,8 @@ def test_a_private_address_is_refused_at_send_time_unless_allowed(settings):
     org = Organization.objects.create(name="Acme", slug="acme")
     receiver = Receiver()
     try:
-        webhooks.enqueue(org.id, receiver.url, "alert.fired", {})
+        hook = Webhook.objects.create(org=org, url=receiver.url, secret="k")
+        webhooks.enqueue(org.id, receiver.url, "alert.fired", {}, webhook=hook)
         webhooks.deliver_due()
         first = WebhookDelivery.objects.get(attempt=1)
         assert first.status == "failed" and "private" in first.error and receiver.received == []
@@ -196,7 +199,7 @@ def test_the_embedded_writer_evaluates_rules_in_the_background(settings):
     rule = make_rule(org, min_requests=1)
     alerts.register_listeners()
     try:
-        write_batch([{"id": str(__import__("uuid").uuid4()), "org_id": org.id, "created_at": time.time(),
+        write_batch([{"id": str(uuid.uuid4()), "org_id": org.id, "created_at": time.time(),
                       "provider": "openai", "model": "gpt-4o", "status": 500}])
         deadline = time.monotonic() + 5
         while not AlertEvent.objects.filter(rule=rule).exists():
@@ -208,3 +211,46 @@ def test_the_embedded_writer_evaluates_rules_in_the_background(settings):
         from analytics import live
 
         live.listeners.remove(alerts.embedded_listener)
+
+
+def test_request_webhooks_receive_matching_logged_requests_signed():
+    from analytics.writer import write_batch
+    from orgs.models import Organization
+
+    org = Organization.objects.create(name="Acme", slug="acme")
+    receiver = Receiver()
+    try:
+        hook = Webhook.objects.create(org=org, kind="requests", url=receiver.url, secret="rk",
+                                      property_filters={"Env": "prod"}, include_bodies=True)
+        Webhook.objects.create(org=org, kind="requests", url=receiver.url + "/never", secret="x", sample_rate=0)
+        ids = [str(uuid.uuid4()) for _ in range(3)]
+        base = {"org_id": org.id, "created_at": time.time(), "provider": "openai", "model": "gpt-4o", "status": 200,
+                "request_body": '{"q": 1}'}
+        write_batch([{**base, "id": ids[0], "properties": {"Env": "prod"}},
+                     {**base, "id": ids[1], "properties": {"Env": "dev"}},
+                     {**base, "id": ids[2]}])
+        assert webhooks.deliver_due() == 1
+        headers, body = receiver.received[0]
+        assert headers["helicone-signature"] == hmac.new(b"rk", body, hashlib.sha256).hexdigest()
+        data = json.loads(body)
+        assert data["type"] == "request.logged" and data["request"]["id"] == ids[0]
+        assert data["request"]["request_body"] == '{"q": 1}'
+        assert WebhookDelivery.objects.get().webhook == hook
+    finally:
+        receiver.close()
+
+
+def test_a_deleted_webhook_gets_nothing_more():
+    from orgs.models import Organization
+
+    org = Organization.objects.create(name="Acme", slug="acme")
+    receiver = Receiver()
+    try:
+        hook = Webhook.objects.create(org=org, url=receiver.url, secret="k")
+        webhooks.enqueue(org.id, receiver.url, "alert.fired", {}, webhook=hook)
+        hook.delete()
+        assert webhooks.deliver_due() == 1
+        assert receiver.received == []
+        assert list(WebhookDelivery.objects.values_list("status", "error")) == [("failed", "The webhook was deleted")]
+    finally:
+        receiver.close()

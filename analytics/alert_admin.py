@@ -1,0 +1,65 @@
+"""Admin for alerts: rules (with a mute action), read-only history and delivery log."""
+
+from django.contrib import admin
+
+from .models import AlertEvent, AlertRule, Webhook, WebhookDelivery
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    show_full_result_count = False
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(AlertRule)
+class AlertRuleAdmin(admin.ModelAdmin):
+    list_display = ("name", "org", "metric", "comparison", "threshold", "window_seconds", "muted",
+                    "last_evaluated_at")
+    list_filter = ("metric", "muted")
+    search_fields = ("name", "org__slug")
+    list_select_related = ("org",)
+    raw_id_fields = ("org", "email_recipients", "webhooks")
+    actions = ["mute", "unmute"]
+
+    @admin.action(description="Mute the selected rules")
+    def mute(self, request, queryset):
+        from . import alerts
+
+        for rule in queryset.select_related("org"):
+            alerts.set_muted(rule, True, request=request)
+
+    @admin.action(description="Unmute the selected rules")
+    def unmute(self, request, queryset):
+        from . import alerts
+
+        for rule in queryset.select_related("org"):
+            alerts.set_muted(rule, False, request=request)
+
+
+@admin.register(AlertEvent)
+class AlertEventAdmin(ReadOnlyAdmin):
+    list_display = ("rule", "org", "group_key", "value", "threshold", "fired_at", "resolved_at")
+    list_filter = ("resolved_at",)
+    list_select_related = ("rule", "org")
+    search_fields = ("rule__name", "org__slug", "group_key")
+
+
+@admin.register(Webhook)
+class WebhookAdmin(admin.ModelAdmin):
+    list_display = ("url", "org", "kind", "enabled", "sample_rate", "created_at")
+    list_filter = ("kind", "enabled")
+    list_select_related = ("org",)
+    search_fields = ("url", "org__slug")
+    raw_id_fields = ("org",)
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(ReadOnlyAdmin):
+    list_display = ("created_at", "org", "event_type", "url", "attempt", "status", "response_status")
+    list_filter = ("status", "event_type", "format")
+    list_select_related = ("org",)
+    search_fields = ("url", "org__slug", "message_id")
