@@ -10,21 +10,20 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import json
 import logging
 import random
 import secrets
-import socket
 from datetime import timedelta
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.utils import timezone
+
+from gateway.providers import target_problem
 
 from .models import RequestLog, Webhook, WebhookDelivery
 
@@ -50,32 +49,8 @@ def sign(body: bytes, secret: str) -> str:
 
 
 def url_problem(url: str) -> str | None:
-    """Why a webhook URL may not be used, or None. The sync twin of gateway.providers.check_target."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return "must be an http(s) URL with a host"
-    if parts.username or parts.password:
-        return "must not contain credentials"
-    if settings.GATEWAY_ALLOW_PRIVATE_TARGETS:
-        return None
-    host = parts.hostname.lower()
-    if host in settings.GATEWAY_ALLOWED_TARGET_HOSTS:
-        return None
-    try:
-        addresses = [ipaddress.ip_address(host)]
-    except ValueError:
-        try:
-            infos = socket.getaddrinfo(host, parts.port or (443 if parts.scheme == "https" else 80),
-                                       type=socket.SOCK_STREAM)
-        except OSError:
-            return f"host {host} does not resolve"
-        addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
-    for address in addresses:
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-            address = address.ipv4_mapped
-        if not address.is_global or address.is_multicast:
-            return f"{host} resolves to a private, loopback or link-local address ({address}), which is not allowed"
-    return None
+    """Why a webhook URL may not be used, or None (the gateway's own SSRF rules)."""
+    return target_problem(url)
 
 
 def validate_webhook_url(url: str) -> None:

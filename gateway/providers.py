@@ -105,33 +105,33 @@ _ssrf_cache: dict[str, tuple[float, str | None]] = {}
 _SSRF_CACHE_SECONDS = 60.0
 
 
-async def check_target(url: str, header: str) -> None:
-    """Refuse client-chosen upstreams on loopback, private, link-local or metadata addresses."""
-    parts = urlsplit(url)
+def _shape_problem(parts) -> str | None:
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise HeaderError(header, "must be an http(s) URL with a host")
+        return "must be an http(s) URL with a host"
     if parts.username or parts.password:
-        raise HeaderError(header, "must not contain credentials")
-    if settings.GATEWAY_ALLOW_PRIVATE_TARGETS:
-        return
+        return "must not contain credentials"
+    return None
+
+
+def _operator_allows(host: str) -> bool:
+    return settings.GATEWAY_ALLOW_PRIVATE_TARGETS or host in settings.GATEWAY_ALLOWED_TARGET_HOSTS
+
+
+def target_problem(url: str) -> str | None:
+    """Why a client-chosen URL (upstream target, webhook) may not be used, or None:
+    it must be http(s) and must not resolve to a loopback, private, link-local or
+    cloud-metadata address, unless the operator allows it. Blocks on DNS."""
+    parts = urlsplit(url)
+    problem = _shape_problem(parts)
+    if problem or _operator_allows(parts.hostname.lower()):
+        return problem
     host = parts.hostname.lower()
-    if host in settings.GATEWAY_ALLOWED_TARGET_HOSTS:
-        return
-    now = time.monotonic()
-    cached = _ssrf_cache.get(host)
-    if cached is None or cached[0] < now:
-        problem = await _host_problem(host, parts.port or (443 if parts.scheme == "https" else 80))
-        _ssrf_cache[host] = cached = (now + _SSRF_CACHE_SECONDS, problem)
-    if cached[1]:
-        raise HeaderError(header, cached[1])
-
-
-async def _host_problem(host: str, port: int) -> str | None:
     try:
         addresses = [ipaddress.ip_address(host)]
     except ValueError:
         try:
-            infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            infos = socket.getaddrinfo(host, parts.port or (443 if parts.scheme == "https" else 80),
+                                       type=socket.SOCK_STREAM)
         except OSError:
             return f"host {host} does not resolve"
         addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
@@ -141,3 +141,23 @@ async def _host_problem(host: str, port: int) -> str | None:
         if not address.is_global or address.is_multicast:
             return f"{host} resolves to a private, loopback or link-local address ({address}), which is not allowed"
     return None
+
+
+async def check_target(url: str, header: str) -> None:
+    """target_problem for the hot path: the answer is cached per host, DNS runs off the loop."""
+    parts = urlsplit(url)
+    problem = _shape_problem(parts)
+    if problem:
+        raise HeaderError(header, problem)
+    host = parts.hostname.lower()
+    if _operator_allows(host):
+        return
+    key = f"{parts.scheme}://{host}:{parts.port}"
+    now = time.monotonic()
+    cached = _ssrf_cache.get(key)
+    if cached is None or cached[0] < now:
+        # loop.getaddrinfo runs in the default executor too; this keeps one implementation.
+        problem = await asyncio.get_running_loop().run_in_executor(None, target_problem, url)
+        _ssrf_cache[key] = cached = (now + _SSRF_CACHE_SECONDS, problem)
+    if cached[1]:
+        raise HeaderError(header, cached[1])
