@@ -56,10 +56,27 @@ class Organization(models.Model):
         help_text="Rate limits on every gateway request of the org, in the Helicone-RateLimit-Policy grammar "
         "(e.g. 1000;w=3600, 100;w=60;u=user). Blank: none.",
     )
+    # Plan limits, set by operators in the admin. Blank: no limit.
+    monthly_request_limit = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Gateway requests allowed per calendar month (UTC). Blank: unlimited."
+    )
+    retention_days = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Request logs older than this are purged by purge_logs. Blank: kept forever."
+    )
+    max_api_keys = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Active (unrevoked) API keys allowed. Blank: unlimited."
+    )
+    # Suspension, by operators: the gateway refuses the org's keys with 403.
+    suspended_at = models.DateTimeField(null=True, blank=True)
+    suspended_reason = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         ordering = ["name"]
+
+    @property
+    def is_suspended(self) -> bool:
+        return self.suspended_at is not None
 
     def __str__(self) -> str:
         return self.slug
