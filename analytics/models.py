@@ -8,6 +8,11 @@ from django.utils import timezone
 from orgs.models import ApiKey, Organization
 
 
+# The columns the metrics aggregate or group on, carried in the (org, created_at) index.
+METRIC_COLUMNS = ["status", "latency_ms", "ttft_ms", "cost_usd", "prompt_tokens", "completion_tokens",
+                  "cache_hit", "model", "provider", "user_id"]
+
+
 class RequestLog(models.Model):
     """One proxied (or manually logged) LLM call. The id is the `Helicone-Id`."""
 
@@ -60,7 +65,10 @@ class RequestLog(models.Model):
     class Meta:
         ordering = ["-created_at"]
         indexes = [
-            models.Index(fields=["org", "-created_at"], name="log_org_created"),
+            # Covering on PostgreSQL: the dashboard and metrics aggregate a time window of an
+            # org with an index-only scan (a fifth of the bytes of the table rows, which carry
+            # the bodies). SQLite has no INCLUDE and gets the plain (org, created_at) index.
+            models.Index(fields=["org", "-created_at"], name="log_org_created", include=METRIC_COLUMNS),
             models.Index(fields=["org", "user_id", "-created_at"], name="log_org_user"),
             models.Index(fields=["org", "session_id", "-created_at"], name="log_org_session"),
             models.Index(fields=["org", "model", "-created_at"], name="log_org_model"),

@@ -73,13 +73,17 @@ def _pickers(org: Organization, sample: int = PICKER_SAMPLE) -> dict[str, list[s
 def dashboard(request: HttpRequest, org: Organization, membership: Membership) -> HttpResponse:
     ctx = _range_context(request)
     qs = logs_for(org, {"created_after": ctx["start"]})
-    totals = metrics.summary(qs, with_users=True)
+    totals = metrics.summary(qs)
     interval = metrics.pick_interval(ctx["end"] - ctx["start"])
     series = metrics.timeseries(qs, interval, ctx["start"], ctx["end"], fill=True,
                                 percentiles=("latency_p50_ms", "latency_p95_ms", "latency_p99_ms"))
     times = [bucket["time"] for bucket in series]
     by_model = metrics.grouped(qs, metrics.group_key("model"), order_by="-cost_usd", limit=8, with_percentiles=False)
-    top_users = metrics.grouped(qs, metrics.group_key("user"), limit=8, exclude_empty=True, with_percentiles=False)
+    # Every user of the window, most requests first: its length is the active-user count,
+    # cheaper than a COUNT(DISTINCT) (a sort of the window) in the summary.
+    users = metrics.grouped(qs, metrics.group_key("user"), exclude_empty=True, with_percentiles=False)
+    totals["active_users"] = len(users)
+    top_users = users[:8]
 
     pickers = _pickers(org, sample=500)
     property_key = request.GET.get("property") or (pickers["property_keys"][0] if pickers["property_keys"] else "")
