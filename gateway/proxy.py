@@ -129,7 +129,7 @@ async def _respond_error(send, ex: Exchange, status: int, message: str, error_ty
         "type": "http.response.start",
         "status": status,
         "headers": [*_JSON_ERROR, (b"content-length", str(len(body)).encode()), (b"helicone-id", ex.id.encode()),
-                    *ex.extra_headers, *extra],
+                    *ex.extra_headers, *_fallback_header(ex), *extra],
     })
     await send({"type": "http.response.body", "body": body})
     ex.complete = True
@@ -401,11 +401,15 @@ def _forward_headers(ex: Exchange) -> list[tuple[str, str]]:
     return out
 
 
+def _fallback_header(ex: Exchange) -> list[tuple[bytes, bytes]]:
+    # Which attempt answered: also on our own 502/504 when every attempt failed.
+    if ex.fallback_index is None:
+        return []
+    return [(b"helicone-fallback-index", str(ex.fallback_index).encode())]
+
+
 def _response_extras(ex: Exchange) -> list[tuple[bytes, bytes]]:
-    extras = [(b"helicone-id", ex.id.encode()), *ex.extra_headers]
-    if ex.fallback_index is not None:
-        extras.append((b"helicone-fallback-index", str(ex.fallback_index).encode()))
-    return extras
+    return [(b"helicone-id", ex.id.encode()), *ex.extra_headers, *_fallback_header(ex)]
 
 
 async def _forward(send, receive, ex: Exchange, strip_usage: bool) -> None:

@@ -142,6 +142,22 @@ def test_fallback_only_on_its_codes(gateway, tenant, mock_provider):
     assert len(seen(mock_provider, key)) == 1
 
 
+def test_unreachable_primary_and_fallback_give_a_502_naming_the_last_attempt(gateway, tenant, mock_provider):
+    key = uuid.uuid4().hex
+    fallbacks = [{"target-url": mock_provider.url, "bodyKeyOverride": {"model": "gpt-4o"}}]
+    with pytest.raises(openai.InternalServerError) as info:
+        client(gateway, tenant, **{"Helicone-Fallbacks": json.dumps(fallbacks), "X-Mock-Fault": "reset",
+                                   "X-Mock-Key": key}) \
+            .chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    response = info.value.response
+    assert response.status_code == 502 and response.headers["helicone-fallback-index"] == "1"
+    # The primary first (a reset on a reused keep-alive connection is re-sent once on a new one), then the fallback.
+    models = [r["json"]["model"] for r in seen(mock_provider, key)]
+    assert models[0] == "gpt-4o-mini" and models[-1] == "gpt-4o" and "gpt-4o" not in models[:-1]
+    log = wait_for_log(response.headers["helicone-id"])
+    assert (log.status, log.fallback_index) == (502, 1)
+
+
 @pytest.mark.parametrize("header,value", [
     ("Helicone-Fallback", '[{"model": "gpt-4o"'),
     ("Helicone-Fallback", '[{"model": "gpt-4o", "target-url": "http://x"}]'),
