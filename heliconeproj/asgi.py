@@ -6,6 +6,7 @@ the gateway's own ASGI handler: Django's request handling (signals and sync
 middleware, each a thread hop) would cost more than our whole latency budget.
 """
 
+import gc
 import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "heliconeproj.settings")
@@ -50,3 +51,9 @@ def _skip_twisted_form_parsing() -> None:
 
 
 _skip_twisted_form_parsing()
+
+# Everything imported so far (Django, the apps, Twisted: ~100k objects) lives as long
+# as the process. Move it out of the cyclic collector's reach, so an occasional full
+# collection no longer walks it (tens of ms on this machine, a latency spike for the
+# requests in flight); objects made later are collected as usual.
+gc.freeze()
