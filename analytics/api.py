@@ -9,15 +9,16 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import datetime, timedelta
-from typing import Any
+from datetime import timezone as dt_timezone
+from typing import Annotated, Any, Literal
 
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
-from ninja import Field, NinjaAPI, Query, Schema
+from ninja import Field, NinjaAPI, Query, Schema, Status
 from ninja.errors import HttpError
 from ninja.security import HttpBearer
-from pydantic import StrictBool, StrictFloat, StrictInt
+from pydantic import BeforeValidator, StrictBool, StrictFloat, StrictInt
 
 from orgs.models import ApiKey
 
@@ -55,18 +56,53 @@ api = NinjaAPI(
 )
 
 
+class ErrorOut(Schema):
+    detail: str
+
+
+class ValidationErrorOut(Schema):
+    detail: list[dict[str, Any]] = Field(description="One entry per invalid parameter or body field")
+
+
+# Every operation may answer these; each names the problem in `detail`.
+ERRORS = {400: ErrorOut, 401: ErrorOut, 403: ErrorOut, 422: ValidationErrorOut}
+NOT_FOUND = {404: ErrorOut}
+
+
+def _iso_timestamp(value: Any) -> Any:
+    # pydantic would also read "0.5" as epoch seconds, which the schema (date-time) does not promise.
+    if isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            # In UTC: PostgreSQL refuses offsets past ±15:59, which ISO 8601 allows.
+            return moment.astimezone(dt_timezone.utc) if moment.tzinfo else moment.replace(tzinfo=dt_timezone.utc)
+        except (ValueError, OverflowError):
+            raise ValueError("expected an ISO 8601 timestamp between years 1 and 9999") from None
+    return value
+
+
+Timestamp = Annotated[datetime, BeforeValidator(_iso_timestamp)]
+# Bounded like the columns they filter, so an out-of-range number is a 422, not a database error.
+Int32 = Annotated[int, Field(ge=-(2**31), le=2**31 - 1)]
+# PostgreSQL text and JSON cannot hold NUL characters: refused up front (422) instead of failing the query.
+NO_NUL = r"^[^\x00]*$"
+# A custom property name: no NUL and no "__" (Django's lookup separator); unambiguous for any regex engine.
+PROPERTY_NAME = r"_(?:[^_\x00]+_)*[^_\x00]*|[^_\x00]+(?:_[^_\x00]+)*_?"
+Text = Annotated[str, Field(pattern=NO_NUL)]
+
+
 class RequestFilters(Schema):
-    user_id: str | None = None
-    session_id: str | None = None
-    model: str | None = None
-    provider: str | None = None
-    status: int | None = None
+    user_id: Text | None = None
+    session_id: Text | None = None
+    model: Text | None = None
+    provider: Text | None = None
+    status: Int32 | None = None
     cache_hit: bool | None = None
-    request_name: str | None = None
-    prompt_id: str | None = None
-    prompt_version: int | None = None
-    created_after: datetime | None = None
-    created_before: datetime | None = None
+    request_name: Text | None = None
+    prompt_id: Text | None = None
+    prompt_version: Int32 | None = None
+    created_after: Timestamp | None = None
+    created_before: Timestamp | None = None
 
 
 class RequestOut(Schema):
@@ -151,21 +187,23 @@ def filter_logs(request: HttpRequest, filters: RequestFilters) -> QuerySet[Reque
     """The org's logs narrowed by the shared filters and any `property.<Name>=<value>`."""
     properties = {param[len("property."):]: value for param, value in request.GET.items()
                   if param.startswith("property.")}
+    if any("\x00" in text for item in properties.items() for text in item):
+        raise HttpError(400, "property.<Name>: NUL characters are not allowed")
     try:
         return logs_for(request.org, filters.dict(exclude_none=True), properties)
     except FilterError as exc:
         raise HttpError(400, str(exc)) from None
 
 
-@api.get("/requests", response=RequestPage, summary="List request logs, newest first",
+@api.get("/requests", response={200: RequestPage, **ERRORS}, summary="List request logs, newest first",
          description="Filters as query parameters; custom properties as `property.<Name>=<value>`.")
 def list_requests(request: HttpRequest, filters: Query[RequestFilters], limit: int = Query(50, ge=1, le=1000),
-                  offset: int = Query(0, ge=0)):
+                  offset: int = Query(0, ge=0, le=2**31 - 1)):
     qs = filter_logs(request, filters).defer("request_body", "response_body", "request_headers")
     return {"items": list(qs.order_by("-created_at")[offset : offset + limit]), "count": qs.count()}
 
 
-@api.get("/requests/{request_id}", response=RequestDetailOut, summary="One request log with its bodies")
+@api.get("/requests/{request_id}", response={200: RequestDetailOut, **ERRORS, **NOT_FOUND}, summary="One request log with its bodies")
 def get_request(request: HttpRequest, request_id: uuid.UUID):
     return actions.get_log(request.org, request_id)
 
@@ -218,10 +256,12 @@ def _metrics_logs(request: HttpRequest, filters: RequestFilters) -> QuerySet[Req
     return filter_logs(request, filters)
 
 
-@api.get("/metrics/summary", response=GroupsOut | MetricsOut, summary="Totals, rates and percentiles",
+@api.get("/metrics/summary", response={200: GroupsOut | MetricsOut, **ERRORS}, summary="Totals, rates and percentiles",
          description="The same filters as `/requests`. " + METRICS_WINDOW
          + " With `group_by=model|provider|user|prompt|property:<Name>` the metrics per value, most requests first.")
-def metrics_summary(request: HttpRequest, filters: Query[RequestFilters], group_by: str | None = None,
+def metrics_summary(request: HttpRequest, filters: Query[RequestFilters],
+                    group_by: str | None = Query(
+                        None, pattern=rf"^(?:model|provider|user|prompt|property:(?:{PROPERTY_NAME}))$"),
                     limit: int = Query(100, ge=1, le=1000)):
     qs = _metrics_logs(request, filters)
     try:
@@ -232,10 +272,11 @@ def metrics_summary(request: HttpRequest, filters: Query[RequestFilters], group_
         raise HttpError(400, str(exc)) from None
 
 
-@api.get("/metrics/timeseries", response=TimeseriesOut, summary="The summary metrics per time bucket",
+@api.get("/metrics/timeseries", response={200: TimeseriesOut, **ERRORS}, summary="The summary metrics per time bucket",
          description="`interval=minute|hour|day`; buckets with no requests are left out, oldest first. "
          + METRICS_WINDOW)
-def metrics_timeseries(request: HttpRequest, filters: Query[RequestFilters], interval: str = "hour"):
+def metrics_timeseries(request: HttpRequest, filters: Query[RequestFilters],
+                       interval: Literal["minute", "hour", "day"] = "hour"):
     qs = _metrics_logs(request, filters)
     end = filters.created_before or timezone.now()
     try:
@@ -257,7 +298,8 @@ class FeedbackOut(Schema):
 
 
 class ScoresIn(Schema):
-    scores: dict[str, StrictBool | StrictInt | StrictFloat]
+    scores: dict[Annotated[str, Field(min_length=1, max_length=actions.MAX_NAME, pattern=NO_NUL)],
+                 StrictBool | StrictInt | StrictFloat] = Field(min_length=1, max_length=actions.MAX_SCORES)
 
 
 class ScoresOut(Schema):
@@ -266,8 +308,8 @@ class ScoresOut(Schema):
 
 
 class PropertyIn(Schema):
-    key: str
-    value: str
+    key: str = Field(min_length=1, max_length=200, pattern=rf"^(?:{PROPERTY_NAME})$", description="Without '__'")
+    value: str = Field(max_length=1000, pattern=NO_NUL)
 
 
 class PropertyOut(Schema):
@@ -275,7 +317,7 @@ class PropertyOut(Schema):
     properties: dict[str, Any]
 
 
-@api.post("/requests/{request_id}/feedback", auth=write_auth, response=FeedbackOut,
+@api.post("/requests/{request_id}/feedback", auth=write_auth, response={200: FeedbackOut, **ERRORS, **NOT_FOUND},
           summary="Rate a request (thumbs up or down); the last rating wins")
 def post_feedback(request: HttpRequest, request_id: uuid.UUID, body: FeedbackIn):
     log = actions.get_log(request.org, request_id)
@@ -283,7 +325,7 @@ def post_feedback(request: HttpRequest, request_id: uuid.UUID, body: FeedbackIn)
     return {"id": log.id, "rating": feedback.rating}
 
 
-@api.post("/requests/{request_id}/scores", auth=write_auth, response=ScoresOut,
+@api.post("/requests/{request_id}/scores", auth=write_auth, response={200: ScoresOut, **ERRORS, **NOT_FOUND},
           summary="Attach named scores (numbers or booleans); a name sent again is replaced")
 def post_scores(request: HttpRequest, request_id: uuid.UUID, body: ScoresIn):
     log = actions.get_log(request.org, request_id)
@@ -294,7 +336,7 @@ def post_scores(request: HttpRequest, request_id: uuid.UUID, body: ScoresIn):
     return {"id": log.id, "scores": scores}
 
 
-@api.put("/requests/{request_id}/property", auth=write_auth, response=PropertyOut,
+@api.put("/requests/{request_id}/property", auth=write_auth, response={200: PropertyOut, **ERRORS, **NOT_FOUND},
          summary="Set one custom property on a logged request (audited)")
 def put_property(request: HttpRequest, request_id: uuid.UUID, body: PropertyIn):
     try:
@@ -323,12 +365,24 @@ class ManualLogOut(Schema):
 log_auth = ApiKeyAuth(("proxy", "write"))
 
 
-@api.post("/log", auth=log_auth, response={201: ManualLogOut},
+def _without_nul(value: Any) -> Any:
+    """NUL characters removed from every string: PostgreSQL text and JSON cannot hold them."""
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, dict):
+        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_nul(item) for item in value]
+    return value
+
+
+@api.post("/log", auth=log_auth, response={201: ManualLogOut, **ERRORS},
           summary="Log a call made without the proxy (Helicone's manual-logger body)",
           description="Priced, stored and streamed live like a proxied call. Needs the `proxy` or `write` scope.")
 def post_log(request: HttpRequest, body: ManualLogIn):
+    data = _without_nul(body.dict())
     try:
-        log = actions.log_manual(request.org, request.auth, body.dict())
+        log = actions.log_manual(request.org, request.auth, data)
     except actions.ActionError as exc:
         raise HttpError(400, str(exc)) from None
-    return {"id": log.id, "cost_usd": None if log.cost_usd is None else float(log.cost_usd)}
+    return Status(201, {"id": log.id, "cost_usd": None if log.cost_usd is None else float(log.cost_usd)})

@@ -42,7 +42,7 @@ class FeedbackScoresPropertyTests(BaseTestCase):
         assert self.detail()["scores"]["accuracy"] == 0.9
         assert self.call("post", f"/api/v1/requests/{self.log.id}/scores",
                          {"scores": {"bad": "text"}}).status_code == 422
-        assert self.call("post", f"/api/v1/requests/{self.log.id}/scores", {"scores": {}}).status_code == 400
+        assert self.call("post", f"/api/v1/requests/{self.log.id}/scores", {"scores": {}}).status_code == 422
 
     def test_property_is_set_filterable_and_audited(self):
         response = self.call("put", f"/api/v1/requests/{self.log.id}/property", {"key": "Outcome", "value": "won"})
@@ -53,7 +53,7 @@ class FeedbackScoresPropertyTests(BaseTestCase):
         event = AuditEvent.objects.get(action="request.property_set")
         assert event.org == self.org and event.actor_api_key == self.key and event.target_id == str(self.log.id)
         assert self.call("put", f"/api/v1/requests/{self.log.id}/property",
-                         {"key": "a__b", "value": "x"}).status_code == 400
+                         {"key": "a__b", "value": "x"}).status_code == 422
 
     def test_changes_need_the_write_scope(self):
         _, read_only = self.make_key(scopes=["read"])
