@@ -15,14 +15,14 @@ from typing import Annotated, Any, Literal
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
-from ninja import Field, NinjaAPI, Query, Schema, Status
+from ninja import Field, NinjaAPI, Path, Query, Schema, Status
 from ninja.errors import HttpError
 from ninja.security import HttpBearer
 from pydantic import BeforeValidator, StrictBool, StrictFloat, StrictInt
 
 from orgs.models import ApiKey
 
-from . import actions, metrics
+from . import actions, lifecycle, metrics
 from .models import Feedback, RequestLog
 from .queries import FilterError, logs_for
 
@@ -386,3 +386,26 @@ def post_log(request: HttpRequest, body: ManualLogIn):
     except actions.ActionError as exc:
         raise HttpError(400, str(exc)) from None
     return Status(201, {"id": log.id, "cost_usd": None if log.cost_usd is None else float(log.cost_usd)})
+
+
+# --- Data lifecycle ------------------------------------------------------------------
+
+
+class ErasedOut(Schema):
+    user_id: str
+    requests: int = Field(description="Request logs deleted")
+    feedback: int
+    scores: int
+    webhook_deliveries: int = Field(description="Request-webhook messages that carried the user's requests")
+    alert_events: int = Field(description="Alert firings grouped by this user")
+    rate_limit_counters: int
+
+
+@api.delete("/users/{path:user_id}", auth=write_auth, response={200: ErasedOut, **ERRORS},
+            summary="Erase everything stored about one end user (GDPR); audited",
+            description="The user is the `Helicone-User-Id` value (URL-encoded). Deletes the org's logs of the "
+            "user with their feedback and scores, request-webhook deliveries carrying them, alert events grouped "
+            "by the user and the user's rate-limit counters. Erasing a user with no data answers zeros.")
+def erase_user(request: HttpRequest, user_id: str = Path(..., min_length=1, max_length=255, pattern=NO_NUL)):
+    counts = lifecycle.erase_user(request.org, user_id, via="api", api_key=request.auth, request=request)
+    return {"user_id": user_id, **counts}

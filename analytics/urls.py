@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import alert_views, views
+from . import alert_views, lifecycle_views, views
 
 urlpatterns = [
     path("o/<slug:slug>/requests/", views.request_list, name="request_list"),
@@ -8,6 +8,8 @@ urlpatterns = [
     path("o/<slug:slug>/sessions/", views.session_list, name="session_list"),
     path("o/<slug:slug>/sessions/<path:session_id>/", views.session_detail, name="session_detail"),
     path("o/<slug:slug>/users/", views.user_list, name="user_list"),
+    path("o/<slug:slug>/users/erase/", lifecycle_views.user_erase, name="user_erase"),
+    path("o/<slug:slug>/settings/export/", lifecycle_views.org_export, name="org_export"),
     path("o/<slug:slug>/alerts/", alert_views.alert_list, name="alert_list"),
     path("o/<slug:slug>/alerts/new/", alert_views.alert_rule_edit, name="alert_rule_new"),
     path("o/<slug:slug>/alerts/<int:rule_id>/", alert_views.alert_rule_edit, name="alert_rule_edit"),

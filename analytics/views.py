@@ -17,7 +17,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from orgs.access import org_member_required
-from orgs.models import Membership, Organization
+from orgs.models import Membership, Organization, Role
 
 from . import charts, metrics
 from .actions import get_log, scores_of
@@ -406,6 +406,8 @@ def user_list(request: HttpRequest, org: Organization, membership: Membership) -
     for user in users:
         user["tokens"] = (user["prompt"] or 0) + (user["completion"] or 0)
         user["query"] = urlencode({"user_id": user["user_id"], "range": ctx["range"]})
+        user["erase_query"] = urlencode({"user_id": user["user_id"]})
     ctx.update({"org": org, "membership": membership, "users": users, "search": search,
+                "can_erase": membership.has_role(Role.ADMIN),
                 "sort": request.GET.get("sort", "requests")})
     return render(request, "analytics/users.html", ctx)

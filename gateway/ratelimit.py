@@ -173,6 +173,40 @@ def charge(counted: list[Counted], tokens: int, cents: float) -> None:
         _memory.charge(charges)
 
 
+def forget_user(org_id: int, user_id: str) -> int:
+    """Delete the counters of one end user's `u=user` policies (GDPR erase); returns how many.
+
+    Blocking (a SCAN on Redis): for management commands and views, not the gateway path.
+    Without REDIS_URL only this process's counters can be reached.
+    """
+    prefix = f"hc:rl:{{{org_id}}}:"
+
+    def is_users(key: str) -> bool:
+        # <source>:<unit>:<window>:<segment>:<value>, the value last (it may hold ':').
+        parts = key[len(prefix):].split(":", 4)
+        return key.startswith(prefix) and len(parts) == 5 and parts[3] == "user" and parts[4] == user_id
+
+    if not settings.REDIS_URL:
+        keys = [key for key in _memory.counters if is_users(key)]
+        for key in keys:
+            _memory.counters.pop(key, None)
+        return len(keys)
+    import redis
+
+    client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
+    try:
+        pattern = _glob_escape(prefix) + "*:user:" + _glob_escape(user_id)
+        keys = [key for key in client.scan_iter(match=pattern, count=1000)
+                if is_users(key.decode(errors="replace"))]
+        return client.delete(*keys) if keys else 0
+    finally:
+        client.close()
+
+
+def _glob_escape(text: str) -> str:
+    return "".join("\\" + ch if ch in "*?[]\\" else ch for ch in text)
+
+
 # --- Redis ---------------------------------------------------------------------------
 
 

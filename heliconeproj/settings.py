@@ -300,6 +300,8 @@ LOG_WRITER_IN_PROCESS = env_bool("LOG_WRITER_IN_PROCESS", True)
 LOG_STREAM_KEY = env_str("LOG_STREAM_KEY", "hc:logs")
 LOG_WRITER_BATCH_SIZE = env_int("LOG_WRITER_BATCH_SIZE", 500)
 LOG_SPOOL_DIR = Path(env_str("LOG_SPOOL_DIR", str(VAR_DIR / "spool")))
+# Days request logs are kept for orgs without their own retention (`purge_logs`); 0 or unset: forever.
+LOG_RETENTION_DAYS = env_int("LOG_RETENTION_DAYS", 0) or None
 
 LOGGING = {
     "version": 1,
