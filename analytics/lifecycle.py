@@ -30,9 +30,9 @@ from .models import AlertEvent, Feedback, RequestLog, Score, WebhookDelivery
 
 DEFAULT_BATCH_SIZE = 5000
 EXPORT_FORMAT = 1
-# Credentials never leave the system, even from logs stored before headers were redacted.
-SECRET_HEADERS = frozenset({"authorization", "x-api-key", "api-key", "helicone-auth", "cookie",
-                            "proxy-authorization", "x-goog-api-key"})
+# Credentials never leave the system, even from logs stored before headers were redacted:
+# broader than the gateway's own list, so a provider's new credential header is caught too.
+SECRET_HEADER_WORDS = ("auth", "key", "cookie", "token", "secret", "signature")
 
 Progress = Callable[[int, int], None]  # (batch number, rows deleted so far)
 
@@ -153,7 +153,7 @@ def log_record(log: RequestLog) -> dict[str, Any]:
     record = {f.attname: getattr(log, f.attname) for f in RequestLog._meta.concrete_fields}
     headers = record.get("request_headers") or {}
     if isinstance(headers, dict):
-        record["request_headers"] = {k: ("[redacted]" if str(k).lower() in SECRET_HEADERS else v)
+        record["request_headers"] = {k: ("[redacted]" if any(w in str(k).lower() for w in SECRET_HEADER_WORDS) else v)
                                      for k, v in headers.items()}
     return record
 
