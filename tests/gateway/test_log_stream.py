@@ -72,20 +72,6 @@ def test_run_log_writer_command_drains_the_stream_and_stops_on_sigterm(stream, t
     assert "50 records written" in output
 
 
-def test_records_are_spooled_to_disk_when_redis_is_unreachable_and_replayed(tenant, settings, tmp_path):
-    from analytics.writer import replay_spool
-
-    settings.LOG_SPOOL_DIR = tmp_path
-    queue = RedisStreamQueue("redis://127.0.0.1:1/0", "hc:logs:unreachable")
-    records = [record(tenant.org.id) for _ in range(3)]
-    queue.buffer.extend(records)
-    queue.flush_sync()
-    assert len(list(tmp_path.glob("spool-*.jsonl"))) == 1
-    assert replay_spool() == 3
-    assert RequestLog.objects.filter(id__in=[r["id"] for r in records]).count() == 3
-    assert not list(tmp_path.iterdir())
-
-
 def test_writer_is_not_needed_in_the_embedded_default(settings):
     settings.REDIS_URL = ""
     result = subprocess.run([sys.executable, "manage.py", "run_log_writer"], cwd=ROOT,

@@ -74,35 +74,3 @@ def test_a_limit_of_ten_holds_exactly_under_thirty_concurrent_requests(gateways,
         statuses = list(pool.map(call, range(30)))
     assert sorted(statuses) == [200] * 10 + [429] * 20
     assert sum(1 for r in mock_provider.requests() if r["headers"].get("x-test-marker") == marker) == 10
-
-
-def test_redis_cut_while_running_fails_open_then_counts_again(tenant, mock_provider):
-    from urllib.parse import urlsplit
-
-    from tests.servers import TcpProxy
-
-    parts = urlsplit(redis_url())
-    proxy = TcpProxy(parts.hostname or "127.0.0.1", parts.port or 6379).start()
-    server = Daphne(REDIS_URL=f"redis://127.0.0.1:{proxy.port}{parts.path or '/0'}", UPSTREAM_OPENAI_URL=mock_provider.url,
-                    LOG_STREAM_KEY=unique_stream_key(), LOG_SPOOL_DIR=f"var/spool-test-{time.time_ns()}").start()
-    try:
-        user = uuid.uuid4().hex
-        c = client(server, tenant.raw_key, **{"Helicone-RateLimit-Policy": "5;w=3600;u=user", "Helicone-User-Id": user,
-                                              "Helicone-Cache-Enabled": "true"})
-        create = lambda: c.chat.completions.with_raw_response.create(  # noqa: E731
-            model="gpt-4o-mini", messages=[{"role": "user", "content": f"cut {user}"}])
-        assert create().headers["helicone-ratelimit-remaining"] == "4"
-        proxy.pause()
-        raw = create()  # neither the counters nor the cache answer: allowed, and a miss rather than an error
-        assert raw.status_code == 200 and raw.headers["helicone-ratelimit-status"] == "unavailable"
-        assert raw.headers["helicone-cache"] == "MISS"
-        proxy.resume()
-        for _ in range(50):  # Redis is skipped for a second after a failure
-            raw = create()
-            if "helicone-ratelimit-status" not in raw.headers:
-                break
-            time.sleep(0.1)
-        assert int(raw.headers["helicone-ratelimit-remaining"]) == 3
-    finally:
-        server.stop()
-        proxy.stop()
