@@ -1,0 +1,94 @@
+"""daphne restarted under load: every request that got a complete 200 has its log
+row, once. Embedded, the stopping process's in-process writer drains its queue at
+exit; scaled (REDIS_URL), it hands what is left to the Redis stream, which the
+new process's writer consumes."""
+
+import threading
+import time
+
+import httpx
+import pytest
+
+from analytics.models import RequestLog
+from tests.gateway.conftest import mock_provider, tenant, wait_for_log  # noqa: F401  (fixtures)
+from tests.servers import Daphne, unique_stream_key
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+BODY = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "restart"}]}
+# Streams of ~0.2 s, so some are in flight when the old process is told to stop.
+STREAM_HEADERS = {"X-Mock-Chunks": "10", "X-Mock-Chunk-Delay-Ms": "20"}
+
+
+class Load:
+    """Client threads sending plain and streamed requests to whichever server is current."""
+
+    def __init__(self, url: str, raw_key: str, threads: int = 6):
+        self.url = url
+        self.raw_key = raw_key
+        self.stopping = threading.Event()
+        self.lock = threading.Lock()
+        self.results: list[tuple[str, int, str, bool]] = []  # (server url, status, helicone id, complete)
+        self.failures = 0
+        self.threads = [threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(threads)]
+
+    def start(self) -> "Load":
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def _run(self, index: int) -> None:
+        headers = {"Helicone-Auth": f"Bearer {self.raw_key}"}
+        i = 0
+        while not self.stopping.is_set():
+            url, stream = self.url, (i + index) % 2 == 1
+            i += 1
+            try:
+                response = httpx.post(url + "/oai/v1/chat/completions", json={**BODY, "stream": stream}, timeout=30,
+                                      headers={**headers, **(STREAM_HEADERS if stream else {})})
+            except httpx.HTTPError:  # the old process went away mid-request: no complete answer
+                with self.lock:
+                    self.failures += 1
+                time.sleep(0.02)
+                continue
+            complete = response.status_code == 200 and (
+                response.content.rstrip().endswith(b"data: [DONE]") if stream else "choices" in response.json())
+            with self.lock:
+                self.results.append((url, response.status_code, response.headers.get("helicone-id", ""), complete))
+
+    def stop(self) -> None:
+        self.stopping.set()
+        for thread in self.threads:
+            thread.join(60)
+
+
+def test_no_log_is_lost_from_requests_completed_across_a_restart(tenant, mock_provider):  # noqa: F811
+    env = {"UPSTREAM_OPENAI_URL": mock_provider.url, "LOG_STREAM_KEY": unique_stream_key(),
+           "LOG_SPOOL_DIR": f"var/spool-test-{time.time_ns()}"}
+    old = Daphne(**env).start()
+    new = None
+    load = Load(old.url, tenant.raw_key).start()
+    try:
+        time.sleep(3)
+        new = Daphne(**env).start()
+        load.url = new.url  # the balancer moves on while the old process still has requests in flight
+        old.proc.terminate()
+        old.proc.wait(30)
+        assert old.proc.returncode == 0, old.output()
+        time.sleep(3)
+        load.stop()
+        complete = [r for r in load.results if r[3]]
+        assert {r[0] for r in complete} == {old.url, new.url}, "both processes served requests"
+        assert all(r[1] == 200 for r in load.results), "a request that reached a server was refused"
+        ids = [r[2] for r in complete]
+        for log_id in ids:
+            wait_for_log(log_id, timeout=60)
+        rows = RequestLog.objects.filter(org=tenant.org)
+        assert rows.filter(id__in=ids).count() == len(ids) == len(set(ids))
+        # Nothing written twice: no more rows than requests that reached a server.
+        assert rows.count() <= len(load.results) + load.failures
+    finally:
+        load.stop()
+        old.stop()
+        if new is not None:
+            new.stop()
