@@ -58,3 +58,9 @@ bench: $(VENV)/.installed-dev
 bench-smoke: $(VENV)/.installed-dev
 	@$(WRK_INSTALL)
 	$(PY) -m bench.run --smoke $(BENCH_ARGS)
+
+# The soak test (issue #9, README "Reliability"): 10 minutes of mixed traffic through two daphne
+# processes (PostgreSQL database helicone_soak, recreated; Redis db 3); writes bench/results/soak-*.json.
+.PHONY: soak
+soak: $(VENV)/.installed-dev
+	$(PY) -m bench.soak $(SOAK_ARGS)

@@ -208,7 +208,9 @@ class MockProviderProcess:
 class Setup:
     """One way to run the product: its environment, database and processes."""
 
-    def __init__(self, name: str, workdir: Path, pinning: Pinning, mock_url: str):
+    def __init__(self, name: str, workdir: Path, pinning: Pinning, mock_url: str,
+                 database_url: str | None = None, redis_url: str | None = None):
+        """database_url / redis_url: other databases than the benchmark's own (the soak's)."""
         assert name in ("embedded", "scaled")
         self.name = name
         self.workdir = workdir / name
@@ -226,14 +228,19 @@ class Setup:
             UPSTREAM_OPENAI_URL=mock_url,
             UPSTREAM_ANTHROPIC_URL=mock_url,
         )
+        self.database_url = database_url or ""
         if name == "scaled":
+            self.database_url = database_url or f"postgres://postgres@127.0.0.1:5432/{PG_BENCH_DB}"
             env.update(
-                DATABASE_URL=f"postgres://postgres@127.0.0.1:5432/{PG_BENCH_DB}",
-                REDIS_URL=REDIS_BENCH_URL,
+                DATABASE_URL=self.database_url,
+                REDIS_URL=redis_url or REDIS_BENCH_URL,
                 LOG_WRITER_IN_PROCESS="0",
             )
+        elif database_url:
+            env.update(DATABASE_URL=database_url)
         self.env = env
-        self.sqlite_path = self.workdir / "var" / "helicone.sqlite3"
+        self.sqlite_path = (Path(database_url.removeprefix("sqlite:///")) if name == "embedded" and database_url
+                            else self.workdir / "var" / "helicone.sqlite3")
 
     # -- preparation -------------------------------------------------------------------------
     def prepare(self) -> None:
@@ -309,7 +316,7 @@ class Setup:
         if self.name == "scaled":
             import psycopg
 
-            with psycopg.connect(f"postgresql://postgres@127.0.0.1:5432/{PG_BENCH_DB}") as conn:
+            with psycopg.connect(self.database_url) as conn:
                 return conn.execute(sql.replace("?", "%s"), params).fetchall()
         conn = sqlite3.connect(f"file:{self.sqlite_path}?mode=ro", uri=True, timeout=30)
         try:
