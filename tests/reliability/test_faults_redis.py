@@ -71,7 +71,7 @@ def test_redis_outage_keeps_proxying_and_spools_every_log(tenant, mock_provider)
             hit_or_miss = sent(chat(fail_open, key, prompt, **cached))
             open_limit = sent(chat(fail_open, key, "limited", **limited))
             closed_plain = sent(chat(fail_closed, key, "plain"))
-            closed_limit = sent(chat(fail_closed, key, "limited", **limited))
+            closed_limit = sent(chat(fail_closed, key, "limited", **limited, **{"X-Test-Marker": user}))
             assert plain.status_code == 200, plain.text
             assert hit_or_miss.status_code == 200 and hit_or_miss.headers["helicone-cache"] == "MISS"
             assert open_limit.status_code == 200
@@ -79,8 +79,12 @@ def test_redis_outage_keeps_proxying_and_spools_every_log(tenant, mock_provider)
             assert closed_plain.status_code == 200, "a request without a rate limit needs no Redis"
             assert closed_limit.status_code == 503
             assert "Rate limits cannot be checked" in closed_limit.json()["error"]["message"]
+            assert closed_limit.json()["error"]["type"] == "helicone_rate_limit_unavailable"
+            assert closed_limit.headers["helicone-ratelimit-status"] == "unavailable"
             during += [r.headers["helicone-id"] for r in (plain, hit_or_miss, open_limit, closed_plain, closed_limit)]
             time.sleep(0.1)
+        assert not [r for r in mock_provider.requests() if r["headers"].get("x-test-marker") == user], \
+            "fail-closed never calls the provider"
         time.sleep(1)  # the last records reach the spool
         assert spooled_records(spool) == len(during), "every record of the outage is on disk"
         assert not RequestLog.objects.filter(id__in=during).exists()
