@@ -32,6 +32,25 @@ serve: migrate
 	@echo "Serving on http://$(HOST):$(PORT)/ (Ctrl-C to stop)"
 	$(VENV)/bin/daphne $(DAPHNE_FLAGS) -b $(HOST) -p $(PORT) heliconeproj.asgi:application
 
+# The production layout on one machine (README "Production"): WEB_PROCESSES daphne processes
+# sharing one listening socket on HOST:PORT, WRITER_PROCESSES log writers and the alert evaluator,
+# under supervisord. Needs DATABASE_URL (PostgreSQL), REDIS_URL and SECRET_KEY in the environment.
+WEB_PROCESSES ?= 2
+WRITER_PROCESSES ?= 1
+PROD_VAR_DIR = $(abspath $(or $(VAR_DIR),var))
+.PHONY: prod
+
+prod: $(VENV)/.installed
+	@case "$$DATABASE_URL" in postgres*) ;; *) echo "make prod: set DATABASE_URL=postgres://user:password@host:port/name (PostgreSQL)" >&2; exit 2;; esac
+	@test -n "$$REDIS_URL" || { echo "make prod: set REDIS_URL=redis://host:port/db" >&2; exit 2; }
+	rm -rf $(PROD_VAR_DIR)/prometheus && mkdir -p $(PROD_VAR_DIR)/prometheus $(PROD_VAR_DIR)/log $(PROD_VAR_DIR)/static
+	DEBUG=$${DEBUG:-0} VAR_DIR=$(PROD_VAR_DIR) $(PY) manage.py migrate --noinput
+	@echo "Serving on http://$(HOST):$(PORT)/: $(WEB_PROCESSES) daphne, $(WRITER_PROCESSES) log writer(s), alerts; logs in $(PROD_VAR_DIR)/log (Ctrl-C stops all)"
+	PATH="$(abspath $(VENV))/bin:$$PATH" DEBUG=$${DEBUG:-0} VAR_DIR=$(PROD_VAR_DIR) HOST=$(HOST) PORT=$(PORT) \
+	  WEB_PROCESSES=$(WEB_PROCESSES) WRITER_PROCESSES=$(WRITER_PROCESSES) DAPHNE_FLAGS="$(DAPHNE_FLAGS)" \
+	  LOG_WRITER_IN_PROCESS=0 ALERTS_EMBEDDED=0 PROMETHEUS_MULTIPROC_DIR=$(PROD_VAR_DIR)/prometheus \
+	  exec $(VENV)/bin/supervisord -c supervisord.conf
+
 # Debian's headless Chromium and its driver for the browser test (never a downloaded browser).
 $(VENV)/.browser: | $(PY)
 	command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 || (apt-get update && apt-get install -y chromium chromium-driver)

@@ -273,6 +273,7 @@ class QueueWriter(threading.Thread):
     def __init__(self, source: queue.SimpleQueue):
         super().__init__(name="log-writer", daemon=True)
         self.source = source
+        self.writing_since: float | None = None
         self.stopping = threading.Event()
 
     def start(self) -> None:
@@ -284,7 +285,9 @@ class QueueWriter(threading.Thread):
         while not (self.stopping.is_set() and self.source.empty()):
             batch = self._take()
             if batch:
+                self.writing_since = batch[0].get("created_at")  # the log lag /metrics reports
                 write_with_retry(batch, self.stopping)
+                self.writing_since = None
         close_old_connections()
 
     def _take(self) -> list[dict[str, Any]]:

@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 from django.conf import settings
 
+from heliconeproj.metrics import RATE_LIMIT_REFUSALS, observe_request
 from prompts.gateway import PromptError, PromptUnavailable, apply_prompt
 
 from . import cache, ratelimit, retry
@@ -166,6 +167,14 @@ async def handle(scope, receive, send, prefix: str) -> None:
         method=scope["method"],
         headers=_headers(scope),
     )
+    try:
+        await _handle(scope, receive, send, prefix, ex)
+    finally:
+        observe_request(ex.provider or "unknown", ex.status, time.perf_counter() - ex.started,
+                        bool(ex.cache_key) and ex.opts.cache_read, ex.cache_hit)
+
+
+async def _handle(scope, receive, send, prefix: str, ex: Exchange) -> None:
     # 1. Authenticate: nothing is logged or forwarded for an unknown caller.
     auth = ex.headers.get("helicone-auth", "")
     scheme, _, token = auth.strip().partition(" ")
@@ -234,6 +243,7 @@ async def handle(scope, receive, send, prefix: str) -> None:
                 if decision.unavailable:
                     return await _respond_error(send, ex, 503, "Rate limits cannot be checked right now",
                                                 "helicone_rate_limit_unavailable", [(b"retry-after", b"1")])
+                RATE_LIMIT_REFUSALS.inc()
                 shown = decision.blocked.policy
                 return await _respond_error(
                     send, ex, 429, f"Rate limit exceeded: policy {shown.text} allows {shown.quota} "

@@ -19,10 +19,12 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from analytics.routing import websocket_application, websocket_urlpatterns  # noqa: E402
 from gateway.asgi import GatewayRouter  # noqa: E402
+from heliconeproj.health import OpsEndpoints  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": GatewayRouter(django_asgi_app),
+        # Proxy paths first (nothing added on their way), then /healthz, /readyz, /metrics, then Django.
+        "http": GatewayRouter(OpsEndpoints(django_asgi_app)),
         # Origin checked for browsers, then the session, then the consumer's membership or key check.
         "websocket": websocket_application(URLRouter(websocket_urlpatterns)),
     }
