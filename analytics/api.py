@@ -203,7 +203,8 @@ def list_requests(request: HttpRequest, filters: Query[RequestFilters], limit: i
     return {"items": list(qs.order_by("-created_at")[offset : offset + limit]), "count": qs.count()}
 
 
-@api.get("/requests/{request_id}", response={200: RequestDetailOut, **ERRORS, **NOT_FOUND}, summary="One request log with its bodies")
+@api.get("/requests/{request_id}", response={200: RequestDetailOut, **ERRORS, **NOT_FOUND},
+         summary="One request log with its bodies")
 def get_request(request: HttpRequest, request_id: uuid.UUID):
     return actions.get_log(request.org, request_id)
 

@@ -148,13 +148,16 @@ def _json_line(value: dict[str, Any]) -> str:
     return json.dumps(value, cls=DjangoJSONEncoder, ensure_ascii=False, separators=(",", ":")) + "\n"
 
 
+def _is_secret_header(name: str) -> bool:
+    return any(word in name.lower() for word in SECRET_HEADER_WORDS)
+
+
 def log_record(log: RequestLog) -> dict[str, Any]:
     """Every column of a log; credential headers redacted whatever was stored."""
     record = {f.attname: getattr(log, f.attname) for f in RequestLog._meta.concrete_fields}
     headers = record.get("request_headers") or {}
     if isinstance(headers, dict):
-        record["request_headers"] = {k: ("[redacted]" if any(w in str(k).lower() for w in SECRET_HEADER_WORDS) else v)
-                                     for k, v in headers.items()}
+        record["request_headers"] = {k: "[redacted]" if _is_secret_header(str(k)) else v for k, v in headers.items()}
     return record
 
 

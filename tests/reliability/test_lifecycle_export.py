@@ -13,7 +13,7 @@ from django.core.management import CommandError, call_command
 
 from analytics.models import Feedback, RequestLog, Score
 from orgs import audit
-from orgs.models import AuditEvent
+from orgs.models import AuditEvent, Role
 from prompts.models import Prompt, PromptEnvironment, PromptVersion
 from tests.analytics.helpers import make_logs
 from tests.base import BaseTestCase
@@ -131,6 +131,16 @@ class ExportTests(BaseTestCase):
         assert len(pieces) >= 5 and max(len(piece) for piece in pieces) < total / 3
         archive = zipfile.ZipFile(io.BytesIO(b"".join(pieces)))
         assert json.loads(archive.read("manifest.json"))["counts"]["logs.jsonl"] == 71
+
+    def test_admins_export_from_the_audit_page(self):
+        self.bob_membership.role = Role.ADMIN
+        self.bob_membership.save(update_fields=["role"])
+        self.client.force_login(self.bob)
+        assert "/o/alice-org/settings/export/" in self.client.get("/o/alice-org/settings/audit/").content.decode()
+        response = self.client.post("/o/alice-org/settings/export/")
+        assert response.status_code == 200
+        archive = zipfile.ZipFile(io.BytesIO(b"".join(response.streaming_content)))
+        self.check_export({name: archive.read(name) for name in archive.namelist()})
 
     def test_members_cannot_export_and_outsiders_get_404(self):
         self.client.force_login(self.bob)

@@ -7,7 +7,8 @@ from orgs.models import Organization
 
 
 class Command(BaseCommand):
-    help = "Erase one end user's logs (with feedback and scores), webhook deliveries, alert events and rate-limit counters."
+    help = ("Erase one end user's logs (with feedback and scores), webhook deliveries, alert events "
+            "and rate-limit counters in one organization.")
 
     def add_arguments(self, parser):
         parser.add_argument("--org", metavar="SLUG", required=True)
