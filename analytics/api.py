@@ -300,7 +300,10 @@ class FeedbackOut(Schema):
 
 class ScoresIn(Schema):
     scores: dict[Annotated[str, Field(min_length=1, max_length=actions.MAX_NAME, pattern=NO_NUL)],
-                 StrictBool | StrictInt | StrictFloat] = Field(min_length=1, max_length=actions.MAX_SCORES)
+                 StrictBool | StrictInt | StrictFloat] = Field(
+        min_length=1, max_length=actions.MAX_SCORES,
+        # pydantic documents the key pattern as patternProperties: only this makes other keys invalid.
+        json_schema_extra={"additionalProperties": False})
 
 
 class ScoresOut(Schema):
