@@ -262,3 +262,16 @@ def test_stopping_make_prod_stops_every_process(stack):
     assert [pid for pid in pids if os.path.exists(f"/proc/{pid}")] == []
     with pytest.raises(OSError):
         get(stack.url, "/healthz")
+
+
+@pytest.mark.parametrize("missing, env", [
+    ("DATABASE_URL=postgres://", {"REDIS_URL": "redis://127.0.0.1:6379/0"}),
+    ("DATABASE_URL=postgres://", {"DATABASE_URL": "sqlite:///var/x.sqlite3", "REDIS_URL": "redis://127.0.0.1:6379/0"}),
+    ("REDIS_URL=redis://", {"DATABASE_URL": "postgres://postgres@127.0.0.1:5432/nowhere"}),
+])
+def test_make_prod_refuses_to_start_without_postgresql_and_redis(missing, env):
+    environ = {k: v for k, v in os.environ.items() if k not in _DROPPED}
+    done = subprocess.run(["make", "prod", f"PORT={free_port()}"], cwd=ROOT, env={**environ, **env},
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0
+    assert f"make prod: set {missing}" in done.stderr
