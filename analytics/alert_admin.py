@@ -6,6 +6,8 @@ from .models import AlertEvent, AlertRule, Webhook, WebhookDelivery
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
+    """History: inspected, never edited or deleted here."""
+
     show_full_result_count = False
 
     def has_add_permission(self, request):
@@ -14,25 +16,28 @@ class ReadOnlyAdmin(admin.ModelAdmin):
     def has_change_permission(self, request, obj=None):
         return False
 
+    def has_delete_permission(self, request, obj=None):
+        return False
+
 
 @admin.register(AlertRule)
 class AlertRuleAdmin(admin.ModelAdmin):
     list_display = ("name", "org", "metric", "comparison", "threshold", "window_seconds", "muted",
                     "last_evaluated_at")
-    list_filter = ("metric", "muted")
+    list_filter = ("metric", "muted", "created_at")
     search_fields = ("name", "org__slug")
     list_select_related = ("org",)
     raw_id_fields = ("org", "email_recipients", "webhooks")
     actions = ["mute", "unmute"]
 
-    @admin.action(description="Mute the selected rules")
+    @admin.action(description="Mute the selected rules", permissions=["change"])
     def mute(self, request, queryset):
         from . import alerts
 
         for rule in queryset.select_related("org"):
             alerts.set_muted(rule, True, request=request)
 
-    @admin.action(description="Unmute the selected rules")
+    @admin.action(description="Unmute the selected rules", permissions=["change"])
     def unmute(self, request, queryset):
         from . import alerts
 
@@ -43,7 +48,8 @@ class AlertRuleAdmin(admin.ModelAdmin):
 @admin.register(AlertEvent)
 class AlertEventAdmin(ReadOnlyAdmin):
     list_display = ("rule", "org", "group_key", "value", "threshold", "fired_at", "resolved_at")
-    list_filter = ("resolved_at",)
+    list_filter = (("resolved_at", admin.EmptyFieldListFilter), "fired_at")
+    date_hierarchy = "fired_at"
     list_select_related = ("rule", "org")
     search_fields = ("rule__name", "org__slug", "group_key")
 
@@ -60,6 +66,6 @@ class WebhookAdmin(admin.ModelAdmin):
 @admin.register(WebhookDelivery)
 class WebhookDeliveryAdmin(ReadOnlyAdmin):
     list_display = ("created_at", "org", "event_type", "url", "attempt", "status", "response_status")
-    list_filter = ("status", "event_type", "format")
+    list_filter = ("status", "event_type", "format", "created_at")
     list_select_related = ("org",)
     search_fields = ("url", "org__slug", "message_id")

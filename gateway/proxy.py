@@ -194,6 +194,22 @@ async def _handle(scope, receive, send, prefix: str, ex: Exchange) -> None:
     if "proxy" not in key.scopes:
         return await _respond_error(send, ex, 403, "This Helicone API key lacks the 'proxy' scope",
                                     "helicone_auth_error")
+    if key.suspended is not None:
+        return await _respond_error(send, ex, 403, f"Organization {key.org_slug} is suspended: {key.suspended}. "
+                                    "Its API keys are refused until an operator reactivates it.",
+                                    "helicone_org_suspended")
+    if key.monthly_request_limit is not None:
+        month = await ratelimit.check_monthly(key.org_id, key.monthly_request_limit)
+        if not month.allowed and month.used is None:
+            return await _respond_error(send, ex, 503, "The monthly request limit cannot be checked right now",
+                                        "helicone_rate_limit_unavailable", [(b"retry-after", b"1")])
+        if not month.allowed:
+            return await _respond_error(
+                send, ex, 429, f"Monthly request limit reached: the plan of organization {key.org_slug} allows "
+                               f"{key.monthly_request_limit} requests per calendar month (UTC), until "
+                               f"{month.resets_at:%Y-%m-%d}. Ask the operator for a higher limit.",
+                "helicone_monthly_limit_exceeded",
+                [(b"retry-after", str(max(1, int(month.resets_at.timestamp() - time.time()))).encode())])
     ex.org_id, ex.api_key_id = key.org_id, key.key_id
     org_policies = key.rate_limits
 

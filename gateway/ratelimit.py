@@ -15,6 +15,11 @@ hop each); one EVALSHA on the event loop is the cheapest exact answer.
 Token and cents policies are checked before the request (refused once the
 window's budget is spent) and charged after the response with the real usage
 and cost, in one more fire-and-forget call.
+
+The org's plan limit (Organization.monthly_request_limit) is a counter per org
+and calendar month (UTC), kept the same way (Redis or process memory) and
+seeded from the month's request logs the first time a process (or a flushed
+Redis) meets it: one indexed COUNT per org and month, never per request.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
+from datetime import timezone as dt_timezone
 
 from django.conf import settings
 
@@ -77,6 +84,22 @@ for i = 1, #KEYS do
   if redis.call('PTTL', KEYS[i]) < 0 then redis.call('PEXPIRE', KEYS[i], ARGV[2*i]) end
 end
 return #KEYS
+"""
+
+
+# KEYS: the org's month counter. ARGV: the limit, the seed ('' if none yet), the key's TTL in
+# seconds. Returns -1 when the counter is missing and no seed was given (count the month's logs,
+# then ask again with it), else {1 if counted or 0 if refused, the count}.
+_MONTHLY = """
+local used = redis.call('GET', KEYS[1])
+if not used then
+  if ARGV[2] == '' then return -1 end
+  used = ARGV[2]
+  redis.call('SET', KEYS[1], used, 'EX', ARGV[3])
+end
+used = tonumber(used)
+if used >= tonumber(ARGV[1]) then return {0, used} end
+return {1, redis.call('INCR', KEYS[1])}
 """
 
 
@@ -228,7 +251,8 @@ class _RedisState:
                 settings.REDIS_URL, socket_timeout=timeout, socket_connect_timeout=timeout,
                 retry=Retry(NoBackoff(), 0), health_check_interval=0,
             )
-            entry = self.clients[loop] = (client, client.register_script(_CHECK), client.register_script(_CHARGE))
+            entry = self.clients[loop] = (client, client.register_script(_CHECK), client.register_script(_CHARGE),
+                                          client.register_script(_MONTHLY))
         return entry
 
 
@@ -255,7 +279,7 @@ async def _run(script, keys: list[str], args: list) -> list:
 
 
 async def _redis_check(wanted: list[tuple[RatePolicy, str]]) -> tuple[int, list[Counted]]:
-    _client, check_script, _charge = _redis.scripts()
+    check_script = _redis.scripts()[1]
     args: list = []
     for policy, _key_ in wanted:
         args += [policy.quota, policy.window * 1000, 1 if policy.unit == "request" else 0]
@@ -266,7 +290,7 @@ async def _redis_check(wanted: list[tuple[RatePolicy, str]]) -> tuple[int, list[
 
 
 async def _redis_charge(charges: list[tuple[str, float, int]]) -> None:
-    _client, _check, charge_script = _redis.scripts()
+    charge_script = _redis.scripts()[2]
     args: list = []
     for _key_, amount, window_ms in charges:
         args += [repr(float(amount)), window_ms]
@@ -333,3 +357,71 @@ class _MemoryCounters:
 
 
 _memory = _MemoryCounters()
+
+
+# --- The org's monthly request limit -------------------------------------------------
+
+_MONTH_KEY_TTL = 40 * 86400  # outlives its month; the next month has its own key
+_month_counts: dict[str, int] = {}  # without Redis: month key -> requests counted by this process
+
+
+@dataclass(slots=True)
+class MonthlyDecision:
+    allowed: bool
+    used: int | None = None  # None: not known (Redis or the database unavailable)
+    resets_at: datetime | None = None
+
+
+def _month_start(now: datetime) -> datetime:
+    return now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+def _next_month(start: datetime) -> datetime:
+    return start.replace(year=start.year + 1, month=1) if start.month == 12 else start.replace(month=start.month + 1)
+
+
+def _month_key(org_id: int, start: datetime) -> str:
+    return f"hc:month:{{{org_id}}}:{start:%Y-%m}"
+
+
+def _logged_this_month(org_id: int, start: datetime) -> int:
+    from django.db import close_old_connections
+
+    from analytics.models import RequestLog
+
+    close_old_connections()  # no request_started signal on the raw gateway path
+    # Served by the (org, created_at) index.
+    return RequestLog.objects.filter(org_id=org_id, created_at__gte=start).count()
+
+
+async def check_monthly(org_id: int, limit: int) -> MonthlyDecision:
+    """Count one request against the org's monthly limit, or refuse it once the month's count
+    has reached the limit. Redis or database trouble fails open (or closed, by setting)."""
+    from asgiref.sync import sync_to_async
+    from django.db import DatabaseError
+
+    start = _month_start(datetime.now(dt_timezone.utc))
+    resets_at = _next_month(start)
+    key = _month_key(org_id, start)
+    fail = MonthlyDecision(allowed=not settings.GATEWAY_RATE_LIMIT_FAIL_CLOSED, resets_at=resets_at)
+    try:
+        if settings.REDIS_URL:
+            monthly_script = _redis.scripts()[3]
+            reply = await _run(monthly_script, [key], [limit, "", _MONTH_KEY_TTL])
+            if reply == -1:
+                seeded = await sync_to_async(_logged_this_month)(org_id, start)
+                reply = await _run(monthly_script, [key], [limit, seeded, _MONTH_KEY_TTL])
+            counted, used = int(reply[0]), int(reply[1])
+        else:
+            if key not in _month_counts:
+                seeded = await sync_to_async(_logged_this_month)(org_id, start)
+                _month_counts.setdefault(key, seeded)  # another request may have seeded it meanwhile
+            used = _month_counts[key]
+            counted = used < limit
+            if counted:
+                used = _month_counts[key] = used + 1
+    except (RateLimitUnavailable, DatabaseError) as exc:
+        if isinstance(exc, DatabaseError):
+            log.warning("monthly limit: the month's count cannot be read (%s)", exc.__class__.__name__)
+        return fail
+    return MonthlyDecision(allowed=bool(counted), used=used, resets_at=resets_at)

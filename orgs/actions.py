@@ -107,6 +107,41 @@ def set_rate_limit_policy(org: Organization, *, actor: User, policy: str, reques
     return org
 
 
+def suspend_org(org: Organization, *, actor: User | None, reason: str, request=None, via: str = "") -> Organization:
+    """Operators suspend an org: the gateway refuses its keys with 403 (naming the reason) from
+    the next API key lookup on, within GATEWAY_AUTH_CACHE_SECONDS, and its pages show a banner."""
+    reason = reason.strip()
+    if not reason:
+        raise ActionError("Give a reason: it is shown to the org's members and in the gateway's 403.",
+                          field="reason")
+    with transaction.atomic():
+        org = Organization.objects.select_for_update().get(pk=org.pk)
+        changes = {"reason": [org.suspended_reason, reason]}
+        if via:
+            changes["via"] = via
+        if org.suspended_at is None:
+            org.suspended_at = timezone.now()
+        org.suspended_reason = reason[:200]
+        org.save(update_fields=["suspended_at", "suspended_reason"])
+        audit.record("org.suspend", request=request, org=org, user=actor, target=org, changes=changes)
+    return org
+
+
+def reactivate_org(org: Organization, *, actor: User | None, request=None, via: str = "") -> Organization:
+    with transaction.atomic():
+        org = Organization.objects.select_for_update().get(pk=org.pk)
+        if org.suspended_at is None:
+            return org
+        changes = {"suspended_at": org.suspended_at.isoformat(), "reason": org.suspended_reason}
+        if via:
+            changes["via"] = via
+        org.suspended_at = None
+        org.suspended_reason = ""
+        org.save(update_fields=["suspended_at", "suspended_reason"])
+        audit.record("org.reactivate", request=request, org=org, user=actor, target=org, changes=changes)
+    return org
+
+
 # --- Members -----------------------------------------------------------------------
 
 
@@ -267,6 +302,14 @@ def create_api_key(org: Organization, *, actor: User | None, name: str, scopes: 
         raise ActionError("Choose at least one scope.", field="scopes")
     ordered = [s for s in ALL_SCOPES if s in scopes]
     with transaction.atomic():
+        # The org row lock serialises concurrent creations, so the plan limit holds exactly.
+        org = Organization.objects.select_for_update().get(pk=org.pk)
+        if org.max_api_keys is not None:
+            active = ApiKey.objects.filter(org=org, revoked_at__isnull=True).count()
+            if active >= org.max_api_keys:
+                raise ActionError(f"{org.name} has {active} active API keys, the most its plan allows "
+                                  f"({org.max_api_keys}). Revoke one first, or ask the operator for a higher "
+                                  "limit.")
         key, raw = ApiKey.generate(org, name, ordered, created_by=actor)
         changes = {"name": name, "scopes": ordered, "key": key.masked}
         if via:

@@ -1,68 +1,25 @@
-"""The operators' admin. Every change made here writes an audit event; API keys show no secret."""
+"""The operators' admin for tenants. Every change made here writes an audit event (the site mixes
+orgs.admin_site.AuditMixin into every ModelAdmin); API keys show no secret."""
 
 from __future__ import annotations
+
+from datetime import datetime
+from datetime import timezone as dt_timezone
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import BaseUserCreationForm
-from django.db import transaction
-from django.db.models import Count, Q
+from django.db.models import Count, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.html import format_html
 
-from . import actions, audit
+from . import actions
+from .forms import RateLimitPolicyForm
 from .models import ApiKey, AuditEvent, Invitation, Membership, Organization, User
-
-
-def _changed_fields(message) -> list[str]:
-    """Field names from the admin's structured change message (never their values)."""
-    fields: list[str] = []
-    for entry in message or []:
-        if isinstance(entry, dict):
-            for detail in entry.values():
-                fields.extend(detail.get("fields", []) if isinstance(detail, dict) else [])
-    return fields
-
-
-class AuditedAdmin(admin.ModelAdmin):
-    """Adds an audit event (in the admin's own transaction) to every add, change, delete and action."""
-
-    def _org_of(self, obj):
-        if isinstance(obj, Organization):
-            return obj
-        return getattr(obj, "org", None)
-
-    def _record(self, request, action: str, obj, **changes):
-        audit.record(action, request=request, org=self._org_of(obj), target=obj,
-                     changes={"model": obj._meta.label_lower, **changes})
-
-    def log_addition(self, request, obj, message):
-        self._record(request, "admin.add", obj, fields=_changed_fields(message))
-        return super().log_addition(request, obj, message)
-
-    def log_change(self, request, obj, message):
-        self._record(request, "admin.change", obj, fields=_changed_fields(message))
-        return super().log_change(request, obj, message)
-
-    def log_deletions(self, request, queryset):
-        for obj in queryset:
-            org = self._org_of(obj)
-            audit.record("admin.delete", request=request,
-                         org=org if org is not None and org.pk else None,
-                         target_type=obj._meta.label_lower, target_id=str(obj.pk),
-                         changes={"model": obj._meta.label_lower, "object": str(obj)[:200]})
-        return super().log_deletions(request, queryset)
-
-    def response_action(self, request, queryset):
-        action = request.POST.get("action", "")
-        selected = request.POST.getlist(admin.helpers.ACTION_CHECKBOX_NAME)
-        with transaction.atomic():
-            # delete_selected first shows a confirmation page; audit the confirmed run only.
-            confirming = action == "delete_selected" and "post" not in request.POST
-            if action and selected and not confirming:
-                audit.record("admin.action", request=request, target_type=self.model._meta.label_lower,
-                             changes={"model": self.model._meta.label_lower, "action": action,
-                                      "ids": selected[:100], "count": len(selected)})
-            return super().response_action(request, queryset)
 
 
 class MembershipInline(admin.TabularInline):
@@ -71,27 +28,170 @@ class MembershipInline(admin.TabularInline):
     raw_id_fields = ["user"]
 
 
+class ApiKeyInline(admin.TabularInline):
+    model = ApiKey
+    fields = ["name", "masked", "scopes", "created_at", "last_used_at", "revoked_at"]
+    readonly_fields = fields
+    ordering = ["-created_at"]
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False  # created where the plaintext can be shown: the org's keys page or create_api_key
+
+    @admin.display(description="key")
+    def masked(self, obj) -> str:
+        return obj.masked
+
+
+class OrganizationForm(forms.ModelForm):
+    class Meta:
+        model = Organization
+        fields = ["name", "slug", "require_2fa", "rate_limit_policy", "monthly_request_limit", "retention_days",
+                  "max_api_keys"]
+
+    def clean_rate_limit_policy(self) -> str:
+        # The same parser and normal form as the org's own settings page.
+        policy = RateLimitPolicyForm({"rate_limit_policy": self.cleaned_data["rate_limit_policy"]})
+        if not policy.is_valid():
+            raise forms.ValidationError(policy.errors["rate_limit_policy"])
+        return policy.cleaned_data["rate_limit_policy"]
+
+
+class SuspendForm(forms.Form):
+    reason = forms.CharField(max_length=200, help_text="Shown to the org's members in a banner and in the "
+                             "gateway's 403 answer to its keys.")
+
+    def clean_reason(self) -> str:
+        reason = " ".join(self.cleaned_data["reason"].split())
+        if not reason:
+            raise forms.ValidationError("Give a reason.")
+        return reason
+
+
+class SuspendedFilter(admin.SimpleListFilter):
+    title = "status"
+    parameter_name = "status"
+
+    def lookups(self, request, model_admin):
+        return [("active", "Active"), ("suspended", "Suspended")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "active":
+            return queryset.filter(suspended_at__isnull=True)
+        if self.value() == "suspended":
+            return queryset.filter(suspended_at__isnull=False)
+        return queryset
+
+
+def month_start() -> datetime:
+    return timezone.now().astimezone(dt_timezone.utc).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
 @admin.register(Organization)
-class OrganizationAdmin(AuditedAdmin):
-    list_display = ["name", "slug", "member_count", "key_count", "require_2fa", "created_at"]
-    list_filter = ["require_2fa", "created_at"]
+class OrganizationAdmin(admin.ModelAdmin):
+    form = OrganizationForm
+    list_display = ["name", "slug", "state", "usage", "keys", "retention", "member_count", "created_at"]
+    list_filter = [SuspendedFilter, "require_2fa", "created_at"]
     search_fields = ["name", "slug", "memberships__user__email"]
-    readonly_fields = ["created_at"]
-    inlines = [MembershipInline]
+    readonly_fields = ["created_at", "links", "usage", "keys", "suspension"]
+    fieldsets = [
+        (None, {"fields": ["name", "slug", "links", "require_2fa", "rate_limit_policy", "created_at"]}),
+        ("Plan limits", {"fields": ["monthly_request_limit", "usage", "max_api_keys", "keys", "retention_days"],
+                         "description": "Blank: unlimited. The gateway applies a change within a few seconds."}),
+        ("Suspension", {"fields": ["suspension"]}),
+    ]
+    inlines = [MembershipInline, ApiKeyInline]
+    actions = ["suspend", "reactivate"]
+    audit_values = ("name", "slug", "require_2fa", "rate_limit_policy", "monthly_request_limit", "retention_days",
+                    "max_api_keys")
 
     def get_queryset(self, request):
+        from analytics.models import RequestLog
+
+        # One COUNT per org over the (org, created_at) index, for the orgs on the page only.
+        this_month = (RequestLog.objects.filter(org=OuterRef("pk"), created_at__gte=month_start()).order_by()
+                      .values("org").annotate(n=Count("*")).values("n"))
         return super().get_queryset(request).annotate(
             _members=Count("memberships", distinct=True),
             _keys=Count("api_keys", filter=Q(api_keys__revoked_at__isnull=True), distinct=True),
+            _month_requests=Coalesce(Subquery(this_month), 0),
         )
 
     @admin.display(description="members", ordering="_members")
     def member_count(self, obj) -> int:
         return obj._members
 
-    @admin.display(description="active keys", ordering="_keys")
-    def key_count(self, obj) -> int:
-        return obj._keys
+    @admin.display(description="status", ordering="suspended_at")
+    def state(self, obj) -> str:
+        if obj.is_suspended:
+            return format_html('<strong style="color: #ba2121">suspended</strong> {}', obj.suspended_at.date())
+        return "active"
+
+    @admin.display(description="requests this month / limit", ordering="_month_requests")
+    def usage(self, obj) -> str:
+        used = getattr(obj, "_month_requests", None)
+        if used is None:  # the add form
+            return "–"
+        if obj.monthly_request_limit is None:
+            return f"{used:,} / unlimited"
+        share = 100 * used / obj.monthly_request_limit if obj.monthly_request_limit else 100
+        text = f"{used:,} / {obj.monthly_request_limit:,} ({share:.0f}%)"
+        return format_html('<strong style="color: #ba2121">{}</strong>', text) if share >= 100 else text
+
+    @admin.display(description="active keys / max", ordering="_keys")
+    def keys(self, obj) -> str:
+        used = getattr(obj, "_keys", None)
+        if used is None:
+            return "–"
+        return f"{used} / {'unlimited' if obj.max_api_keys is None else obj.max_api_keys}"
+
+    @admin.display(description="retention", ordering="retention_days")
+    def retention(self, obj) -> str:
+        return "forever" if obj.retention_days is None else f"{obj.retention_days} days"
+
+    @admin.display(description="links")
+    def links(self, obj) -> str:
+        if not obj.pk:
+            return "–"
+        return format_html(
+            '<a href="{}">Dashboard</a> (for its members) · <a href="{}?org={}">Request logs</a> · '
+            '<a href="{}?org={}">Figures</a> · <a href="{}?org__id__exact={}">Audit events</a>',
+            reverse("org_home", args=[obj.slug]), reverse("admin:analytics_requestlog_changelist"), obj.slug,
+            reverse("admin:analytics_requestlog_figures"), obj.slug, reverse("admin:orgs_auditevent_changelist"),
+            obj.pk)
+
+    @admin.display(description="suspension")
+    def suspension(self, obj) -> str:
+        if not obj.pk or not obj.is_suspended:
+            return "Active. Suspend it with the “Suspend” action on the organization list."
+        return format_html("Suspended since {} UTC: {}. The gateway refuses its keys (403).",
+                           obj.suspended_at.strftime("%Y-%m-%d %H:%M"), obj.suspended_reason)
+
+    @admin.action(description="Suspend the selected organizations…", permissions=["change"])
+    def suspend(self, request, queryset):
+        form = SuspendForm(request.POST if "apply" in request.POST else None)
+        if form.is_valid():
+            for org in queryset:
+                actions.suspend_org(org, actor=request.user, reason=form.cleaned_data["reason"], request=request,
+                                    via="admin")
+            self.message_user(request, f"Suspended {len(queryset)} organization(s): their keys get 403 at the "
+                              "gateway within 5 seconds.", messages.SUCCESS)
+            return None
+        context = {**self.admin_site.each_context(request), "title": "Suspend organizations", "form": form,
+                   "orgs": queryset, "opts": self.model._meta,
+                   "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME}
+        return TemplateResponse(request, "admin/orgs/organization/suspend.html", context,
+                                status=400 if form.is_bound else 200)
+
+    @admin.action(description="Reactivate the selected organizations", permissions=["change"])
+    def reactivate(self, request, queryset):
+        count = 0
+        for org in queryset.filter(suspended_at__isnull=False):
+            actions.reactivate_org(org, actor=request.user, request=request, via="admin")
+            count += 1
+        self.message_user(request, f"Reactivated {count} organization(s).", messages.SUCCESS)
 
 
 class UserCreationForm(BaseUserCreationForm):
@@ -101,7 +201,7 @@ class UserCreationForm(BaseUserCreationForm):
 
 
 @admin.register(User)
-class UserAdmin(AuditedAdmin, DjangoUserAdmin):
+class UserAdmin(DjangoUserAdmin):
     add_form = UserCreationForm
     ordering = ["email"]
     list_display = ["email", "first_name", "last_name", "is_staff", "is_active", "date_joined", "last_login"]
@@ -117,7 +217,7 @@ class UserAdmin(AuditedAdmin, DjangoUserAdmin):
 
 
 @admin.register(Membership)
-class MembershipAdmin(AuditedAdmin):
+class MembershipAdmin(admin.ModelAdmin):
     list_display = ["user", "org", "role", "created_at"]
     list_filter = ["role"]
     search_fields = ["user__email", "org__slug", "org__name"]
@@ -126,7 +226,7 @@ class MembershipAdmin(AuditedAdmin):
 
 
 @admin.register(Invitation)
-class InvitationAdmin(AuditedAdmin):
+class InvitationAdmin(admin.ModelAdmin):
     list_display = ["email", "org", "role", "invited_by", "created_at", "accepted_at"]
     list_filter = ["role", ("accepted_at", admin.EmptyFieldListFilter)]
     search_fields = ["email", "org__slug"]
@@ -142,7 +242,7 @@ class ApiKeyForm(forms.ModelForm):
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(AuditedAdmin):
+class ApiKeyAdmin(admin.ModelAdmin):
     form = ApiKeyForm
     list_display = ["name", "masked", "org", "scopes", "created_by", "created_at", "last_used_at", "revoked_at"]
     list_filter = [("revoked_at", admin.EmptyFieldListFilter), "created_at"]
@@ -165,7 +265,7 @@ class ApiKeyAdmin(AuditedAdmin):
     def masked(self, obj) -> str:
         return obj.masked
 
-    @admin.action(description="Revoke selected API keys")
+    @admin.action(description="Revoke selected API keys", permissions=["change"])
     def revoke_keys(self, request, queryset):
         count = 0
         for key in queryset.filter(revoked_at__isnull=True).select_related("org"):

@@ -15,7 +15,7 @@ class VersionInline(admin.TabularInline):
 @admin.register(Prompt)
 class PromptAdmin(admin.ModelAdmin):
     list_display = ("slug", "name", "org", "source", "updated_at")
-    list_filter = ("source",)
+    list_filter = ("source", "updated_at")
     search_fields = ("slug", "name", "org__slug")
     list_select_related = ("org",)
     raw_id_fields = ("org",)
@@ -27,7 +27,8 @@ class PromptVersionAdmin(admin.ModelAdmin):
     """Versions are immutable: read-only here."""
 
     list_display = ("prompt", "version", "model", "author_label", "created_at")
-    search_fields = ("prompt__slug",)
+    list_filter = ("created_at",)
+    search_fields = ("prompt__slug", "prompt__org__slug")
     list_select_related = ("prompt",)
     readonly_fields = [f.name for f in PromptVersion._meta.fields]
 
@@ -37,9 +38,14 @@ class PromptVersionAdmin(admin.ModelAdmin):
     def has_change_permission(self, request, obj=None) -> bool:
         return False
 
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
 
 @admin.register(PromptEnvironment)
 class PromptEnvironmentAdmin(admin.ModelAdmin):
     list_display = ("prompt", "name", "version", "updated_at")
+    list_filter = ("name",)
+    search_fields = ("prompt__slug", "org__slug")
     list_select_related = ("prompt", "version")
     raw_id_fields = ("org", "prompt", "version")

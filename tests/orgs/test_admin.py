@@ -86,11 +86,13 @@ class AdminPagesTests(OrgsTestCase):
         response = self.client.post(f"/admin/orgs/organization/{self.org.pk}/change/", {
             "name": "Renamed", "slug": "alice-org", "created_at_0": "2026-01-01", "created_at_1": "00:00:00",
             "memberships-TOTAL_FORMS": "0", "memberships-INITIAL_FORMS": "0",
+            "api_keys-TOTAL_FORMS": "0", "api_keys-INITIAL_FORMS": "0",
         })
         self.assertEqual(response.status_code, 302, getattr(response, "context", None) and
                          response.context["adminform"].form.errors)
         event = self.assert_audited("admin.change", org=self.org)
-        self.assertEqual(event.changes, {"model": "orgs.organization", "fields": ["Name"]})
+        self.assertEqual(event.changes, {"model": "orgs.organization", "fields": ["Name"],
+                                         "values": {"name": ["Alice Org", "Renamed"]}})
 
     def test_add_and_delete_are_audited_without_passwords(self):
         with self.settings(PASSWORD_HASHERS=FAST_HASHERS):

@@ -25,8 +25,11 @@ class Command(BaseCommand):
             raise CommandError("--scopes needs at least one scope")
         if not name.strip():
             raise CommandError("--name cannot be blank")
-        key, raw = actions.create_api_key(org, actor=None, name=name.strip(), scopes=wanted,
-                                          via="manage.py create_api_key")
+        try:
+            key, raw = actions.create_api_key(org, actor=None, name=name.strip(), scopes=wanted,
+                                              via="manage.py create_api_key")
+        except actions.ActionError as error:
+            raise CommandError(error.message) from None
         self.stdout.write(f"Created API key {key.name!r} for {org.slug} with scopes {','.join(key.scopes)}.")
         self.stdout.write("Store it now; it cannot be shown again:")
         # Alone on the last line so scripts can take it with `tail -n 1`.
