@@ -28,6 +28,7 @@ class AlertRuleAdmin(admin.ModelAdmin):
     search_fields = ("name", "org__slug")
     list_select_related = ("org",)
     raw_id_fields = ("org", "email_recipients", "webhooks")
+    readonly_fields = ("next_evaluation_at", "last_evaluated_at", "created_at")
     actions = ["mute", "unmute"]
 
     @admin.action(description="Mute the selected rules", permissions=["change"])

@@ -74,10 +74,14 @@ class Figures:
         }
 
 
+def cache_key(window: str, slug: str) -> str:
+    return f"hc:admin-figures:{window}:{slug}"
+
+
 def site_figures(window: str = DEFAULT_WINDOW, slug: str = "") -> Figures:
     """Requests, errors, cost and active orgs per bucket, and the top orgs, over `window`."""
     window = window if window in WINDOWS else DEFAULT_WINDOW
-    key = f"hc:admin-figures:{window}:{slug}"
+    key = cache_key(window, slug)
     figures = cache.get(key)
     if figures is None:
         figures = _compute(window, slug)

@@ -24,6 +24,8 @@ from .models import ApiKey, AuditEvent, Invitation, Membership, Organization, Us
 
 class MembershipInline(admin.TabularInline):
     model = Membership
+    fields = ["user", "role", "created_at"]
+    readonly_fields = ["created_at"]
     extra = 0
     raw_id_fields = ["user"]
 
