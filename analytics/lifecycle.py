@@ -52,7 +52,10 @@ def delete_logs_in_batches(logs: models.QuerySet[RequestLog], *, batch_size: int
     batch = 0
     while True:
         with transaction.atomic():
-            ids = list(logs.order_by("created_at").values_list("id", flat=True)[:batch_size])
+            # Locked first: feedback or a property written meanwhile waits for the batch, never
+            # half-applies to a deleted log. Rows another transaction holds are left to a later run.
+            ids = list(logs.order_by("created_at").select_for_update(skip_locked=True)
+                       .values_list("id", flat=True)[:batch_size])
             if ids:
                 counts["feedback"] += Feedback.objects.filter(request_id__in=ids).delete()[0]
                 counts["scores"] += Score.objects.filter(request_id__in=ids).delete()[0]
