@@ -20,7 +20,7 @@ from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_POST
 
-from . import actions, audit, otp
+from . import actions, audit, otp, throttle
 from .forms import LoginForm, PasswordConfirmForm, SignupForm, TokenForm
 from .models import User
 
@@ -81,10 +81,16 @@ def login(request: HttpRequest) -> HttpResponse:
                 audit.record("user.login", request=request, user=user, target=user, changes={"2fa": False})
             return redirect(next_url)
         audit.record("user.login_failed", request=request, user=None,
-                     changes={"email": request.POST.get("username", "")[:254], "step": "password"})
+                     changes={"email": request.POST.get("username", "")[:254], "step": "password",
+                              **_lockout_changes(form.lockout)})
     else:
         form = LoginForm(request)
-    return render(request, "orgs/login.html", {"form": form, "next": next_url})
+    status = 429 if form.lockout is not None else 200
+    return render(request, "orgs/login.html", {"form": form, "next": next_url}, status=status)
+
+
+def _lockout_changes(lockout: throttle.Lockout | None) -> dict:
+    return {} if lockout is None else {"locked_out": lockout.scope}
 
 
 @csrf_protect
@@ -98,14 +104,23 @@ def login_2fa(request: HttpRequest) -> HttpResponse:
         request.session.pop(PENDING_LOGIN, None)
         messages.info(request, "Please sign in again.")
         return redirect("login")
+    lockout = None
     if request.method == "POST":
         form = TokenForm(request.POST)
-        if form.is_valid():
+        # Codes are guessable too: the token step counts against the same account and address.
+        lockout = throttle.locked_out(request, user.email)
+        if lockout is not None:
+            form.add_error(None, lockout.message)
+        elif form.is_valid():
             try:
                 device = otp.verify_user_token(user, form.cleaned_data["token"])
             except otp.TokenRejected as error:
                 form.add_error("token", error.message)
+                lockout = throttle.failed(request, user.email)
+                if lockout is not None:
+                    form.add_error(None, lockout.message)
             else:
+                throttle.succeeded(request, user.email)
                 del request.session[PENDING_LOGIN]
                 with transaction.atomic():
                     auth.login(request, user, backend=pending["backend"])
@@ -114,10 +129,10 @@ def login_2fa(request: HttpRequest) -> HttpResponse:
                                  changes={"2fa": True, "device": device.__class__.__name__})
                 return redirect(pending["next"])
         audit.record("user.login_failed", request=request, user=None,
-                     changes={"email": user.email, "step": "token"})
+                     changes={"email": user.email, "step": "token", **_lockout_changes(lockout)})
     else:
         form = TokenForm()
-    return render(request, "orgs/login_2fa.html", {"form": form})
+    return render(request, "orgs/login_2fa.html", {"form": form}, status=429 if lockout is not None else 200)
 
 
 @require_POST

@@ -6,7 +6,13 @@ from __future__ import annotations
 from django.contrib.admin import ModelAdmin, helpers
 from django.db import transaction
 from django.http import HttpResponseRedirect
-from django_otp.admin import OTPAdminSite
+from django_otp.admin import OTPAdminAuthenticationForm, OTPAdminSite
+
+from .forms import ThrottledLoginMixin
+
+
+class AdminLoginForm(ThrottledLoginMixin, OTPAdminAuthenticationForm):
+    """The admin's login form, throttled like /login/ (wrong passwords and wrong codes count)."""
 
 
 def _summarise(message) -> dict[str, list]:
@@ -109,6 +115,7 @@ class GatewayAdminSite(OTPAdminSite):
     site_header = "Helicone Gateway administration"
     site_title = "Helicone Gateway admin"
     index_title = "Operators"
+    login_form = AdminLoginForm
 
     def __init__(self, name: str = "admin"):
         # OTPAdminSite defaults to "otpadmin"; keep "admin" so admin:… URL names resolve.
@@ -128,6 +135,11 @@ class GatewayAdminSite(OTPAdminSite):
                     audit.record("user.login", request=request, target=request.user,
                                  changes={"2fa": True, "via": "admin"})
                 elif not request.user.is_authenticated:
-                    audit.record("user.login_failed", request=request,
-                                 changes={"email": request.POST.get("username", "")[:254], "via": "admin"})
+                    form = (getattr(response, "context_data", None) or {}).get("form")
+                    lockout = getattr(form, "lockout", None)
+                    changes = {"email": request.POST.get("username", "")[:254], "via": "admin"}
+                    if lockout is not None:
+                        changes["locked_out"] = lockout.scope
+                        response.status_code = 429
+                    audit.record("user.login_failed", request=request, changes=changes)
         return response

@@ -7,6 +7,7 @@ from django.contrib.auth import password_validation
 from django.contrib.auth.forms import AuthenticationForm
 from django.core.validators import validate_slug
 
+from . import throttle
 from .models import ALL_SCOPES, ApiKeyScope, Organization, Role, User
 
 
@@ -35,7 +36,31 @@ class SignupForm(forms.Form):
         return cleaned
 
 
-class LoginForm(AuthenticationForm):
+class ThrottledLoginMixin:
+    """For login forms (ours and the admin's): refuse while the account or address is locked
+    out, count wrong passwords and tokens. `lockout` tells the view why a login was refused."""
+
+    COUNTED = frozenset({"invalid_login", "invalid_token"})
+    lockout: throttle.Lockout | None = None
+
+    def clean(self):
+        email = self.data.get("username", "")
+        self.lockout = throttle.locked_out(self.request, email)
+        if self.lockout is not None:
+            raise forms.ValidationError(self.lockout.message, code="locked_out")
+        try:
+            cleaned = super().clean()
+        except forms.ValidationError as error:
+            if getattr(error, "code", None) in self.COUNTED:
+                self.lockout = throttle.failed(self.request, email)
+                if self.lockout is not None:
+                    raise forms.ValidationError(self.lockout.message, code="locked_out") from None
+            raise
+        throttle.succeeded(self.request, email)
+        return cleaned
+
+
+class LoginForm(ThrottledLoginMixin, AuthenticationForm):
     """Email and password; the token, if the user has a device, is asked on a second step."""
 
     error_messages = {

@@ -331,5 +331,8 @@ class PromptViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrgScopedV
 
 router = DefaultRouter()
 router.include_root_view = False
+# No `.json` suffix routes: the extra actions do not take a format argument (they answered 500);
+# `?format=json` still picks the renderer.
+router.include_format_suffixes = False
 router.register("", PromptViewSet, basename="prompt")
 urlpatterns = router.urls
