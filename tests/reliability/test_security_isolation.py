@@ -158,7 +158,9 @@ def staff_url(pattern: str) -> str:
     return "/" + re.sub(r"<(?:\w+:)?\w+>", "1", url)
 
 
-class UrlTableTests(OrgsTestCase):
+class OrgObjectsTestCase(OrgsTestCase):
+    """alice-org with one object of every kind the URL table names, and keys for both orgs."""
+
     @classmethod
     def setUpTestData(cls):
         super().setUpTestData()
@@ -185,6 +187,8 @@ class UrlTableTests(OrgsTestCase):
     def url(self, case: Case, **override) -> str:
         return case.url.format(**{**self.objects, **override})
 
+
+class UrlTableTests(OrgObjectsTestCase):
     def test_every_url_pattern_has_a_case(self):
         missing = [p for p in url_patterns() if p not in CASES and not p.startswith(STAFF_PREFIX)]
         self.assertEqual(missing, [], "URL patterns without an isolation case: add each to CASES in "
