@@ -353,6 +353,27 @@ async def _check_fallbacks(ex: Exchange) -> None:
             await check_target(fallback.target_url, header)
 
 
+def _stored_headers(headers: dict[str, str]) -> dict[str, str]:
+    """The request headers as logged: credentials replaced, including those inside Helicone-Fallbacks."""
+    stored = {k: ("[redacted]" if k in _SECRET_HEADERS else v) for k, v in headers.items()}
+    if "helicone-fallbacks" in stored:
+        stored["helicone-fallbacks"] = _redact_fallbacks(stored["helicone-fallbacks"])
+    return stored
+
+
+def _redact_fallbacks(value: str) -> str:
+    # Fallback headers carry the other provider's credentials: no value of them is kept.
+    try:
+        items = json.loads(value)
+    except ValueError:
+        return "[redacted: not valid JSON]"
+    if isinstance(items, list):
+        for item in items:
+            if isinstance(item, dict) and isinstance(item.get("headers"), dict):
+                item["headers"] = {k: "[redacted]" for k in item["headers"]}
+    return json.dumps(items)
+
+
 def _served_model(ex: Exchange) -> str:
     return ex.opts.model_override or ex.model or ex.fallback_model or (
         ex.payload.get("model", "") if isinstance(ex.payload, dict) and isinstance(ex.payload.get("model"), str)
@@ -570,7 +591,7 @@ def _record(ex: Exchange) -> dict[str, Any]:
         "error": ex.error[:5000],
         "cancelled": ex.cancelled,
         "streamed": ex.streamed,
-        "request_headers": {k: ("[redacted]" if k in _SECRET_HEADERS else v) for k, v in ex.headers.items()},
+        "request_headers": _stored_headers(ex.headers),
         "request_body": "" if opts.omit_request else _body_text(ex.body, ex.headers.get("content-type", "")),
         "response_body": "" if opts.omit_response else _body_text(ex.response_body, ex.response_type),
         "request_omitted": opts.omit_request,
