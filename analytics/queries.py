@@ -59,21 +59,30 @@ def logs_for(
         elif name == "created_before":
             qs = qs.filter(created_at__lt=value)
         elif name in EXACT_FILTERS:
-            qs = qs.filter(**{name: value})
+            qs = qs.filter(**{name: _no_nul(value, name)})
         else:
             raise FilterError(f"Unknown filter {name!r}")
     for name, value in (properties or {}).items():
-        check_property_name(name, f"property.{name}")
+        check_property_name(_no_nul(name, f"property.{name!r}"), f"property.{name}")
+        value = _no_nul(value, f"property.{name}")
         if is_postgres():
             # Containment uses the GIN index on properties; `properties__Name=` would not.
             qs = qs.filter(properties__contains={name: value})
         else:
             qs = qs.filter(**{f"properties__{name}": value})
     if search:
+        _no_nul(search, "search")
         # ILIKE over the bodies within the time window; on PostgreSQL operators can add
         # trigram indexes with `manage.py body_search_index --enable` for long ranges.
         qs = qs.filter(Q(request_body__icontains=search) | Q(response_body__icontains=search))
     return qs
+
+
+def _no_nul(value: Any, param: str) -> Any:
+    # PostgreSQL text cannot hold NUL: a filter with one would be a database error (500).
+    if isinstance(value, str) and "\x00" in value:
+        raise FilterError(f"Invalid {param}: contains a NUL character")
+    return value
 
 
 def window(range_key: str | None, now: datetime | None = None) -> tuple[str, datetime, datetime]:

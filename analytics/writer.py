@@ -228,11 +228,32 @@ def _write_one_by_one(records: list[dict[str, Any]]) -> None:
         except (OperationalError, InterfaceError):
             raise
         except DatabaseError as exc:
+            cleaned = _without_nul(record)
+            if cleaned != record:
+                # PostgreSQL text and JSON cannot hold NUL (a client's body or header may): store
+                # the record with each NUL as U+FFFD rather than lose it.
+                try:
+                    write_batch([cleaned])
+                    continue
+                except (OperationalError, InterfaceError):
+                    raise
+                except DatabaseError as again:
+                    exc = again
             log.error("log record %s refused by the database: %s", record.get("id"), exc)
             refused.append(record)
     if refused:
         # Kept for an operator to inspect, never replayed automatically.
         Spool(settings.LOG_SPOOL_DIR / "refused").write(refused)
+
+
+def _without_nul(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_nul(v) for v in value]
+    return value
 
 
 def _drop_broken_connection() -> None:

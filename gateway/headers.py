@@ -130,7 +130,18 @@ class _Pending:
     fallbacks: str | None = None
 
 
+def _utf8(header: str, value: str) -> str:
+    """Header values arrive as their bytes decoded as latin-1; text in them must be UTF-8."""
+    if value.isascii():
+        return value
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        raise HeaderError(header, "value is not valid UTF-8") from None
+
+
 def _text(header: str, value: str, limit: int = MAX_VALUE_LENGTH) -> str:
+    value = _utf8(header, value)
     if len(value) > limit:
         raise HeaderError(header, f"value is longer than {limit} characters")
     if _CONTROL.search(value):
@@ -229,8 +240,8 @@ def _flag(attr: str, header: str):
 
 def _prompt_variables(opts: GatewayOptions, value: str) -> None:
     try:
-        variables = json.loads(value)
-    except ValueError:
+        variables = json.loads(_utf8("Helicone-Prompt-Variables", value))
+    except (ValueError, RecursionError):
         raise HeaderError("Helicone-Prompt-Variables", "must be a JSON object") from None
     if not isinstance(variables, dict):
         raise HeaderError("Helicone-Prompt-Variables", "must be a JSON object")
@@ -315,6 +326,8 @@ def _finish(opts: GatewayOptions, pending: _Pending) -> None:
                                   f"s={policy.segment} needs a Helicone-Property-{policy.segment} header")
     if pending.retry_enabled:
         opts.retry = _retry_options(pending.retry)
+    elif pending.retry:
+        _retry_options(pending.retry)  # a bad value is a 400 even while retries are off
     if pending.fallback is not None and pending.fallbacks is not None:
         raise HeaderError("Helicone-Fallbacks", "send either Helicone-Fallback or Helicone-Fallbacks, not both")
     if pending.fallback is not None:
@@ -431,8 +444,8 @@ def _retry_options(raw: dict[str, str]) -> RetryOptions:
 
 def _json_list(header: str, value: str) -> list:
     try:
-        items = json.loads(value)
-    except ValueError:
+        items = json.loads(_utf8(header, value))
+    except (ValueError, RecursionError):  # RecursionError: nested past the parser's depth
         raise HeaderError(header, "must be a JSON list of objects") from None
     if not isinstance(items, list) or not items or not all(isinstance(item, dict) for item in items):
         raise HeaderError(header, "must be a non-empty JSON list of objects")

@@ -74,7 +74,8 @@ def resolve_route(provider: str, raw_path: str, opts: GatewayOptions) -> Route:
 def _check_traversal(raw_path: str) -> None:
     lowered = raw_path.lower()
     segments = lowered.split("/")
-    if ".." in segments or "." in segments or "%2e" in lowered or "%2f" in lowered or "\\" in lowered:
+    if (".." in segments or "." in segments or "%2e" in lowered or "%2f" in lowered or "%5c" in lowered
+            or "\\" in lowered):
         raise RouteError(400, "path traversal is not allowed in proxy paths")
 
 

@@ -1,4 +1,6 @@
-"""Gateway auth, our own errors, and what never reaches the upstream."""
+"""Gateway auth, our own errors, and what never reaches the upstream.
+
+Malformed headers, bodies, paths and sizes: tests/reliability/test_bad_input.py."""
 
 import socket
 import time
@@ -58,45 +60,9 @@ def test_revoked_key_stops_working_within_five_seconds(gateway, tenant):
     assert post(gateway, headers).status_code == 401
 
 
-@pytest.mark.parametrize(
-    "header, value",
-    [
-        ("Helicone-Request-Id", "not-a-uuid"),
-        ("Helicone-Omit-Request", "maybe"),
-        ("Helicone-Property-Bad!Name", "x"),
-        ("Helicone-Target-Url", "ftp://example.com"),
-    ],
-)
-def test_bad_helicone_header_is_400_naming_it(gateway, tenant, mock_provider, header, value):
-    mock_provider.reset()
-    response = post(gateway, {"Helicone-Auth": f"Bearer {tenant.raw_key}", header: value},
-                    path="/gateway/v1/chat/completions" if header == "Helicone-Target-Url" else "/oai/v1/chat/completions")
-    assert response.status_code == 400
-    assert header.lower() in response.json()["error"]["message"].lower()
-    assert mock_provider.requests() == []
-    log = wait_for_log(response.headers["helicone-id"])
-    assert log.status == 400 and header.lower() in log.error.lower()
-
-
-def test_malformed_json_body_is_400_and_not_forwarded(gateway, tenant, mock_provider):
-    mock_provider.reset()
-    response = httpx.post(gateway.url + "/oai/v1/chat/completions", content=b'{"model": "gpt-4o-mini",',
-                          headers={"Helicone-Auth": f"Bearer {tenant.raw_key}", "Content-Type": "application/json"})
-    assert response.status_code == 400 and "not valid JSON" in response.json()["error"]["message"]
-    assert mock_provider.requests() == []
-
-
 def test_generic_route_without_target_url_is_400(gateway, tenant):
     response = post(gateway, {"Helicone-Auth": f"Bearer {tenant.raw_key}"}, path="/gateway/v1/chat/completions")
     assert response.status_code == 400 and "Helicone-Target-Url" in response.json()["error"]["message"]
-
-
-def test_path_traversal_is_refused(gateway, tenant, mock_provider):
-    mock_provider.reset()
-    response = httpx.post(gateway.url + "/oai/v1/%2e%2e/admin", json=BODY,
-                          headers={"Helicone-Auth": f"Bearer {tenant.raw_key}"})
-    assert response.status_code == 400 and "traversal" in response.json()["error"]["message"]
-    assert mock_provider.requests() == []
 
 
 def test_upstream_unreachable_is_502_and_logged(gateway, tenant):
@@ -145,13 +111,3 @@ def test_upstream_timeout_is_504_and_logged(strict_gateway, tenant):
     response = post(strict_gateway, {"Helicone-Auth": f"Bearer {tenant.raw_key}", "X-Mock-Delay-Ms": "3000"})
     assert response.status_code == 504 and "timed out" in response.json()["error"]["message"]
     assert wait_for_log(response.headers["helicone-id"]).status == 504
-
-
-def test_body_over_limit_is_413(strict_gateway, tenant, mock_provider):
-    mock_provider.reset()
-    big = b"x" * 2_000_000
-    response = httpx.post(strict_gateway.url + "/oai/v1/chat/completions", content=big,
-                          headers={"Helicone-Auth": f"Bearer {tenant.raw_key}", "Content-Type": "application/json"})
-    assert response.status_code == 413 and "limit" in response.json()["error"]["message"]
-    assert mock_provider.requests() == []
-    assert wait_for_log(response.headers["helicone-id"]).status == 413
