@@ -49,6 +49,7 @@ class Case:
     api: str = ""
     api_method: str = "get"
     body: dict = field(default_factory=dict)
+    scopes: tuple[str, ...] = ("read",)  # api: a key with any of these may call it
 
 
 def drf(url: str, api: str, method: str = "get", body: dict | None = None) -> dict[str, Case]:
@@ -56,6 +57,9 @@ def drf(url: str, api: str, method: str = "get", body: dict | None = None) -> di
     concrete = "/" + (re.sub(r"\^|\$", "", base).replace("(?P<id>[A-Za-z0-9][A-Za-z0-9_-]*)", "{prompt}")
                       .replace("(?P<version>[0-9]+)", "1"))
     return {base: Case("api", concrete, api, method, body or {})}
+
+
+WRITE = ("write",)
 
 
 CASES: dict[str, Case] = {
@@ -121,15 +125,15 @@ CASES: dict[str, Case] = {
     "api/v1/metrics/summary": Case("api", "/api/v1/metrics/summary", "list"),
     "api/v1/metrics/timeseries": Case("api", "/api/v1/metrics/timeseries", "list"),
     "api/v1/requests/<request_id>/feedback":
-        Case("api", "/api/v1/requests/{log}/feedback", "detail", "post", {"rating": True}),
+        Case("api", "/api/v1/requests/{log}/feedback", "detail", "post", {"rating": True}, WRITE),
     "api/v1/requests/<request_id>/scores":
-        Case("api", "/api/v1/requests/{log}/scores", "detail", "post", {"scores": {"accuracy": 1}}),
+        Case("api", "/api/v1/requests/{log}/scores", "detail", "post", {"scores": {"accuracy": 1}}, WRITE),
     "api/v1/requests/<request_id>/property":
-        Case("api", "/api/v1/requests/{log}/property", "detail", "put", {"key": "Pwned", "value": "yes"}),
+        Case("api", "/api/v1/requests/{log}/property", "detail", "put", {"key": "Pwned", "value": "yes"}, WRITE),
     "api/v1/log": Case("api", "/api/v1/log", "list", "post", {
         "providerRequest": {"url": "https://api.openai.com/v1/chat/completions", "json": {"model": "gpt-4o-mini"},
                             "meta": {}},
-        "providerResponse": {"status": 200, "headers": {}, "json": {}}}),
+        "providerResponse": {"status": 200, "headers": {}, "json": {}}}, ("proxy", "write")),
     # The prompts API (DRF)
     **drf("^$", "list"),
     **drf("^(?P<id>[A-Za-z0-9][A-Za-z0-9_-]*)/$", "detail"),
@@ -284,6 +288,21 @@ class UrlTableTests(OrgObjectsTestCase):
                 with self.subTest(pattern=pattern, who="alice-org's key"):
                     # The same URLs work for the org's own key: the 404s above are isolation.
                     self.assertLess(self.api_call(case, self.raw).status_code, 400, self.url(case))
+
+    def test_every_api_route_enforces_its_key_scopes(self):
+        keys = {scope: ApiKey.generate(self.org, scope, [scope], created_by=self.alice)[1]
+                for scope in ("proxy", "read", "write")}
+        for pattern, case in CASES.items():
+            if case.kind != "api":
+                continue
+            for scope, raw in keys.items():
+                with self.subTest(pattern=pattern, scope=scope):
+                    response = self.api_call(case, raw)
+                    if scope in case.scopes:
+                        self.assertNotIn(response.status_code, (401, 403), response.content)
+                    else:
+                        self.assertEqual(response.status_code, 403, response.content)
+                        self.assertIn("scope", response.content.decode())
 
     def test_a_logged_in_outsider_cannot_pick_another_org_in_the_browsable_api(self):
         self.client.force_login(self.charlie)
