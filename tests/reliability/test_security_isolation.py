@@ -99,6 +99,8 @@ CASES: dict[str, Case] = {
     "o/<slug:slug>/sessions/": Case("org", "/o/{slug}/sessions/"),
     "o/<slug:slug>/sessions/<path:session_id>/": Case("org", "/o/{slug}/sessions/{session}/"),
     "o/<slug:slug>/users/": Case("org", "/o/{slug}/users/"),
+    "o/<slug:slug>/users/erase/": Case("org", "/o/{slug}/users/erase/?user_id=u-alice"),
+    "o/<slug:slug>/settings/export/": Case("org", "/o/{slug}/settings/export/"),
     "o/<slug:slug>/alerts/": Case("org", "/o/{slug}/alerts/"),
     "o/<slug:slug>/alerts/new/": Case("org", "/o/{slug}/alerts/new/"),
     "o/<slug:slug>/alerts/<int:rule_id>/": Case("org", "/o/{slug}/alerts/{rule}/"),
@@ -134,6 +136,8 @@ CASES: dict[str, Case] = {
         "providerRequest": {"url": "https://api.openai.com/v1/chat/completions", "json": {"model": "gpt-4o-mini"},
                             "meta": {}},
         "providerResponse": {"status": 200, "headers": {}, "json": {}}}, ("proxy", "write")),
+    # Erasing an end user: always in the key's own org (another org's user of the same id is untouched).
+    "api/v1/users/<path:user_id>": Case("api", "/api/v1/users/u-alice", "own-org", "delete", {}, WRITE),
     # The prompts API (DRF)
     **drf("^$", "list"),
     **drf("^(?P<id>[A-Za-z0-9][A-Za-z0-9_-]*)/$", "detail"),
@@ -212,7 +216,7 @@ class UrlTableTests(OrgObjectsTestCase):
 
     def test_outsider_gets_404_on_every_org_page_for_get_and_post(self):
         body = {"role": "owner", "email": "charlie@example.org", "name": "pwned", "scopes": ["proxy"],
-                "environment": "production", "version": "1", "muted": "1"}
+                "environment": "production", "version": "1", "muted": "1", "user_id": "u-alice"}
         events = AuditEvent.objects.count()
         for pattern, case in CASES.items():
             if case.kind != "org":
@@ -247,6 +251,7 @@ class UrlTableTests(OrgObjectsTestCase):
                 if response.status_code == 302:
                     self.assertTrue(response["Location"].startswith("/login/?next="), response["Location"])
         # Nothing of alice-org changed.
+        self.assertTrue(RequestLog.objects.filter(pk=self.log.pk).exists())
         self.assertIsNotNone(ApiKey.find_active(self.raw))
         self.assertTrue(Membership.objects.filter(pk=self.bob_membership.pk, role="member").exists())
         self.assertTrue(AlertRule.objects.filter(pk=self.rule.pk, muted=False).exists())
@@ -270,6 +275,9 @@ class UrlTableTests(OrgObjectsTestCase):
                 response = self.api_call(case, self.other_raw)
                 if case.api == "detail":
                     self.assertEqual(response.status_code, 404, self.url(case))
+                elif case.api == "own-org":
+                    self.assertEqual(response.status_code, 200, response.content)
+                    self.assertEqual(response.json()["requests"], 0)
                 else:
                     self.assertLess(response.status_code, 300, response.content)
                     text = response.content.decode()
@@ -279,7 +287,8 @@ class UrlTableTests(OrgObjectsTestCase):
                         self.assertEqual(response.json()["count"], 0)
             with self.subTest(pattern=pattern, who="no key"):
                 self.assertIn(getattr(self.client, case.api_method)(self.url(case)).status_code, (401, 403))
-        # The key's org is the only org written to.
+        # The key's org is the only org written to (or erased from).
+        self.assertTrue(RequestLog.objects.filter(pk=self.log.pk).exists())
         self.assertFalse(RequestLog.objects.filter(org=self.org).exclude(pk=self.log.pk).exists())
         self.log.refresh_from_db()
         self.assertNotIn("Pwned", self.log.properties)
