@@ -62,6 +62,16 @@ class WebhookAdmin(admin.ModelAdmin):
     list_select_related = ("org",)
     search_fields = ("url", "org__slug")
     raw_id_fields = ("org",)
+    # The signing secret is the org's: its admins see it on the webhooks page; operators never need it.
+    exclude = ("secret",)
+    readonly_fields = ("signing_secret",)
+
+    @admin.display(description="signing secret")
+    def signing_secret(self, obj) -> str:
+        return f"…{obj.secret[-4:]}" if obj.secret else "–"
+
+    def has_add_permission(self, request) -> bool:
+        return False  # made on the org's webhooks page, where its secret is shown to its admins
 
 
 @admin.register(WebhookDelivery)

@@ -32,6 +32,7 @@ class ConsoleFixtures(AdminTestCase):
     def pages(self) -> list[str]:
         return [
             "/admin/", "/admin/orgs/organization/", f"/admin/orgs/organization/{self.org.pk}/change/",
+            f"/admin/analytics/webhook/{self.webhook.pk}/change/",
             "/admin/orgs/apikey/", "/admin/orgs/auditevent/",
             "/admin/analytics/requestlog/", f"/admin/analytics/requestlog/{self.log.pk}/change/",
             "/admin/analytics/requestlog/figures/", "/admin/analytics/requestlog/figures/?window=30d",
@@ -50,6 +51,12 @@ class StaffWithDeviceTests(ConsoleFixtures):
     def test_every_console_page_loads(self):
         for url in self.pages():
             self.assertEqual(self.client.get(url).status_code, 200, url)
+
+    def test_the_add_organization_page_loads_and_webhook_secrets_stay_hidden(self):
+        self.assertEqual(self.client.get("/admin/orgs/organization/add/").status_code, 200)
+        page = self.client.get(f"/admin/analytics/webhook/{self.webhook.pk}/change/")
+        self.assertContains(page, "…cret")
+        self.assertNotContains(page, "s3cret")
 
     def test_index_links_the_operator_pages(self):
         response = self.client.get("/admin/")

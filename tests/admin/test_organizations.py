@@ -5,7 +5,7 @@ from datetime import timedelta
 from django.utils import timezone
 
 from analytics.models import RequestLog
-from orgs.models import AuditEvent
+from orgs.models import AuditEvent, Organization
 
 from .helpers import AdminTestCase
 
@@ -138,3 +138,13 @@ class PlanLimitTests(AdminTestCase):
         self.assertContains(response, 'href="/admin/analytics/requestlog/?org=alice-org"')
         self.assertContains(response, 'href="/admin/analytics/requestlog/figures/?org=alice-org"')
         self.assertEqual(self.client.get(f"/admin/orgs/auditevent/?org__id__exact={self.org.pk}").status_code, 200)
+
+
+class DeletionTests(AdminTestCase):
+    def test_an_org_with_request_logs_cannot_be_deleted_one_without_can(self):
+        RequestLog.objects.create(org=self.org, provider="openai", status=200)
+        self.assertEqual(self.client.post(f"{LIST}{self.org.pk}/delete/", {"post": "yes"}).status_code, 403)
+        self.assertNotContains(self.client.get(LIST), 'value="delete_selected"')
+        self.assertEqual(self.client.post(f"{LIST}{self.other_org.pk}/delete/", {"post": "yes"}).status_code, 302)
+        self.assertEqual(list(Organization.objects.values_list("slug", flat=True)), ["alice-org"])
+        self.assert_audited("admin.delete", target_id=str(self.other_org.pk))
