@@ -200,7 +200,7 @@ class OrganizationAdmin(admin.ModelAdmin):
     @admin.display(description="suspension")
     def suspension(self, obj) -> str:
         if not obj.pk or not obj.is_suspended:
-            return "Active. Suspend it with the “Suspend” action on the organization list."
+            return "Active. Suspend it with the Suspend… button above, or the action on the organization list."
         return format_html("Suspended since {} UTC: {}. The gateway refuses its keys (403).",
                            obj.suspended_at.strftime("%Y-%m-%d %H:%M"), obj.suspended_reason)
 
