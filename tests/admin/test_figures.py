@@ -1,5 +1,6 @@
 """Site-wide figures and unpriced models: what an operator reads off the console."""
 
+import re
 from datetime import timedelta
 from decimal import Decimal
 
@@ -56,6 +57,12 @@ class SiteFiguresTests(AdminTestCase):
         figures = self.client.get(FIGURES + "?window=30d&org=charlie-org").context["figures"]
         self.assertEqual((figures.totals["requests"], figures.totals["active_orgs"]), (2, 1))
         self.assertEqual(figures.top_by_volume, [("charlie-org", 2)])
+
+    def test_the_pages_own_styles_pass_the_csp(self):
+        response = self.client.get(FIGURES)
+        nonce = re.search(r"'nonce-([^']+)'", response["Content-Security-Policy"]).group(1)
+        self.assertEqual(re.findall(r'<style nonce="([^"]*)"', response.content.decode()), [nonce])
+        self.assertNotIn("<style>", response.content.decode())
 
     def test_an_unknown_window_falls_back_to_24_hours(self):
         self.assertEqual(self.client.get(FIGURES + "?window=5y").context["figures"].window, "24h")
