@@ -143,3 +143,21 @@ class GatewayAdminSite(OTPAdminSite):
                         response.status_code = 429
                     audit.record("user.login_failed", request=request, changes=changes)
         return response
+
+    def logout(self, request, extra_context=None):
+        from . import audit
+
+        if request.method == "POST" and request.user.is_authenticated:
+            audit.record("user.logout", request=request, target=request.user, changes={"via": "admin"})
+        return super().logout(request, extra_context)
+
+    def password_change(self, request, extra_context=None):
+        from . import audit
+
+        with transaction.atomic():
+            response = super().password_change(request, extra_context)
+            # A redirect means the form was valid and the password changed.
+            if request.method == "POST" and isinstance(response, HttpResponseRedirect):
+                audit.record("user.password_change", request=request, target=request.user,
+                             changes={"via": "admin"})
+        return response

@@ -9,6 +9,7 @@ from analytics.models import AlertRule
 from orgs.admin_site import AuditMixin
 from orgs.models import AuditEvent
 from prompts.models import Prompt
+from tests.base import PASSWORD
 
 from .helpers import AdminTestCase
 
@@ -67,3 +68,14 @@ class ConsoleAuditTests(AdminTestCase):
         event = self.assert_audited("admin.change", org=self.org)
         self.assertEqual(event.changes["inlines"][0]["changed"], "membership")
         self.assertEqual(event.changes["inlines"][0]["fields"], ["Role"])
+
+    def test_the_admins_own_password_change_and_logout_are_audited(self):
+        response = self.client.post("/admin/password_change/", {
+            "old_password": PASSWORD, "new_password1": "another long passphrase 7",
+            "new_password2": "another long passphrase 7"})
+        self.assertEqual(response.status_code, 302)
+        event = self.assert_audited("user.password_change", actor_user=self.operator)
+        self.assertEqual(event.changes, {"via": "admin"})
+        self.assertNotIn("another long passphrase", repr(list(AuditEvent.objects.values_list("changes", flat=True))))
+        self.client.post("/admin/logout/")
+        self.assertEqual(self.assert_audited("user.logout", actor_user=self.operator).changes, {"via": "admin"})
