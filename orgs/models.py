@@ -61,7 +61,9 @@ class Organization(models.Model):
         null=True, blank=True, help_text="Gateway requests allowed per calendar month (UTC). Blank: unlimited."
     )
     retention_days = models.PositiveIntegerField(
-        null=True, blank=True, help_text="Request logs older than this are purged by purge_logs. Blank: kept forever."
+        null=True, blank=True,
+        help_text="Request logs older than this are purged by purge_logs. Blank: the site default "
+        "(LOG_RETENTION_DAYS), or kept forever when that is unset.",
     )
     max_api_keys = models.PositiveIntegerField(
         null=True, blank=True, help_text="Active (unrevoked) API keys allowed. Blank: unlimited."
