@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -205,12 +206,17 @@ def run_soak(setup_name: str = "scaled", duration: float = 600.0, rate: float = 
         logged = setup.logged_ids(tenant["org_id"])
         for daphne in daphnes:
             exits[daphne.proc.name] = daphne.proc.stop()
-        return report(setup_name, soak, elapsed, logged, counts, daphnes, rss_warm, rss_end, rss_series, exits)
+        result = report(setup_name, soak, elapsed, logged, counts, daphnes, rss_warm, rss_end, rss_series, exits)
     finally:
         setup.stop_all()
         mock.stop()
         if redis_url or setup_name == "scaled":
             _forget_stream(setup.env.get("REDIS_URL", ""), stream_key)
+    if result["passed"]:
+        shutil.rmtree(workdir, ignore_errors=True)
+    else:  # the processes' output, to find out why
+        result["workdir"] = str(workdir)
+    return result
 
 
 def _fresh_database(setup: Setup) -> None:
@@ -308,6 +314,8 @@ def render(result: dict) -> str:
     lines.append(f"  logs present: {result['logs_present']} of {result['requests_sent']} sent "
                  f"({result['logs_missing']} missing, {result['logs_unexpected']} unexpected, "
                  f"{result['log_rows']} rows) {mark[t['every_request_logged_once']]}")
+    if "workdir" in result:
+        lines.append(f"  the processes' output is kept in {result['workdir']}")
     lines.append("PASS" if result["passed"] else "MISS")
     return "\n".join(lines)
 
@@ -322,11 +330,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--redis-url", default=None, help=f"scaled: the Redis to use ({SOAK_REDIS_URL})")
     p.add_argument("--out", type=Path, default=None, help="JSON output path (default bench/results/soak-<time>.json)")
     args = p.parse_args(argv)
-    if args.database_url is None:
-        # Child processes run a snapshot of the code: others may edit this tree during a long run.
-        stack.snapshot_source(Path(tempfile.mkdtemp(prefix="helicone-soak-src-")) / "src")
-    result = run_soak(args.setup, args.duration, args.rate, args.warmup, args.database_url, args.redis_url,
-                      log=lambda message: print(message, file=sys.stderr, flush=True))
+    snapshot = Path(tempfile.mkdtemp(prefix="helicone-soak-src-"))
+    try:
+        if args.database_url is None:
+            # Child processes run a snapshot of the code: others may edit this tree during a long run.
+            stack.snapshot_source(snapshot / "src")
+        result = run_soak(args.setup, args.duration, args.rate, args.warmup, args.database_url, args.redis_url,
+                          log=lambda message: print(message, file=sys.stderr, flush=True))
+    finally:
+        shutil.rmtree(snapshot, ignore_errors=True)
     result["timestamp"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     out = args.out or ROOT / "bench" / "results" / f"soak-{stamp}.json"
