@@ -10,21 +10,19 @@ GATEWAY_AUTH_CACHE_SECONDS + _STALE_LIMIT at worst.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 from dataclasses import dataclass
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import DatabaseError, close_old_connections
+from django.db import close_old_connections
 
 from orgs.models import KEY_PREFIX, ApiKey, hash_api_key
 
 from .headers import HeaderError, RatePolicy, parse_policies
+from .memo import RefreshingCache
+from .memo import Unavailable as AuthUnavailable  # noqa: F401  (the proxy answers 503 on it)
 
 log = logging.getLogger(__name__)
-_MAX_ENTRIES = 50_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,14 +36,6 @@ class KeyInfo:
     # Organization.suspended_reason when the org is suspended (its keys get 403), else None.
     suspended: str | None = None
     monthly_request_limit: int | None = None
-
-
-class AuthUnavailable(Exception):
-    """The key is not cached and the database cannot be asked."""
-
-
-# digest -> (fresh_until, KeyInfo or None for an unknown or revoked key)
-_cache: dict[str, tuple[float, KeyInfo | None]] = {}
 
 
 def _lookup(digest: str) -> KeyInfo | None:
@@ -75,49 +65,17 @@ def _org_policies(org) -> tuple[RatePolicy, ...]:
         return ()
 
 
-_refreshing: set[str] = set()
-# A cached answer stale for longer than this is checked before use, not in the background:
+# An answer stale for longer than this is checked before use, not in the background:
 # with the 3 s cache, no answer older than 5 s is served while the database answers, so a
 # revoked key or a suspended org is refused within 5 s even on a key used only now and then.
 _STALE_LIMIT = 2.0
 
-
-async def _fetch(digest: str) -> KeyInfo | None:
-    info = await sync_to_async(_lookup)(digest)
-    if len(_cache) >= _MAX_ENTRIES:
-        _cache.clear()
-    _cache[digest] = (time.monotonic() + settings.GATEWAY_AUTH_CACHE_SECONDS, info)
-    return info
-
-
-async def _refresh(digest: str) -> None:
-    try:
-        await _fetch(digest)
-    except DatabaseError as exc:
-        log.warning("API key lookup failed (%s); serving the last known answer", exc.__class__.__name__)
-    finally:
-        _refreshing.discard(digest)
+# digest -> KeyInfo, or None for an unknown or revoked key.
+_keys = RefreshingCache("API key", _lookup, lambda: settings.GATEWAY_AUTH_CACHE_SECONDS, _STALE_LIMIT)
 
 
 async def authenticate(raw_key: str) -> KeyInfo | None:
     """The key's identity, or None for an unknown or revoked key."""
     if not raw_key.startswith(KEY_PREFIX):
         return None
-    digest = hash_api_key(raw_key)
-    cached = _cache.get(digest)
-    now = time.monotonic()
-    if cached is None or cached[0] + _STALE_LIMIT < now:
-        # Unknown, or not seen for long: ask the database before answering.
-        try:
-            return await _fetch(digest)
-        except DatabaseError as exc:
-            if cached is None:
-                raise AuthUnavailable() from exc
-            log.warning("API key lookup failed (%s); serving the last known answer", exc.__class__.__name__)
-            return cached[1]
-    if cached[0] <= now and digest not in _refreshing:
-        # Stale: answer from memory now and refresh in the background, so a
-        # slow or unreachable database never stalls requests of a known key.
-        _refreshing.add(digest)
-        asyncio.get_running_loop().create_task(_refresh(digest))
-    return cached[1]
+    return await _keys.get(hash_api_key(raw_key))

@@ -23,9 +23,7 @@ template) happens when a template hash is seen for the first time.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +33,7 @@ from django.db import DatabaseError, close_old_connections, connection
 from django.db.models import Max
 
 from gateway.headers import GatewayOptions
+from gateway.memo import RefreshingCache, Unavailable
 
 from . import rendering
 
@@ -77,14 +76,10 @@ class _Version:
     parameters: dict[str, Any]
 
 
-# (org_id, slug) -> (fresh_until, state or None for "no such prompt")
-_states: dict[tuple[int, str], tuple[float, _PromptState | None]] = {}
 # (prompt pk, version) -> content; versions never change.
 _versions: dict[tuple[int, int], _Version] = {}
 # (prompt pk, template hash) -> version number; a recorded template keeps its number.
 _hashes: dict[tuple[int, str], int] = {}
-_inflight: dict[tuple[int, str], asyncio.Future] = {}
-_refreshing: set[tuple[int, str]] = set()
 
 
 def _ttl() -> float:
@@ -93,7 +88,7 @@ def _ttl() -> float:
 
 def forget(org_id: int, slug: str) -> None:
     """Drop the cached state of a prompt (called after a change commits in this process)."""
-    _states.pop((org_id, slug), None)
+    _states.forget((org_id, slug))
 
 
 def clear_cache() -> None:
@@ -163,58 +158,15 @@ def _record(org_id: int, slug: str, messages: list, model: str) -> int:
 # --- Cache ---------------------------------------------------------------------------
 
 
-async def _fetch_state(key: tuple[int, str]) -> _PromptState | None:
-    future = _inflight.get(key)
-    if future is not None:
-        # Concurrent misses for one prompt share a single lookup.
-        return await asyncio.shield(future)
-    future = asyncio.get_running_loop().create_future()
-    _inflight[key] = future
-    try:
-        state = await sync_to_async(_load_state)(*key)
-    except asyncio.CancelledError:
-        future.cancel()
-        raise
-    except Exception as exc:
-        future.set_exception(exc)
-        future.exception()  # retrieved: no "never retrieved" warning when nobody else waits
-        raise
-    else:
-        future.set_result(state)
-    finally:
-        _inflight.pop(key, None)
-    if len(_states) >= _MAX_ENTRIES:
-        _states.clear()
-    _states[key] = (time.monotonic() + _ttl(), state)
-    return state
-
-
-async def _refresh_state(key: tuple[int, str]) -> None:
-    try:
-        await _fetch_state(key)
-    except DatabaseError as exc:
-        log.warning("prompt lookup failed (%s); serving the last known answer", exc.__class__.__name__)
-    finally:
-        _refreshing.discard(key)
+# (org_id, slug) -> the prompt's state, or None for "no such prompt".
+_states = RefreshingCache("prompt", _load_state, _ttl, _STALE_LIMIT, max_entries=_MAX_ENTRIES)
 
 
 async def _state(org_id: int, slug: str) -> _PromptState | None:
-    key = (org_id, slug)
-    cached = _states.get(key)
-    now = time.monotonic()
-    if cached is None or cached[0] + _STALE_LIMIT < now:
-        try:
-            return await _fetch_state(key)
-        except DatabaseError as exc:
-            if cached is None:
-                raise PromptUnavailable("prompts cannot be read right now (database unavailable)") from exc
-            log.warning("prompt lookup failed (%s); serving the last known answer", exc.__class__.__name__)
-            return cached[1]
-    if cached[0] <= now and key not in _refreshing:
-        # Stale: answer from memory and refresh in the background.
-        _refreshing.add(key)
-        asyncio.get_running_loop().create_task(_refresh_state(key))
-    return cached[1]
+    try:
+        return await _states.get((org_id, slug))
+    except Unavailable as exc:
+        raise PromptUnavailable("prompts cannot be read right now (database unavailable)") from exc
 
 
 async def _version(prompt_pk: int, number: int) -> _Version | None:
