@@ -282,14 +282,19 @@ def replay_spool() -> int:
     return count
 
 
+# Both writers wait this long for more records after the first of a batch: at a low or
+# moderate rate that turns one transaction per few records into one per batch (each
+# commit is a WAL flush, CPU and I/O taken from the gateway on a shared machine), and
+# live events still arrive well within a second.
+LINGER_SECONDS = 0.05
+
+
 class QueueWriter(threading.Thread):
     """Embedded default: drains the in-process queue, in the web process itself.
 
     It shares the interpreter lock with the event loop, so it lingers a little to
     write fewer, larger batches, and the interpreter is asked to switch threads
     every 0.5 ms instead of 5 ms so a batch never holds a request up for long."""
-
-    LINGER_SECONDS = 0.05
 
     def __init__(self, source: queue.SimpleQueue):
         super().__init__(name="log-writer", daemon=True)
@@ -317,7 +322,7 @@ class QueueWriter(threading.Thread):
         except queue.Empty:
             return []
         batch = [first]
-        deadline = time.monotonic() + (0 if self.stopping.is_set() else self.LINGER_SECONDS)
+        deadline = time.monotonic() + (0 if self.stopping.is_set() else LINGER_SECONDS)
         while len(batch) < settings.LOG_WRITER_BATCH_SIZE:
             try:
                 remaining = deadline - time.monotonic()
@@ -382,9 +387,24 @@ class StreamWriter:
         close_old_connections()
 
     def _read_new(self) -> list[tuple[bytes, dict]]:
-        response = self.redis.xreadgroup(
-            GROUP, self.consumer, {self.stream: ">"}, count=settings.LOG_WRITER_BATCH_SIZE, block=500
-        )
+        size = settings.LOG_WRITER_BATCH_SIZE
+        entries = self._read(size, block_ms=500)
+        if not entries or len(entries) >= size:
+            return entries
+        # Each entry is one gateway process's 5 ms batch: linger for the next ones.
+        deadline = time.monotonic() + (0 if self.stopping.is_set() else LINGER_SECONDS)
+        while len(entries) < size:
+            remaining_ms = int((deadline - time.monotonic()) * 1000)
+            if remaining_ms < 1:  # block=0 would wait forever
+                break
+            more = self._read(size - len(entries), block_ms=remaining_ms)
+            if not more:
+                break
+            entries.extend(more)
+        return entries
+
+    def _read(self, count: int, block_ms: int) -> list[tuple[bytes, dict]]:
+        response = self.redis.xreadgroup(GROUP, self.consumer, {self.stream: ">"}, count=count, block=block_ms)
         return response[0][1] if response else []
 
     def _claim_stale(self) -> list[tuple[bytes, dict]]:
