@@ -25,6 +25,7 @@ from orgs.models import ApiKey
 from . import actions, lifecycle, metrics
 from .models import Feedback, RequestLog
 from .queries import FilterError, logs_for
+from .writer import without_nul
 
 
 class ApiKeyAuth(HttpBearer):
@@ -369,22 +370,11 @@ class ManualLogOut(Schema):
 log_auth = ApiKeyAuth(("proxy", "write"))
 
 
-def _without_nul(value: Any) -> Any:
-    """NUL characters removed from every string: PostgreSQL text and JSON cannot hold them."""
-    if isinstance(value, str):
-        return value.replace("\x00", "")
-    if isinstance(value, dict):
-        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_without_nul(item) for item in value]
-    return value
-
-
 @api.post("/log", auth=log_auth, response={201: ManualLogOut, **ERRORS},
           summary="Log a call made without the proxy (Helicone's manual-logger body)",
           description="Priced, stored and streamed live like a proxied call. Needs the `proxy` or `write` scope.")
 def post_log(request: HttpRequest, body: ManualLogIn):
-    data = _without_nul(body.dict())
+    data = without_nul(body.dict())
     try:
         log = actions.log_manual(request.org, request.auth, data)
     except actions.ActionError as exc:

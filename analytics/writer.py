@@ -228,10 +228,10 @@ def _write_one_by_one(records: list[dict[str, Any]]) -> None:
         except (OperationalError, InterfaceError):
             raise
         except DatabaseError as exc:
-            cleaned = _without_nul(record)
+            cleaned = without_nul(record)
             if cleaned != record:
-                # PostgreSQL text and JSON cannot hold NUL (a client's body or header may): store
-                # the record with each NUL as U+FFFD rather than lose it.
+                # PostgreSQL text and JSON cannot hold NUL (a client's body or JSON may): store the
+                # record without them rather than lose it.
                 try:
                     write_batch([cleaned])
                     continue
@@ -246,13 +246,14 @@ def _write_one_by_one(records: list[dict[str, Any]]) -> None:
         Spool(settings.LOG_SPOOL_DIR / "refused").write(refused)
 
 
-def _without_nul(value: Any) -> Any:
+def without_nul(value: Any) -> Any:
+    """NUL characters removed from every string: PostgreSQL text and JSON cannot hold them."""
     if isinstance(value, str):
-        return value.replace("\x00", "\ufffd")
+        return value.replace("\x00", "")
     if isinstance(value, dict):
-        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
+        return {without_nul(k): without_nul(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_without_nul(v) for v in value]
+        return [without_nul(item) for item in value]
     return value
 
 
