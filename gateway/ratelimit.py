@@ -29,6 +29,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 from datetime import datetime
 from datetime import timezone as dt_timezone
 
@@ -233,6 +234,13 @@ def _glob_escape(text: str) -> str:
 # --- Redis ---------------------------------------------------------------------------
 
 
+class _Scripts(NamedTuple):
+    client: Any
+    check: Any
+    charge: Any
+    monthly: Any
+
+
 class _RedisState:
     def __init__(self):
         self.clients: dict[asyncio.AbstractEventLoop, tuple] = {}
@@ -251,8 +259,8 @@ class _RedisState:
                 settings.REDIS_URL, socket_timeout=timeout, socket_connect_timeout=timeout,
                 retry=Retry(NoBackoff(), 0), health_check_interval=0,
             )
-            entry = self.clients[loop] = (client, client.register_script(_CHECK), client.register_script(_CHARGE),
-                                          client.register_script(_MONTHLY))
+            entry = self.clients[loop] = _Scripts(client, client.register_script(_CHECK),
+                                                  client.register_script(_CHARGE), client.register_script(_MONTHLY))
         return entry
 
 
@@ -279,7 +287,7 @@ async def _run(script, keys: list[str], args: list) -> list:
 
 
 async def _redis_check(wanted: list[tuple[RatePolicy, str]]) -> tuple[int, list[Counted]]:
-    check_script = _redis.scripts()[1]
+    check_script = _redis.scripts().check
     args: list = []
     for policy, _key_ in wanted:
         args += [policy.quota, policy.window * 1000, 1 if policy.unit == "request" else 0]
@@ -290,7 +298,7 @@ async def _redis_check(wanted: list[tuple[RatePolicy, str]]) -> tuple[int, list[
 
 
 async def _redis_charge(charges: list[tuple[str, float, int]]) -> None:
-    charge_script = _redis.scripts()[2]
+    charge_script = _redis.scripts().charge
     args: list = []
     for _key_, amount, window_ms in charges:
         args += [repr(float(amount)), window_ms]
@@ -406,7 +414,7 @@ async def check_monthly(org_id: int, limit: int) -> MonthlyDecision:
     fail = MonthlyDecision(allowed=not settings.GATEWAY_RATE_LIMIT_FAIL_CLOSED, resets_at=resets_at)
     try:
         if settings.REDIS_URL:
-            monthly_script = _redis.scripts()[3]
+            monthly_script = _redis.scripts().monthly
             reply = await _run(monthly_script, [key], [limit, "", _MONTH_KEY_TTL])
             if reply == -1:
                 seeded = await sync_to_async(_logged_this_month)(org_id, start)
