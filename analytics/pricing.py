@@ -103,3 +103,13 @@ def _bundled_price(provider: str, model: str):
         except LookupError:
             continue
     return None
+
+
+def load_tables() -> None:
+    """Load genai-prices' bundled data now rather than at the first priced log
+    (about 20,000 objects; the web process loads them before it freezes its
+    start-up objects, see heliconeproj/asgi.py)."""
+    try:
+        calc_price(Usage(input_tokens=1, output_tokens=1), model_ref="gpt-4o-mini", provider_id="openai")
+    except LookupError:
+        pass

@@ -9,6 +9,7 @@ is dropped while the database is down.
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import sys
 import threading
@@ -295,11 +296,18 @@ class QueueWriter(threading.Thread):
 
     It shares the interpreter lock with the event loop, so it lingers a little to
     write fewer, larger batches, and the interpreter is asked to switch threads
-    every 0.5 ms instead of 5 ms so a batch never holds a request up for long."""
+    every 0.5 ms instead of 5 ms so a batch never holds a request up for long.
 
-    def __init__(self, source: queue.SimpleQueue):
-        super().__init__(name="log-writer", daemon=True)
+    It shares the CPU too, so the writer runs in the background: at the operating
+    system's idle priority (Linux SCHED_IDLE), it gets a core only when no request
+    needs it. Should traffic keep the cores busy until the queue holds more than
+    BACKLOG_FOR_HELPER batches, the queue starts a helper at normal priority (see
+    gateway/logqueue.py) that drains it back below one batch, then stops."""
+
+    def __init__(self, source: queue.SimpleQueue, background: bool = True):
+        super().__init__(name="log-writer" if background else "log-writer-helper", daemon=True)
         self.source = source
+        self.background = background
         self.writing_since: float | None = None
         self.stopping = threading.Event()
 
@@ -308,8 +316,12 @@ class QueueWriter(threading.Thread):
         super().start()
 
     def run(self) -> None:
-        replay_spool()
+        if self.background:
+            run_at_idle_priority()
+            replay_spool()
         while not (self.stopping.is_set() and self.source.empty()):
+            if not self.background and self.source.qsize() < settings.LOG_WRITER_BATCH_SIZE:
+                break  # a helper's work is done
             batch = self._take()
             if batch:
                 self.writing_since = batch[0].get("created_at")  # the log lag /metrics reports
@@ -322,12 +334,14 @@ class QueueWriter(threading.Thread):
             first = self.source.get(timeout=0.2)
         except queue.Empty:
             return []
+        size = settings.LOG_WRITER_BATCH_SIZE
+        if self.source.qsize() < size and not self.stopping.is_set():
+            # Linger without waking for every record that arrives meanwhile.
+            self.stopping.wait(LINGER_SECONDS)
         batch = [first]
-        deadline = time.monotonic() + (0 if self.stopping.is_set() else LINGER_SECONDS)
-        while len(batch) < settings.LOG_WRITER_BATCH_SIZE:
+        while len(batch) < size:
             try:
-                remaining = deadline - time.monotonic()
-                batch.append(self.source.get(timeout=remaining) if remaining > 0 else self.source.get_nowait())
+                batch.append(self.source.get_nowait())
             except queue.Empty:
                 break
         return batch
@@ -335,6 +349,20 @@ class QueueWriter(threading.Thread):
     def stop(self, timeout: float = 30.0) -> None:
         self.stopping.set()
         self.join(timeout)
+
+
+# The in-process queue starts a helper writer when it holds this many batches.
+BACKLOG_FOR_HELPER = 5
+
+
+def run_at_idle_priority() -> bool:
+    """Put the calling thread at the operating system's idle priority (Linux only;
+    elsewhere, or where it is not allowed, nothing changes)."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    except (AttributeError, OSError):
+        return False
+    return True
 
 
 GROUP = "log-writers"

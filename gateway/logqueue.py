@@ -81,30 +81,48 @@ class Spool:
 
 
 class InProcessQueue:
-    """Embedded default: a thread-safe queue and a writer thread."""
+    """Embedded default: a thread-safe queue and a writer thread (in the background,
+    at idle priority), with a helper at normal priority while a backlog builds up."""
 
     def __init__(self):
         self.queue: queue.SimpleQueue = queue.SimpleQueue()
         self.writer = None
+        self.helper = None
         self.lock = threading.Lock()
+        self.backlog_for_helper = 0
 
     def put(self, record: dict[str, Any]) -> None:
         self.queue.put(record)
         if self.writer is None:
             self._start_writer()
+        elif self.queue.qsize() > self.backlog_for_helper and not (self.helper and self.helper.is_alive()):
+            self._start_helper()
 
     def _start_writer(self) -> None:
         with self.lock:
             if self.writer is None:
-                from analytics.writer import QueueWriter
+                from analytics.writer import BACKLOG_FOR_HELPER, QueueWriter
 
+                self.backlog_for_helper = BACKLOG_FOR_HELPER * settings.LOG_WRITER_BATCH_SIZE
                 self.writer = QueueWriter(self.queue)
                 self.writer.start()
+
+    def _start_helper(self) -> None:
+        # Started from the thread that enqueues (the event loop's), so at its priority.
+        from analytics.writer import QueueWriter
+
+        with self.lock:
+            if not (self.helper and self.helper.is_alive()):
+                log.info("log queue holds %d records: starting a helper writer", self.queue.qsize())
+                self.helper = QueueWriter(self.queue, background=False)
+                self.helper.start()
 
     def pending(self) -> int:
         return self.queue.qsize()
 
     def flush(self, timeout: float = 30.0) -> None:
+        if self.helper is not None:
+            self.helper.stop(timeout)
         if self.writer is not None:
             self.writer.stop(timeout)
 

@@ -17,8 +17,12 @@ django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
+from django.conf import settings  # noqa: E402
+
+from analytics import pricing  # noqa: E402
 from analytics.routing import websocket_application, websocket_urlpatterns  # noqa: E402
 from gateway.asgi import GatewayRouter  # noqa: E402
+from heliconeproj import serving  # noqa: E402
 from heliconeproj.health import OpsEndpoints  # noqa: E402
 
 application = ProtocolTypeRouter(
@@ -31,31 +35,15 @@ application = ProtocolTypeRouter(
 )
 
 
-def _skip_twisted_form_parsing() -> None:
-    """Under daphne, Twisted parses the Content-Type of every POST with the `email`
-    package, looking for form fields that daphne never reads (it passes the raw
-    body to the application). On the proxy path that was about 12% of the CPU of a
-    request, so turn it off for daphne's request objects."""
-    try:
-        from daphne.http_protocol import WebRequest
-    except ImportError:  # served by another ASGI server
-        return
-    if getattr(WebRequest, "_helicone_no_form_parsing", False):
-        return
-    original_init = WebRequest.__init__
+serving.skip_twisted_form_parsing()
+serving.release_finished_requests()
+if settings.LOG_WRITER_IN_PROCESS or not settings.REDIS_URL:
+    # The log writer runs in this process: load the price tables it needs now, so
+    # they are frozen with the rest below instead of joining the collector's work.
+    pricing.load_tables()
 
-    def __init__(self, *args, **kwargs):
-        original_init(self, *args, **kwargs)
-        self._parsePOSTFormSubmission = False
-
-    WebRequest.__init__ = __init__
-    WebRequest._helicone_no_form_parsing = True
-
-
-_skip_twisted_form_parsing()
-
-# Everything imported so far (Django, the apps, Twisted: ~100k objects) lives as long
-# as the process. Move it out of the cyclic collector's reach, so an occasional full
+# Everything loaded so far (Django, the apps, Twisted, the price tables: ~145k objects)
+# lives as long as the process. Move it out of the cyclic collector's reach, so an occasional full
 # collection no longer walks it (tens of ms on this machine, a latency spike for the
 # requests in flight); objects made later are collected as usual.
 gc.freeze()
