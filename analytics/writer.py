@@ -327,7 +327,7 @@ class QueueWriter(threading.Thread):
                 self.writing_since = batch[0].get("created_at")  # the log lag /metrics reports
                 write_with_retry(batch, self.stopping)
                 self.writing_since = None
-        close_old_connections()
+        connection.close()  # this thread's own connection: a helper comes and goes
 
     def _take(self) -> list[dict[str, Any]]:
         try:

@@ -42,8 +42,9 @@ if settings.LOG_WRITER_IN_PROCESS or not settings.REDIS_URL:
     # they are frozen with the rest below instead of joining the collector's work.
     pricing.load_tables()
 
-# Everything loaded so far (Django, the apps, Twisted, the price tables: ~145k objects)
-# lives as long as the process. Move it out of the cyclic collector's reach, so an occasional full
-# collection no longer walks it (tens of ms on this machine, a latency spike for the
-# requests in flight); objects made later are collected as usual.
+# Everything loaded so far (Django, the apps, Twisted, the price tables: ~145k
+# objects) lives as long as the process. Move it out of the cyclic collector's
+# reach, so an occasional full collection no longer walks it (tens of ms on this
+# machine, a latency spike for the requests in flight); objects made later are
+# collected as usual.
 gc.freeze()
