@@ -360,14 +360,13 @@ class QueueWriter(threading.Thread):
 BACKLOG_FOR_HELPER = 5
 
 
-def run_at_idle_priority() -> bool:
+def run_at_idle_priority() -> None:
     """Put the calling thread at the operating system's idle priority (Linux only;
     elsewhere, or where it is not allowed, nothing changes)."""
     try:
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     except (AttributeError, OSError):
-        return False
-    return True
+        pass
 
 
 GROUP = "log-writers"

@@ -29,9 +29,9 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
 from datetime import datetime
 from datetime import timezone as dt_timezone
+from typing import Any, NamedTuple
 
 from django.conf import settings
 
@@ -243,10 +243,10 @@ class _Scripts(NamedTuple):
 
 class _RedisState:
     def __init__(self):
-        self.clients: dict[asyncio.AbstractEventLoop, tuple] = {}
+        self.clients: dict[asyncio.AbstractEventLoop, _Scripts] = {}
         self.down_until = 0.0
 
-    def scripts(self):
+    def scripts(self) -> _Scripts:
         loop = asyncio.get_running_loop()
         entry = self.clients.get(loop)
         if entry is None:
