@@ -1,4 +1,4 @@
-# One image for the web, log writer and alert processes (docker-compose.yml, README "Production").
+# One image for the web, log writer and alert processes (docker-compose.yml, docs/operations.md "Production").
 FROM python:3.11-slim
 
 ENV PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 PIP_NO_CACHE_DIR=1 VAR_DIR=/app/var

@@ -32,7 +32,7 @@ serve: migrate
 	@echo "Serving on http://$(HOST):$(PORT)/ (Ctrl-C to stop)"
 	$(VENV)/bin/daphne $(DAPHNE_FLAGS) -b $(HOST) -p $(PORT) heliconeproj.asgi:application
 
-# The production layout on one machine (README "Production"): WEB_PROCESSES daphne processes
+# The production layout on one machine (docs/operations.md "Production"): WEB_PROCESSES daphne processes
 # sharing one listening socket on HOST:PORT, WRITER_PROCESSES log writers and the alert evaluator,
 # under supervisord. Needs DATABASE_URL (PostgreSQL), REDIS_URL and SECRET_KEY in the environment.
 WEB_PROCESSES ?= 2
@@ -64,7 +64,7 @@ $(VENV)/.wrk: | $(PY)
 test: $(VENV)/.installed-dev $(VENV)/.browser $(VENV)/.wrk
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-# The overhead benchmark (issue #8, see README "Benchmark"): a few minutes, both setups
+# The overhead benchmark (issue #8, see docs/benchmark.md): a few minutes, both setups
 # (scaled needs PostgreSQL and Redis on 127.0.0.1); prints a table, writes bench/results/*.json.
 # bench-smoke runs every scenario for a second, embedded only, to prove the harness works.
 .PHONY: bench bench-smoke
@@ -78,7 +78,7 @@ bench-smoke: $(VENV)/.installed-dev
 	@$(WRK_INSTALL)
 	$(PY) -m bench.run --smoke $(BENCH_ARGS)
 
-# The soak test (issue #9, README "Reliability"): 10 minutes of mixed traffic through two daphne
+# The soak test (issue #9, docs/reliability.md): 10 minutes of mixed traffic through two daphne
 # processes (PostgreSQL database helicone_soak, recreated; Redis db 3); writes bench/results/soak-*.json.
 .PHONY: soak
 soak: $(VENV)/.installed-dev

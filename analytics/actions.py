@@ -16,6 +16,9 @@ import orjson
 from django.db import transaction
 from django.http import Http404
 
+from formats.headers import HeaderError, parse_options
+from formats.providers import provider_from_host
+from formats.usage import usage_from_body
 from orgs import audit
 from orgs.models import ApiKey, Organization
 
@@ -107,10 +110,6 @@ def _epoch(value: Any, field: str) -> float:
 
 def manual_log_record(org: Organization, api_key: ApiKey | None, body: dict[str, Any]) -> dict[str, Any]:
     """A log-writer record for a call made without the proxy (Helicone's manual-logger body)."""
-    from gateway.headers import HeaderError, parse_options
-    from gateway.providers import provider_from_host
-    from gateway.usage import usage_from_body
-
     provider_request = body.get("providerRequest") or {}
     provider_response = body.get("providerResponse") or {}
     timing = body.get("timing") or {}

@@ -1,22 +1,27 @@
 """Operators' admin for request logs (read-only, built for a table of millions of rows), site-wide
-figures, and model prices with the models traffic uses unpriced."""
+figures, model prices with the models traffic uses unpriced, and the organizations' usage."""
 
 from __future__ import annotations
 
 import json
 import uuid
+from datetime import datetime
+from datetime import timezone as dt_timezone
 from urllib.parse import urlencode
 
 from django.contrib import admin
+from django.core.cache import cache
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.db.models import Q
+from django.db.models import Count, Q
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.functional import cached_property
 from django.utils.html import format_html
 
-from gateway.providers import NAMED_PROVIDERS
+from formats.providers import NAMED_PROVIDERS
+from orgs import admin as orgs_admin
 from orgs.models import Organization
 
 from . import site_figures
@@ -212,3 +217,93 @@ class ModelPriceAdmin(admin.ModelAdmin):
 
 
 from . import alert_admin  # noqa: E402,F401  (alerts register their own admin)
+
+# --- Organizations: what their logs tell ----------------------------------------------------
+
+USAGE_CACHE_SECONDS = 60
+
+
+def month_start() -> datetime:
+    return timezone.now().astimezone(dt_timezone.utc).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+def month_usage_key(org_id: int, start: datetime) -> str:
+    return f"hc:org-month-usage:{org_id}:{start:%Y-%m}"
+
+
+def month_usage(org_ids: list[int], *, cached: bool = True) -> dict[int, int]:
+    """Requests logged this month (UTC) per org: one grouped COUNT on the (org, created_at) index
+    for the orgs not counted in the last minute (a busy month is a million index entries a page)."""
+    start = month_start()
+    keys = {pk: month_usage_key(pk, start) for pk in org_ids}
+    found = cache.get_many(list(keys.values())) if cached else {}
+    usage = {pk: found[key] for pk, key in keys.items() if key in found}
+    missing = [pk for pk in org_ids if pk not in usage]
+    if missing:
+        counted = dict(RequestLog.objects.filter(org_id__in=missing, created_at__gte=start).order_by()
+                       .values("org_id").annotate(n=Count("id")).values_list("org_id", "n"))
+        fresh = {pk: counted.get(pk, 0) for pk in missing}
+        cache.set_many({keys[pk]: n for pk, n in fresh.items()}, USAGE_CACHE_SECONDS)
+        usage.update(fresh)
+    return usage
+
+
+admin.site.unregister(Organization)
+
+
+@admin.register(Organization)
+class OrganizationAdmin(orgs_admin.OrganizationAdmin):
+    """The foundation's organization admin with what the logs tell: requests this month against the
+    plan's monthly limit, links to the org's dashboard, logs and figures. An org with request logs
+    cannot be deleted here (the confirmation page would collect every log): suspend it instead."""
+
+    list_display = ["name", "slug", "state", "usage", "keys", "retention", "member_count", "created_at"]
+    readonly_fields = ["created_at", "links", "usage", "keys", "suspension"]
+    fieldsets = [
+        (None, {"fields": ["name", "slug", "links", "require_2fa", "rate_limit_policy", "created_at"]}),
+        ("Plan limits", {"fields": ["monthly_request_limit", "usage", "max_api_keys", "keys", "retention_days"],
+                         "description": "Blank: unlimited. The gateway applies a change within a few seconds."}),
+        ("Suspension", {"fields": ["suspension"]}),
+    ]
+
+    def get_changelist_instance(self, request):
+        changelist = super().get_changelist_instance(request)
+        usage = month_usage([org.pk for org in changelist.result_list])
+        for org in changelist.result_list:
+            org._month_requests = usage[org.pk]
+        return changelist
+
+    def get_object(self, request, object_id, from_field=None):
+        org = super().get_object(request, object_id, from_field)
+        if org is not None:
+            org._month_requests = month_usage([org.pk], cached=False)[org.pk]
+        return org
+
+    @admin.display(description="requests this month / limit")
+    def usage(self, obj) -> str:
+        used = getattr(obj, "_month_requests", None)
+        if used is None:  # the add form
+            return "–"
+        if obj.monthly_request_limit is None:
+            return f"{used:,} / unlimited"
+        share = 100 * used / obj.monthly_request_limit if obj.monthly_request_limit else 100
+        text = f"{used:,} / {obj.monthly_request_limit:,} ({share:.0f}%)"
+        return format_html('<strong style="color: #ba2121">{}</strong>', text) if share >= 100 else text
+
+    @admin.display(description="links")
+    def links(self, obj) -> str:
+        if not obj.pk:
+            return "–"
+        return format_html(
+            '<a href="{}">Dashboard</a> (for its members) · <a href="{}?org={}">Request logs</a> · '
+            '<a href="{}?org={}">Figures</a> · <a href="{}?org__id__exact={}">Audit events</a>',
+            reverse("org_home", args=[obj.slug]), reverse("admin:analytics_requestlog_changelist"), obj.slug,
+            reverse("admin:analytics_requestlog_figures"), obj.slug, reverse("admin:orgs_auditevent_changelist"),
+            obj.pk)
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        # Only an org without request logs (a mistake, a test): deleting one with traffic would have the
+        # admin collect every log row for its confirmation page. Suspend those instead.
+        if obj is not None and RequestLog.objects.filter(org=obj).exists():
+            return False
+        return super().has_delete_permission(request, obj)

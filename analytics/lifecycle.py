@@ -108,6 +108,16 @@ def purge(plan: PurgePlan, *, batch_size: int = DEFAULT_BATCH_SIZE, progress: Pr
 # --- Erasing one end user -------------------------------------------------------------------
 
 
+# What the apps above this one keep of an end user, erased with the user's logs: a name (the
+# key in erase_user's counts) -> eraser(org_id, user_id) returning how many items it removed.
+# The gateway registers its rate-limit counters here (GatewayConfig.ready).
+_user_erasers: dict[str, Callable[[int, str], int]] = {}
+
+
+def register_user_eraser(name: str, eraser: Callable[[int, str], int]) -> None:
+    _user_erasers[name] = eraser
+
+
 def user_fingerprint(user_id: str) -> str:
     """What the audit log keeps of an erased user id: enough to confirm a request, not to recover it."""
     return "sha256:" + hashlib.sha256(user_id.encode()).hexdigest()[:16]
@@ -135,12 +145,11 @@ def erase_user(org: Organization, user_id: str, *, via: str, user=None, api_key:
         audit.record("end_user.erase", request=request, org=org, user=user, api_key=api_key,
                      target_type="end_user", target_id=user_fingerprint(user_id),
                      changes={**counts, "via": via})
-    from gateway.ratelimit import forget_user
-
-    try:
-        counts["rate_limit_counters"] = forget_user(org.id, user_id)
-    except Exception:  # Redis down: the counters expire with their window anyway
-        counts["rate_limit_counters"] = 0
+    for name, eraser in _user_erasers.items():
+        try:
+            counts[name] = eraser(org.id, user_id)
+        except Exception:  # Redis down: rate-limit counters expire with their window anyway
+            counts[name] = 0
     return counts
 
 

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import connection
-from django.db.models import Q, QuerySet
+from django.db.models import Avg, Count, Q, QuerySet, Sum
 from django.utils import timezone
 
 from .models import RequestLog
@@ -90,3 +90,24 @@ def window(range_key: str | None, now: datetime | None = None) -> tuple[str, dat
     key = range_key if range_key in RANGES else DEFAULT_RANGE
     end = now or timezone.now()
     return key, end - RANGES[key], end
+
+
+class PromptUsage:
+    """The prompt pages' usage figures (prompts.usage), from the logs' (org, prompt_id) index."""
+
+    @staticmethod
+    def prompt_request_counts(org, slugs: list[str]) -> dict[str, int]:
+        return dict(
+            RequestLog.objects.filter(org=org, prompt_id__in=slugs)
+            .values_list("prompt_id").annotate(n=Count("id")).values_list("prompt_id", "n")
+        )
+
+    @staticmethod
+    def prompt_version_stats(org, slug: str) -> dict[int | None, dict[str, Any]]:
+        rows = (
+            RequestLog.objects.filter(org=org, prompt_id=slug)
+            .values("prompt_version")
+            .annotate(requests=Count("id"), cost=Sum("cost_usd"), latency=Avg("latency_ms"),
+                      unpriced=Count("id", filter=Q(cost_usd__isnull=True)))
+        )
+        return {row["prompt_version"]: row for row in rows}

@@ -3,6 +3,7 @@ from django.urls import path
 from . import alert_views, lifecycle_views, views
 
 urlpatterns = [
+    path("o/<slug:slug>/", views.dashboard, name="org_home"),  # an org's home page
     path("o/<slug:slug>/requests/", views.request_list, name="request_list"),
     path("o/<slug:slug>/requests/<uuid:log_id>/", views.request_detail, name="request_detail"),
     path("o/<slug:slug>/sessions/", views.session_list, name="session_list"),

@@ -23,7 +23,7 @@ from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.utils import timezone
 
-from gateway.providers import target_problem
+from formats.providers import target_problem
 
 from .models import RequestLog, Webhook, WebhookDelivery
 

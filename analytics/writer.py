@@ -20,22 +20,23 @@ from typing import Any
 
 import orjson
 from django.conf import settings
-from django.db import models
-from django.db.models.base import ModelState
 from django.db import (
     DatabaseError,
-    connection,
     IntegrityError,
     InterfaceError,
     OperationalError,
     close_old_connections,
+    connection,
+    models,
     transaction,
 )
+from django.db.models.base import ModelState
 
 from orgs.models import ApiKey, Organization
 
 from .models import RequestLog
 from .pricing import cost_usd, refresh_overrides
+from .spool import Spool
 
 log = logging.getLogger(__name__)
 
@@ -209,8 +210,6 @@ def write_with_retry(records: list[dict[str, Any]], stopping: threading.Event | 
             delay = min(delay * 2, 5.0)
             if stopping is not None and stopping.is_set() and delay >= 5.0:
                 # Shutting down with the database still away: keep the records on disk.
-                from gateway.logqueue import Spool
-
                 Spool(settings.LOG_SPOOL_DIR).write(records)
                 return
         except DatabaseError as exc:  # a record the database refuses: isolate it
@@ -220,8 +219,6 @@ def write_with_retry(records: list[dict[str, Any]], stopping: threading.Event | 
 
 
 def _write_one_by_one(records: list[dict[str, Any]]) -> None:
-    from gateway.logqueue import Spool
-
     refused = []
     for record in records:
         try:
@@ -269,8 +266,6 @@ def _drop_broken_connection() -> None:
 
 def replay_spool() -> int:
     """Write records that were spooled to disk (Redis or the database away)."""
-    from gateway.logqueue import Spool
-
     spool = Spool(settings.LOG_SPOOL_DIR)
     count = 0
     for path in spool.claim():
@@ -291,7 +286,7 @@ def replay_spool() -> int:
 # priority, so it can gather more. run_log_writer runs at normal priority, and its
 # batch is a burst of CPU that a gateway sharing its core waits out: 10 ms batches
 # (about 15 rows at 1,500 requests a second) cut the benchmark's scaled c=1 P99 from
-# about 3.5 to 2.5 ms against 50 ms ones (README "Benchmark").
+# about 3.5 to 2.5 ms against 50 ms ones (docs/benchmark.md).
 LINGER_SECONDS = 0.05
 STREAM_LINGER_SECONDS = 0.01
 
@@ -307,7 +302,7 @@ class QueueWriter(threading.Thread):
     system's idle priority (Linux SCHED_IDLE), it gets a core only when no request
     needs it. Should traffic keep the cores busy until the queue holds more than
     BACKLOG_FOR_HELPER batches, the queue starts a helper at normal priority (see
-    gateway/logqueue.py) that drains it back below one batch, then stops."""
+    logqueue.py) that drains it back below one batch, then stops."""
 
     def __init__(self, source: queue.SimpleQueue, background: bool = True):
         super().__init__(name="log-writer" if background else "log-writer-helper", daemon=True)

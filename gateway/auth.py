@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db import close_old_connections
 
+from formats.headers import HeaderError, RatePolicy, parse_policies
 from orgs.models import KEY_PREFIX, ApiKey, hash_api_key
 
-from .headers import HeaderError, RatePolicy, parse_policies
 from .memo import RefreshingCache
 from .memo import Unavailable as AuthUnavailable  # noqa: F401  (the proxy answers 503 on it)
 

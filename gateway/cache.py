@@ -26,7 +26,7 @@ from django.conf import settings
 from django.core.cache import caches
 from django.utils.module_loading import import_string
 
-from .headers import GatewayOptions
+from formats.headers import GatewayOptions
 
 log = logging.getLogger(__name__)
 

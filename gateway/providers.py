@@ -1,21 +1,23 @@
-"""Where a proxied request goes: the provider routes and the SSRF guard."""
+"""Where a proxied request goes: the provider routes, and the SSRF guard on the hot path
+(formats/providers.py holds the provider detection and the guard's rules)."""
 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
-import socket
 import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from django.conf import settings
 
-from .headers import GatewayOptions, HeaderError
-
-# Path prefix -> provider. The named routes forward `/<name>/<rest>` to
-# UPSTREAM_<NAME>_URL + `/<rest>`.
-NAMED_PROVIDERS = ("together", "groq", "mistral", "deepseek", "openrouter", "fireworks", "xai", "gemini")
+from formats.headers import GatewayOptions, HeaderError
+from formats.providers import (
+    NAMED_PROVIDERS,
+    operator_allows,
+    provider_from_host,
+    shape_problem,
+    target_problem,
+)
 
 
 class RouteError(Exception):
@@ -79,79 +81,20 @@ def _check_traversal(raw_path: str) -> None:
         raise RouteError(400, "path traversal is not allowed in proxy paths")
 
 
-_KNOWN_HOSTS = {
-    "api.openai.com": "openai",
-    "api.anthropic.com": "anthropic",
-    "api.together.xyz": "together",
-    "api.groq.com": "groq",
-    "api.mistral.ai": "mistral",
-    "api.deepseek.com": "deepseek",
-    "openrouter.ai": "openrouter",
-    "api.fireworks.ai": "fireworks",
-    "api.x.ai": "xai",
-    "generativelanguage.googleapis.com": "gemini",
-}
-
-
-def provider_from_host(url: str) -> str:
-    host = (urlsplit(url).hostname or "").lower()
-    if host.endswith(".openai.azure.com"):
-        return "azure"
-    return _KNOWN_HOSTS.get(host, "custom")
-
-
 # host -> (expires_at, error message or None). Resolving on every request would
 # put a DNS round trip on the hot path.
 _ssrf_cache: dict[str, tuple[float, str | None]] = {}
 _SSRF_CACHE_SECONDS = 60.0
 
 
-def _shape_problem(parts) -> str | None:
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return "must be an http(s) URL with a host"
-    if parts.username or parts.password:
-        return "must not contain credentials"
-    return None
-
-
-def _operator_allows(host: str) -> bool:
-    return settings.GATEWAY_ALLOW_PRIVATE_TARGETS or host in settings.GATEWAY_ALLOWED_TARGET_HOSTS
-
-
-def target_problem(url: str) -> str | None:
-    """Why a client-chosen URL (upstream target, webhook) may not be used, or None:
-    it must be http(s) and must not resolve to a loopback, private, link-local or
-    cloud-metadata address, unless the operator allows it. Blocks on DNS."""
-    parts = urlsplit(url)
-    problem = _shape_problem(parts)
-    if problem or _operator_allows(parts.hostname.lower()):
-        return problem
-    host = parts.hostname.lower()
-    try:
-        addresses = [ipaddress.ip_address(host)]
-    except ValueError:
-        try:
-            infos = socket.getaddrinfo(host, parts.port or (443 if parts.scheme == "https" else 80),
-                                       type=socket.SOCK_STREAM)
-        except OSError:
-            return f"host {host} does not resolve"
-        addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
-    for address in addresses:
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-            address = address.ipv4_mapped
-        if not address.is_global or address.is_multicast:
-            return f"{host} resolves to a private, loopback or link-local address ({address}), which is not allowed"
-    return None
-
-
 async def check_target(url: str, header: str) -> None:
     """target_problem for the hot path: the answer is cached per host, DNS runs off the loop."""
     parts = urlsplit(url)
-    problem = _shape_problem(parts)
+    problem = shape_problem(parts)
     if problem:
         raise HeaderError(header, problem)
     host = parts.hostname.lower()
-    if _operator_allows(host):
+    if operator_allows(host):
         return
     key = f"{parts.scheme}://{host}:{parts.port}"
     now = time.monotonic()

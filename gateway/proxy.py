@@ -14,22 +14,22 @@ import asyncio
 import json
 import time
 import uuid
-from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 from django.conf import settings
 
-from heliconeproj.metrics import RATE_LIMIT_REFUSALS, observe_request
-from prompts.gateway import PromptError, PromptUnavailable, apply_prompt
+from analytics.logqueue import enqueue
+from formats.headers import HeaderError, parse_options
+from formats.usage import StreamTee, Usage, usage_from_body
 
 from . import cache, ratelimit, retry
 from .auth import AuthUnavailable, authenticate
-from .headers import GatewayOptions, HeaderError, parse_options
-from .logqueue import enqueue
+from .exchange import Exchange
+from .metrics import RATE_LIMIT_REFUSALS, observe_request
+from .prompts import PromptError, PromptUnavailable, apply_prompt
 from .providers import RouteError, check_target, resolve_route
 from .upstream import UpstreamError, UpstreamResponse, UpstreamTimeout
-from .usage import StreamTee, Usage, usage_from_body
 
 # Never forwarded upstream: hop-by-hop headers, and ones the client library sets anew.
 _REQUEST_DROP = frozenset(
@@ -74,52 +74,6 @@ class ClientGone(Exception):
 
 class BodyTooLarge(Exception):
     pass
-
-
-@dataclass(slots=True)
-class Exchange:
-    """What one request accumulates on its way through, for the log record."""
-
-    id: str
-    started: float
-    created_at: float
-    method: str
-    headers: dict[str, str]
-    org_id: int | None = None
-    api_key_id: int | None = None
-    opts: GatewayOptions = field(default_factory=GatewayOptions)
-    provider: str = ""
-    target_url: str = ""
-    path: str = ""
-    body: bytes = b""  # as the client sent it (after prompt rendering): what the log keeps
-    upstream_body: bytes = b""  # what is forwarded
-    response_type: str = ""
-    watcher: asyncio.Task | None = None
-    payload: Any = None
-    status: int = 0
-    error: str = ""
-    cancelled: bool = False
-    complete: bool = False  # the client has the whole response
-    streamed: bool = False
-    response_body: Any = ""
-    ttft_ms: float | None = None
-    prompt_id: str = ""
-    prompt_version: int | None = None
-    prompt_variables: dict[str, Any] | None = None
-    usage: Usage = field(default_factory=Usage)
-    model: str = ""
-    route_base: str = ""  # the upstream base URL of the route (fallbacks may swap it)
-    # Response headers of the optional features (rate limits, cache), on every answer.
-    extra_headers: tuple[tuple[bytes, bytes], ...] = ()
-    rate_charges: list | tuple = ()  # token/cents counters to charge after the response
-    cache_key: str = ""
-    cache_free: list[int] | None = None
-    cache_hit: bool = False
-    stream_out: list[bytes] | None = None  # a stream as the client got it, kept to cache it
-    cache_headers: list[tuple[bytes, bytes]] | tuple = ()
-    retries: int = 0
-    fallback_index: int | None = None
-    fallback_model: str = ""
 
 
 def _headers(scope) -> dict[str, str]:

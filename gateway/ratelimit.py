@@ -35,7 +35,7 @@ from typing import Any, NamedTuple
 
 from django.conf import settings
 
-from .headers import RatePolicy
+from formats.headers import RatePolicy
 
 log = logging.getLogger(__name__)
 

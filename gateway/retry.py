@@ -10,15 +10,14 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
-from .headers import Fallback, RetryOptions
-from .upstream import UpstreamError, UpstreamResponse, get_pool
+from formats.headers import Fallback, RetryOptions
 
-if TYPE_CHECKING:
-    from .proxy import Exchange
+from .exchange import Exchange
+from .upstream import UpstreamError, UpstreamResponse, get_pool
 
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 
@@ -59,7 +58,7 @@ def _discard(outcome: UpstreamResponse | Exception | None) -> None:
         outcome.close()  # an error body nobody will read: drop the connection
 
 
-async def send(ex: "Exchange", headers: list[tuple[str, str]]) -> UpstreamResponse:
+async def send(ex: Exchange, headers: list[tuple[str, str]]) -> UpstreamResponse:
     """The upstream response to forward, after retries and fallbacks; raises UpstreamError
     when the last attempt could not reach the upstream."""
     opts = ex.opts
@@ -90,7 +89,7 @@ def _triggers(fallback: Fallback, status: int) -> bool:
     return any(low <= status <= high for low, high in fallback.on_codes)
 
 
-def _fallback_request(ex: "Exchange", fallback: Fallback, headers: list[tuple[str, str]]):
+def _fallback_request(ex: Exchange, fallback: Fallback, headers: list[tuple[str, str]]):
     url = ex.target_url
     if fallback.target_url:
         url = fallback.target_url + ex.target_url[len(ex.route_base):]
@@ -104,7 +103,7 @@ def _fallback_request(ex: "Exchange", fallback: Fallback, headers: list[tuple[st
     return url, headers, body
 
 
-async def _with_retries(ex: "Exchange", url: str, headers: list[tuple[str, str]],
+async def _with_retries(ex: Exchange, url: str, headers: list[tuple[str, str]],
                         body: bytes) -> UpstreamResponse | Exception:
     retry = ex.opts.retry
     attempts = 1 + (retry.num if retry else 0)

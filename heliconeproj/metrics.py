@@ -1,7 +1,5 @@
-"""Prometheus metrics: what the gateway counts, and the text `/metrics` serves.
+"""Prometheus: the text `/metrics` serves (the gateway's counters are in gateway/metrics.py).
 
-The gateway pays one counter increment and one histogram observation per
-request (a cache or rate-limit counter only when those features are used).
 Under `make prod` every process writes its counters to files in
 PROMETHEUS_MULTIPROC_DIR (prometheus-client's multiprocess mode), so a scrape
 of any one process reports the sum of all of them. The log queue figures are
@@ -15,36 +13,11 @@ import os
 import time
 
 from django.conf import settings
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from redis import RedisError
 
-REQUESTS = Counter(
-    "helicone_gateway_requests", "Requests answered by the gateway, by provider and HTTP status "
-    "(status 0: the client went away before an answer)", ["provider", "status"],
-)
-LATENCY = Histogram(
-    "helicone_gateway_request_duration_seconds", "Time from a request's arrival to the end of its answer "
-    "(upstream time included; a stream ends with its last chunk)",
-    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
-)
-CACHE_LOOKUPS = Counter("helicone_gateway_cache_lookups", "Response cache lookups, by result", ["result"])
-RATE_LIMIT_REFUSALS = Counter("helicone_gateway_rate_limit_refusals", "Requests refused (429) by a rate-limit policy")
-
-_CACHE_HIT = CACHE_LOOKUPS.labels("hit")
-_CACHE_MISS = CACHE_LOOKUPS.labels("miss")
-_request_counters: dict[tuple[str, int], object] = {}
-
-
-def observe_request(provider: str, status: int, seconds: float, cache_read: bool, cache_hit: bool) -> None:
-    """Count one answered request (the gateway calls this once per request)."""
-    counter = _request_counters.get((provider, status))
-    if counter is None:
-        counter = _request_counters[(provider, status)] = REQUESTS.labels(provider, str(status))
-    counter.inc()
-    LATENCY.observe(seconds)
-    if cache_read:
-        (_CACHE_HIT if cache_hit else _CACHE_MISS).inc()
+import gateway.metrics  # noqa: F401  (registers the gateway's counters, also where no request came yet)
 
 
 def _multiprocess() -> bool:
@@ -80,7 +53,7 @@ def log_queue_figures() -> tuple[float, float]:
             millis = int(oldest[0][0].split(b"-")[0])
             lag = max(0.0, time.time() - millis / 1000)
         return float(depth), lag
-    from gateway.logqueue import get_queue
+    from analytics.logqueue import get_queue
 
     queue = get_queue()
     writer = getattr(queue, "writer", None)

@@ -1,4 +1,4 @@
-"""Settings, driven by environment variables only (see README "Configuration").
+"""Settings, driven by environment variables only (see docs/configuration.md).
 
 No environment at all gives the embedded default: a SQLite file under var/,
 local-memory cache, an in-memory channel layer and an in-process log writer.
@@ -240,7 +240,7 @@ LOGIN_LOCKOUT_SECONDS = env_int("LOGIN_LOCKOUT_SECONDS", 900)
 if env_bool("BEHIND_TLS_PROXY", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
-# /metrics answers only `Authorization: Bearer <METRICS_TOKEN>` when set (README "Production").
+# /metrics answers only `Authorization: Bearer <METRICS_TOKEN>` when set (docs/operations.md "Health and metrics").
 METRICS_TOKEN = env_str("METRICS_TOKEN")
 
 OTP_TOTP_ISSUER = env_str("OTP_ISSUER", "Helicone Gateway")

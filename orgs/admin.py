@@ -3,18 +3,13 @@ orgs.admin_site.AuditMixin into every ModelAdmin); API keys show no secret."""
 
 from __future__ import annotations
 
-from datetime import datetime
-from datetime import timezone as dt_timezone
-
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import BaseUserCreationForm
-from django.core.cache import cache
 from django.db.models import Count, Q
 from django.template.response import TemplateResponse
 from django.urls import reverse
-from django.utils import timezone
 from django.utils.html import format_html
 
 from . import actions
@@ -87,46 +82,16 @@ class SuspendedFilter(admin.SimpleListFilter):
         return queryset
 
 
-USAGE_CACHE_SECONDS = 60
-
-
-def month_start() -> datetime:
-    return timezone.now().astimezone(dt_timezone.utc).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-
-
-def month_usage_key(org_id: int, start: datetime) -> str:
-    return f"hc:org-month-usage:{org_id}:{start:%Y-%m}"
-
-
-def month_usage(org_ids: list[int], *, cached: bool = True) -> dict[int, int]:
-    """Requests logged this month (UTC) per org: one grouped COUNT on the (org, created_at) index
-    for the orgs not counted in the last minute (a busy month is a million index entries a page)."""
-    from analytics.models import RequestLog
-
-    start = month_start()
-    keys = {pk: month_usage_key(pk, start) for pk in org_ids}
-    found = cache.get_many(list(keys.values())) if cached else {}
-    usage = {pk: found[key] for pk, key in keys.items() if key in found}
-    missing = [pk for pk in org_ids if pk not in usage]
-    if missing:
-        counted = dict(RequestLog.objects.filter(org_id__in=missing, created_at__gte=start).order_by()
-                       .values("org_id").annotate(n=Count("id")).values_list("org_id", "n"))
-        fresh = {pk: counted.get(pk, 0) for pk in missing}
-        cache.set_many({keys[pk]: n for pk, n in fresh.items()}, USAGE_CACHE_SECONDS)
-        usage.update(fresh)
-    return usage
-
-
 @admin.register(Organization)
 class OrganizationAdmin(admin.ModelAdmin):
     form = OrganizationForm
-    list_display = ["name", "slug", "state", "usage", "keys", "retention", "member_count", "created_at"]
+    list_display = ["name", "slug", "state", "keys", "retention", "member_count", "created_at"]
     list_filter = [SuspendedFilter, "require_2fa", "created_at"]
     search_fields = ["name", "slug", "memberships__user__email"]
-    readonly_fields = ["created_at", "links", "usage", "keys", "suspension"]
+    readonly_fields = ["created_at", "links", "keys", "suspension"]
     fieldsets = [
         (None, {"fields": ["name", "slug", "links", "require_2fa", "rate_limit_policy", "created_at"]}),
-        ("Plan limits", {"fields": ["monthly_request_limit", "usage", "max_api_keys", "keys", "retention_days"],
+        ("Plan limits", {"fields": ["monthly_request_limit", "max_api_keys", "keys", "retention_days"],
                          "description": "Blank: unlimited. The gateway applies a change within a few seconds."}),
         ("Suspension", {"fields": ["suspension"]}),
     ]
@@ -141,19 +106,6 @@ class OrganizationAdmin(admin.ModelAdmin):
             _keys=Count("api_keys", filter=Q(api_keys__revoked_at__isnull=True), distinct=True),
         )
 
-    def get_changelist_instance(self, request):
-        changelist = super().get_changelist_instance(request)
-        usage = month_usage([org.pk for org in changelist.result_list])
-        for org in changelist.result_list:
-            org._month_requests = usage[org.pk]
-        return changelist
-
-    def get_object(self, request, object_id, from_field=None):
-        org = super().get_object(request, object_id, from_field)
-        if org is not None:
-            org._month_requests = month_usage([org.pk], cached=False)[org.pk]
-        return org
-
     @admin.display(description="members", ordering="_members")
     def member_count(self, obj) -> int:
         return obj._members
@@ -163,17 +115,6 @@ class OrganizationAdmin(admin.ModelAdmin):
         if obj.is_suspended:
             return format_html('<strong style="color: #ba2121">suspended</strong> {}', obj.suspended_at.date())
         return "active"
-
-    @admin.display(description="requests this month / limit")
-    def usage(self, obj) -> str:
-        used = getattr(obj, "_month_requests", None)
-        if used is None:  # the add form
-            return "–"
-        if obj.monthly_request_limit is None:
-            return f"{used:,} / unlimited"
-        share = 100 * used / obj.monthly_request_limit if obj.monthly_request_limit else 100
-        text = f"{used:,} / {obj.monthly_request_limit:,} ({share:.0f}%)"
-        return format_html('<strong style="color: #ba2121">{}</strong>', text) if share >= 100 else text
 
     @admin.display(description="active keys / max", ordering="_keys")
     def keys(self, obj) -> str:
@@ -190,12 +131,8 @@ class OrganizationAdmin(admin.ModelAdmin):
     def links(self, obj) -> str:
         if not obj.pk:
             return "–"
-        return format_html(
-            '<a href="{}">Dashboard</a> (for its members) · <a href="{}?org={}">Request logs</a> · '
-            '<a href="{}?org={}">Figures</a> · <a href="{}?org__id__exact={}">Audit events</a>',
-            reverse("org_home", args=[obj.slug]), reverse("admin:analytics_requestlog_changelist"), obj.slug,
-            reverse("admin:analytics_requestlog_figures"), obj.slug, reverse("admin:orgs_auditevent_changelist"),
-            obj.pk)
+        return format_html('<a href="{}?org__id__exact={}">Audit events</a>',
+                           reverse("admin:orgs_auditevent_changelist"), obj.pk)
 
     @admin.display(description="suspension")
     def suspension(self, obj) -> str:
@@ -206,18 +143,9 @@ class OrganizationAdmin(admin.ModelAdmin):
 
     def get_actions(self, request):
         actions = super().get_actions(request)
-        actions.pop("delete_selected", None)  # its confirmation page would list every request log
+        # Its confirmation page would collect every row the orgs own (millions of request logs).
+        actions.pop("delete_selected", None)
         return actions
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        # Only an org without request logs (a mistake, a test): deleting one with traffic would have the
-        # admin collect every log row for its confirmation page. Suspend those instead.
-        if obj is not None:
-            from analytics.models import RequestLog
-
-            if RequestLog.objects.filter(org=obj).exists():
-                return False
-        return super().has_delete_permission(request, obj)
 
     @admin.action(description="Suspend the selected organizations…", permissions=["change"])
     def suspend(self, request, queryset):

@@ -7,7 +7,7 @@ from django.contrib.auth import password_validation
 from django.contrib.auth.forms import AuthenticationForm
 from django.core.validators import validate_slug
 
-from . import throttle
+from . import checks, throttle
 from .models import ALL_SCOPES, ApiKeyScope, Organization, Role, User
 
 
@@ -162,16 +162,13 @@ class RateLimitPolicyForm(forms.Form):
     )
 
     def clean_rate_limit_policy(self) -> str:
-        from gateway.headers import HeaderError, parse_policies
-
         value = " ".join(self.cleaned_data["rate_limit_policy"].split())
         if not value:
             return ""
         try:
-            policies = parse_policies(value, "rate_limit_policy")
-        except HeaderError as error:
-            raise forms.ValidationError(error.message) from None
-        return ", ".join(policy.text for policy in policies)
+            return checks.clean("rate_limit_policy", value)
+        except ValueError as error:
+            raise forms.ValidationError(str(error)) from None
 
 
 def role_choices_up_to(role: str) -> list[tuple[str, str]]:

@@ -1,9 +1,8 @@
 from django.urls import path
 
-from analytics.views import dashboard
-
 from . import account_views, views
 
+# An org's home page (`org_home`, /o/<slug>/) is the analytics dashboard: analytics routes it.
 urlpatterns = [
     path("", views.index, name="index"),
     # Accounts
@@ -22,7 +21,6 @@ urlpatterns = [
     path("invite/<str:token>/", account_views.invite_accept, name="invite_accept"),
     # Organizations
     path("orgs/", views.org_list, name="org_list"),
-    path("o/<slug:slug>/", dashboard, name="org_home"),  # the analytics dashboard
     path("o/<slug:slug>/settings/", views.org_settings, name="org_settings"),
     path("o/<slug:slug>/settings/rate-limits/", views.org_rate_limits, name="org_rate_limits"),
     path("o/<slug:slug>/settings/members/", views.members, name="org_members"),

@@ -2,13 +2,15 @@
 
 Each function takes the org explicitly, runs in one transaction and writes its
 audit event inside it. The REST API, the pages and the gateway call these;
-nothing else writes these rows. After commit, this process's gateway cache
-forgets the prompt so its next request sees the change at once (other
-processes see it within PROMPTS_CACHE_SECONDS).
+nothing else writes these rows. After commit, the listeners registered with
+`on_change` hear of it: the gateway's cache forgets the prompt so this process's
+next request sees the change at once (other processes see it within
+PROMPTS_CACHE_SECONDS).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
@@ -58,11 +60,25 @@ class Actor:
                      target_type=target_type, target_id=target_id, changes=changes)
 
 
-def _forget_on_commit(org: Organization | int, slug: str) -> None:
-    from .gateway import forget
+# Called with (org_id, slug) after a change to a prompt commits in this process. The gateway,
+# which caches prompts and sits above this app, registers its cache's `forget` here
+# (GatewayConfig.ready).
+_change_listeners: list[Callable[[int, str], None]] = []
 
+
+def on_change(listener: Callable[[int, str], None]) -> None:
+    if listener not in _change_listeners:
+        _change_listeners.append(listener)
+
+
+def _forget_on_commit(org: Organization | int, slug: str) -> None:
     org_id = org if isinstance(org, int) else org.id
-    transaction.on_commit(lambda: forget(org_id, slug))
+
+    def announce() -> None:
+        for listener in _change_listeners:
+            listener(org_id, slug)
+
+    transaction.on_commit(announce)
 
 
 def _check_template(messages: Any, model: str, parameters: Any) -> list[dict[str, str]]:

@@ -5,36 +5,23 @@ from __future__ import annotations
 
 import difflib
 import json
-from typing import Any
 
 from django.contrib import messages
-from django.db.models import Avg, Count, Q, Sum
+from django.db.models import Count
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from analytics.models import RequestLog
 from orgs.access import org_member_required
 from orgs.models import Membership, Organization, Role
 
-from . import access, actions
+from . import access, actions, usage
 from .forms import EnvironmentForm, PromptForm, VersionForm
-from .models import Prompt, PromptVersion
+from .models import PromptVersion
 
 
 def _actor(request: HttpRequest) -> actions.Actor:
     return actions.Actor(user=request.user, request=request)
-
-
-def _version_stats(org: Organization, prompt: Prompt) -> dict[int | None, dict[str, Any]]:
-    """Requests, cost and latency per version, from the request logs (org, prompt_id index)."""
-    rows = (
-        RequestLog.objects.filter(org=org, prompt_id=prompt.slug)
-        .values("prompt_version")
-        .annotate(requests=Count("id"), cost=Sum("cost_usd"), latency=Avg("latency_ms"),
-                  unpriced=Count("id", filter=Q(cost_usd__isnull=True)))
-    )
-    return {row["prompt_version"]: row for row in rows}
 
 
 @org_member_required()
@@ -62,10 +49,7 @@ def prompt_list(request: HttpRequest, org: Organization, membership: Membership)
                 return redirect("prompt_detail", slug=org.slug, prompt_id=prompt.slug)
         status = 400
     prompts = list(access.prompts_of(org).annotate(version_count=Count("versions", distinct=True)))
-    counts = dict(
-        RequestLog.objects.filter(org=org, prompt_id__in=[p.slug for p in prompts])
-        .values_list("prompt_id").annotate(n=Count("id")).values_list("prompt_id", "n")
-    ) if prompts else {}
+    counts = usage.request_counts(org, [p.slug for p in prompts])
     for prompt in prompts:
         prompt.request_count = counts.get(prompt.slug, 0)
     return render(request, "prompts/list.html", {
@@ -100,7 +84,7 @@ def prompt_detail(request: HttpRequest, org: Organization, membership: Membershi
     prompt = access.get_prompt(org, prompt_id)
     versions = list(PromptVersion.objects.filter(org=org, prompt=prompt).prefetch_related("environments")
                     .order_by("-version"))
-    stats = _version_stats(org, prompt)
+    stats = usage.version_stats(org, prompt.slug)
     for version in versions:
         version.stats = stats.get(version.version)
         version.labels = sorted(env.name for env in version.environments.all())
@@ -130,7 +114,7 @@ def version_detail(request: HttpRequest, org: Organization, membership: Membersh
         "org": org, "membership": membership, "prompt": prompt, "version": found,
         "messages_json": json.dumps(found.messages, indent=2, ensure_ascii=False),
         "parameters_json": json.dumps(found.parameters, indent=2, ensure_ascii=False),
-        "stats": _version_stats(org, prompt).get(found.version),
+        "stats": usage.version_stats(org, prompt.slug).get(found.version),
         "labels": sorted(env.name for env in found.environments.all()),
     })
 

@@ -4,7 +4,7 @@ from django.contrib.auth.models import Permission
 from django.core.cache import cache
 from django.test import Client
 
-from orgs.admin import month_start, month_usage_key
+from analytics.admin import month_start, month_usage_key
 from orgs.models import User
 from tests.base import PASSWORD
 from tests.orgs.helpers import USER_AGENT, OrgsTestCase

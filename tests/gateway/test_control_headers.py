@@ -2,7 +2,7 @@
 
 import pytest
 
-from gateway.headers import (
+from formats.headers import (
     CACHE_DEFAULT_SECONDS,
     CACHE_MAX_SECONDS,
     Fallback,

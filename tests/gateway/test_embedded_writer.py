@@ -11,7 +11,7 @@ import uuid
 import pytest
 
 from analytics.models import RequestLog
-from gateway.logqueue import InProcessQueue
+from analytics.logqueue import InProcessQueue
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

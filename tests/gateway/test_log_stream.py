@@ -9,7 +9,7 @@ import pytest
 import redis
 
 from analytics.models import RequestLog
-from gateway.logqueue import RedisStreamQueue
+from analytics.logqueue import RedisStreamQueue
 from tests.base import redis_url
 from tests.servers import ROOT, child_env, unique_stream_key
 

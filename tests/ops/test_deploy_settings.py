@@ -1,4 +1,4 @@
-"""`manage.py check --deploy` passes with the production settings README documents."""
+"""`manage.py check --deploy` passes with the production settings docs/operations.md documents."""
 
 import os
 import re
@@ -11,8 +11,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def documented_settings() -> dict[str, str]:
-    """The variables of README's "Settings for the internet" block."""
-    readme = (ROOT / "README.md").read_text()
+    """The variables of the "Settings for the internet" block in docs/operations.md."""
+    readme = (ROOT / "docs" / "operations.md").read_text()
     section = readme.split("### Settings for the internet", 1)[1]
     block = re.search(r"```sh\n(.*?)```", section, re.S).group(1)
     values = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)

@@ -7,10 +7,10 @@ from asgiref.sync import async_to_sync
 from django.db import connection
 from django.test import TransactionTestCase, override_settings
 
-from gateway.headers import GatewayOptions
+from formats.headers import GatewayOptions
 from orgs.models import AuditEvent, Organization
 from prompts import actions
-from prompts.gateway import apply_prompt, clear_cache
+from gateway.prompts import apply_prompt, clear_cache
 from prompts.models import Prompt, PromptVersion
 from tests.base import BaseTestCase, make_personas
 

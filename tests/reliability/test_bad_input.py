@@ -187,7 +187,7 @@ def test_every_helicone_header_with_a_malformed_value_is_a_400_naming_it(gateway
 
 
 def test_the_table_names_every_header_the_parser_reads():
-    from gateway import headers
+    from formats import headers
 
     known = {name for name in (*headers._HANDLERS, *headers._DEFERRED)} - {"helicone-auth"}
     tabled = {header.lower() for header, _, _ in MALFORMED_HEADERS}

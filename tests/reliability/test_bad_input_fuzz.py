@@ -1,6 +1,6 @@
 """Hypothesis fuzzing of the Helicone header parser and of the request API's query parameters.
 
-The parser (gateway/headers.py) may only ever raise HeaderError; what it accepts is typed
+The parser (formats/headers.py) may only ever raise HeaderError; what it accepts is typed
 and within its documented bounds, and valid values round-trip. The request and metrics API
 answer any query string with 200, 400 or 422, never a 500. Examples are derandomized and
 no example database is kept, so CI runs the same cases every time.
@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.django import TestCase as HypothesisTestCase
 
 from analytics.models import RequestLog
-from gateway import headers as h
+from formats import headers as h
 from orgs.models import ApiKey, Organization
 
 FUZZ = settings(max_examples=300, derandomize=True, database=None, deadline=None,

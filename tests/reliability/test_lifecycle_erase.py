@@ -11,7 +11,7 @@ from django.core.management import CommandError, call_command
 from analytics.models import AlertEvent, AlertRule, Feedback, RequestLog, Score, Webhook, WebhookDelivery
 from analytics.webhooks import request_payload
 from gateway import ratelimit
-from gateway.headers import RatePolicy
+from formats.headers import RatePolicy
 from orgs.models import AuditEvent
 from tests.analytics.helpers import make_logs
 from tests.base import BaseTestCase, redis_url

@@ -18,66 +18,16 @@ import os
 import queue
 import threading
 import uuid
-from pathlib import Path
 from typing import Any
 
-import orjson
 from django.conf import settings
+
+from .spool import Spool, dumps
+from .writer import BACKLOG_FOR_HELPER, QueueWriter, StreamWriter
 
 log = logging.getLogger(__name__)
 # Seconds records wait in memory before they are appended to the Redis stream.
 FLUSH_DELAY = 0.005
-
-
-def dumps(record: dict[str, Any] | list[dict[str, Any]]) -> bytes:
-    return orjson.dumps(record)
-
-
-class Spool:
-    """Append-only JSON-lines files of records that could not be queued."""
-
-    def __init__(self, directory: Path):
-        self.directory = directory
-        self.lock = threading.Lock()
-
-    def write(self, records: list[dict[str, Any]]) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        path = self.directory / f"spool-{os.getpid()}.jsonl"
-        data = b"".join(dumps(r) + b"\n" for r in records)
-        with self.lock, open(path, "ab") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        log.warning("spooled %d log records to %s", len(records), path)
-
-    def claim(self) -> list[Path]:
-        """Files to replay, renamed first so two replayers never take the same one."""
-        if not self.directory.is_dir():
-            return []
-        claimed = []
-        for path in sorted(self.directory.glob("spool-*.jsonl")):
-            target = path.with_name(f"replay-{uuid.uuid4().hex}.jsonl")
-            try:
-                path.rename(target)
-            except OSError:
-                continue
-            claimed.append(target)
-        # Files a crashed replayer had claimed are picked up too.
-        claimed.extend(p for p in self.directory.glob("replay-*.jsonl") if p not in claimed)
-        return claimed
-
-    @staticmethod
-    def read(path: Path) -> list[dict[str, Any]]:
-        records = []
-        with open(path, encoding="utf-8") as fh:
-            for line in fh:
-                line = line.strip()
-                if line:
-                    try:
-                        records.append(orjson.loads(line))
-                    except ValueError:
-                        log.error("skipping a corrupt spool line in %s", path)
-        return records
 
 
 class InProcessQueue:
@@ -101,16 +51,12 @@ class InProcessQueue:
     def _start_writer(self) -> None:
         with self.lock:
             if self.writer is None:
-                from analytics.writer import BACKLOG_FOR_HELPER, QueueWriter
-
                 self.backlog_for_helper = BACKLOG_FOR_HELPER * settings.LOG_WRITER_BATCH_SIZE
                 self.writer = QueueWriter(self.queue)
                 self.writer.start()
 
     def _start_helper(self) -> None:
         # Started from the thread that enqueues (the event loop's), so at its priority.
-        from analytics.writer import QueueWriter
-
         with self.lock:
             if not (self.helper and self.helper.is_alive()):
                 log.info("log queue holds %d records: starting a helper writer", self.queue.qsize())
@@ -185,8 +131,6 @@ class RedisStreamQueue:
             self.in_flight.pop(id(batch), None)
 
     def _start_consumer(self) -> None:
-        from analytics.writer import StreamWriter
-
         self._consumer = StreamWriter(consumer=f"inproc-{os.getpid()}-{uuid.uuid4().hex[:6]}")
         self._consumer.start_thread()
 

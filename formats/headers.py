@@ -383,6 +383,16 @@ def parse_policies(text: str, header: str = "Helicone-RateLimit-Policy") -> tupl
     return tuple(dict.fromkeys(policies))
 
 
+def policy_text(text: str) -> str:
+    """An org-wide policy setting in its normal form (the check the gateway registers for the
+    org's `rate_limit_policy`); raises ValueError with the parser's message."""
+    try:
+        policies = parse_policies(text, "rate_limit_policy")
+    except HeaderError as error:
+        raise ValueError(error.message) from None
+    return ", ".join(policy.text for policy in policies)
+
+
 def _parse_policy(raw: str, header: str) -> RatePolicy:
     quota, *params = [part.strip() for part in raw.split(";")]
     if not _POLICY_QUOTA.match(quota) or int(quota) < 1:

@@ -8,9 +8,10 @@ that chunk so the client sees exactly the stream it asked for.
 
 from __future__ import annotations
 
-import orjson
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 # Keep at most this much of a stream's raw text for streams we cannot rebuild.
 MAX_RAW_STREAM = 1024 * 1024

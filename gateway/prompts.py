@@ -29,13 +29,13 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import DatabaseError, close_old_connections, connection
-from django.db.models import Max
+from django.db import DatabaseError
 
-from gateway.headers import GatewayOptions
-from gateway.memo import RefreshingCache, Unavailable
+from formats.headers import GatewayOptions
+from prompts import lookups, rendering
+from prompts.lookups import PromptState, VersionContent
 
-from . import rendering
+from .memo import RefreshingCache, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -61,23 +61,8 @@ class AppliedPrompt:
     variables: dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
-class _PromptState:
-    pk: int
-    source: str
-    latest: int
-    environments: dict[str, int]
-
-
-@dataclass(frozen=True, slots=True)
-class _Version:
-    messages: list[Any]
-    model: str
-    parameters: dict[str, Any]
-
-
 # (prompt pk, version) -> content; versions never change.
-_versions: dict[tuple[int, int], _Version] = {}
+_versions: dict[tuple[int, int], VersionContent] = {}
 # (prompt pk, template hash) -> version number; a recorded template keeps its number.
 _hashes: dict[tuple[int, str], int] = {}
 
@@ -87,7 +72,8 @@ def _ttl() -> float:
 
 
 def forget(org_id: int, slug: str) -> None:
-    """Drop the cached state of a prompt (called after a change commits in this process)."""
+    """Drop the cached state of a prompt (prompts.lookups calls it after a change commits in this
+    process; GatewayConfig.ready registers it)."""
     _states.forget((org_id, slug))
 
 
@@ -97,84 +83,26 @@ def clear_cache() -> None:
     _hashes.clear()
 
 
-# --- Database access (sync, run through sync_to_async) ------------------------------
-
-
-def _fresh_connection() -> None:
-    # No request_started signal on the raw gateway path, so drop broken or expired
-    # connections here (never inside a transaction: tests run this in one).
-    if not connection.in_atomic_block:
-        close_old_connections()
-
-
-def _load_state(org_id: int, slug: str) -> _PromptState | None:
-    from .models import Prompt, PromptEnvironment
-
-    _fresh_connection()
-    row = (
-        Prompt.objects.filter(org_id=org_id, slug=slug)
-        .annotate(latest=Max("versions__version"))
-        .values("pk", "source", "latest")
-        .first()
-    )
-    if row is None:
-        return None
-    environments = dict(
-        PromptEnvironment.objects.filter(prompt_id=row["pk"]).values_list("name", "version__version")
-    )
-    return _PromptState(row["pk"], row["source"], row["latest"] or 0, environments)
-
-
-def _load_version(prompt_pk: int, version: int) -> _Version | None:
-    from .models import PromptVersion
-
-    _fresh_connection()
-    row = (
-        PromptVersion.objects.filter(prompt_id=prompt_pk, version=version)
-        .values("messages", "model", "parameters")
-        .first()
-    )
-    return None if row is None else _Version(row["messages"], row["model"], row["parameters"] or {})
-
-
-def _find_template(prompt_pk: int, digest: str) -> int | None:
-    from .models import PromptVersion
-
-    _fresh_connection()
-    return (
-        PromptVersion.objects.filter(prompt_id=prompt_pk, template_hash=digest)
-        .values_list("version", flat=True)
-        .first()
-    )
-
-
-def _record(org_id: int, slug: str, messages: list, model: str) -> int:
-    from .actions import record_template
-
-    _fresh_connection()
-    return record_template(org_id, slug, messages=messages, model=model)
-
-
 # --- Cache ---------------------------------------------------------------------------
 
 
 # (org_id, slug) -> the prompt's state, or None for "no such prompt".
-_states = RefreshingCache("prompt", _load_state, _ttl, _STALE_LIMIT, max_entries=_MAX_ENTRIES)
+_states = RefreshingCache("prompt", lookups.prompt_state, _ttl, _STALE_LIMIT, max_entries=_MAX_ENTRIES)
 
 
-async def _state(org_id: int, slug: str) -> _PromptState | None:
+async def _state(org_id: int, slug: str) -> PromptState | None:
     try:
         return await _states.get((org_id, slug))
     except Unavailable as exc:
         raise PromptUnavailable("prompts cannot be read right now (database unavailable)") from exc
 
 
-async def _version(prompt_pk: int, number: int) -> _Version | None:
+async def _version(prompt_pk: int, number: int) -> VersionContent | None:
     key = (prompt_pk, number)
     found = _versions.get(key)
     if found is None:
         try:
-            found = await sync_to_async(_load_version)(prompt_pk, number)
+            found = await sync_to_async(lookups.version_content)(prompt_pk, number)
         except DatabaseError as exc:
             raise PromptUnavailable("prompts cannot be read right now (database unavailable)") from exc
         if found is not None:
@@ -196,7 +124,7 @@ def _render(messages: list, variables: dict[str, Any]) -> list:
         raise PromptError(f"Helicone-Prompt-Id: the prompt's messages: {exc}") from None
 
 
-async def _apply_managed(slug: str, state: _PromptState, opts: GatewayOptions, payload: dict[str, Any],
+async def _apply_managed(slug: str, state: PromptState, opts: GatewayOptions, payload: dict[str, Any],
                          variables: dict[str, Any]) -> AppliedPrompt:
     if opts.prompt_version is not None:
         number = opts.prompt_version
@@ -224,7 +152,7 @@ async def _apply_managed(slug: str, state: _PromptState, opts: GatewayOptions, p
     return AppliedPrompt(body, slug, number, variables)
 
 
-async def _apply_from_code(org_id: int, slug: str, state: _PromptState | None, payload: dict[str, Any],
+async def _apply_from_code(org_id: int, slug: str, state: PromptState | None, payload: dict[str, Any],
                            variables: dict[str, Any]) -> AppliedPrompt:
     messages = payload["messages"]
     rendered = _render(messages, variables)  # refuses bad variables before anything is recorded
@@ -233,11 +161,11 @@ async def _apply_from_code(org_id: int, slug: str, state: _PromptState | None, p
     number = _hashes.get((state.pk, digest)) if state is not None else None
     try:
         if number is None and state is not None:
-            number = await sync_to_async(_find_template)(state.pk, digest)
+            number = await sync_to_async(lookups.version_of_template)(state.pk, digest)
         if number is None:
             # Rare: a template this prompt has never seen. The unique constraints make
             # concurrent first requests agree on one version.
-            number = await sync_to_async(_record)(org_id, slug, messages, model)
+            number = await sync_to_async(lookups.record_template)(org_id, slug, messages, model)
             state = None  # the prompt may have just been created; learn its pk next time
     except DatabaseError as exc:
         raise PromptUnavailable("prompts cannot be recorded right now (database unavailable)") from exc
