@@ -1,12 +1,18 @@
 """The log queue: the hot path hands over one record per request and moves on.
 
-Embedded default: an in-process queue drained by a writer thread in batches.
-With REDIS_URL: records are appended to a Redis Stream (pipelined by a
-background task, so a request never waits for Redis) and written by
-`manage.py run_log_writer` workers, or by a writer thread in this process.
-When Redis cannot be reached, records go to a spool file on disk and are
-replayed into the stream once it is back. At exit whatever is pending is
-flushed, so a graceful restart loses nothing.
+Every record is first appended to this process's journal (journal.py), so a process that
+dies abruptly loses none of the logs its clients were answered for. Then:
+
+- Embedded default: an in-process queue drained by a writer thread in batches.
+- With REDIS_URL: records are appended to a Redis Stream (pipelined by a background task,
+  so a request never waits for Redis) and written by `manage.py run_log_writer` workers, or
+  by a writer thread in this process. When Redis cannot be reached, records go to a spool
+  file on disk and are replayed into the stream once it is back.
+
+A record is marked done in the journal once it is in the database, the stream or the spool.
+At exit whatever is pending is flushed, so a graceful restart loses nothing either.
+`start` runs the writer as the process starts, so records a dead process left in its
+journal (or in the stream) are written without waiting for the first request.
 """
 
 from __future__ import annotations
@@ -20,10 +26,12 @@ import threading
 import uuid
 from typing import Any
 
+import orjson
 from django.conf import settings
 
-from .spool import Spool, dumps
-from .writer import BACKLOG_FOR_HELPER, QueueWriter, StreamWriter
+from .journal import Journal
+from .spool import Spool
+from .writer import QueueWriter, StreamWriter, recover_journals
 
 log = logging.getLogger(__name__)
 # Seconds records wait in memory before they are appended to the Redis stream.
@@ -31,44 +39,30 @@ FLUSH_DELAY = 0.005
 
 
 class InProcessQueue:
-    """Embedded default: a thread-safe queue and a writer thread (in the background,
-    at idle priority), with a helper at normal priority while a backlog builds up."""
+    """Embedded default: a thread-safe queue of (journal segment, record) and a writer thread."""
 
-    def __init__(self):
+    def __init__(self, journal: Journal | None = None):
         self.queue: queue.SimpleQueue = queue.SimpleQueue()
-        self.writer = None
-        self.helper = None
+        self.journal = journal
+        self.writer: QueueWriter | None = None
         self.lock = threading.Lock()
-        self.backlog_for_helper = 0
 
     def put(self, record: dict[str, Any]) -> None:
-        self.queue.put(record)
+        segment = self.journal.append(record)[0] if self.journal is not None else None
+        self.queue.put((segment, record))
         if self.writer is None:
-            self._start_writer()
-        elif self.queue.qsize() > self.backlog_for_helper and not (self.helper and self.helper.is_alive()):
-            self._start_helper()
+            self.start()
 
-    def _start_writer(self) -> None:
+    def start(self) -> None:
         with self.lock:
             if self.writer is None:
-                self.backlog_for_helper = BACKLOG_FOR_HELPER * settings.LOG_WRITER_BATCH_SIZE
-                self.writer = QueueWriter(self.queue)
+                self.writer = QueueWriter(self.queue, self.journal)
                 self.writer.start()
-
-    def _start_helper(self) -> None:
-        # Started from the thread that enqueues (the event loop's), so at its priority.
-        with self.lock:
-            if not (self.helper and self.helper.is_alive()):
-                log.info("log queue holds %d records: starting a helper writer", self.queue.qsize())
-                self.helper = QueueWriter(self.queue, background=False)
-                self.helper.start()
 
     def pending(self) -> int:
         return self.queue.qsize()
 
     def flush(self, timeout: float = 30.0) -> None:
-        if self.helper is not None:
-            self.helper.stop(timeout)
         if self.writer is not None:
             self.writer.stop(timeout)
 
@@ -77,18 +71,21 @@ class RedisStreamQueue:
     """REDIS_URL: records are appended to the log stream, one entry per few-millisecond
     batch (field "b": a JSON list of records; field "r", one record, is read too)."""
 
-    def __init__(self, url: str, stream: str):
+    def __init__(self, url: str, stream: str, journal: Journal | None = None):
         self.url = url
         self.stream = stream
-        self.buffer: list[dict[str, Any]] = []
+        self.journal = journal
+        # (journal segment, the record as JSON): serialised once, for the journal and the stream.
+        self.buffer: list[tuple[int | None, bytes]] = []
         self.spool = Spool(settings.LOG_SPOOL_DIR)
         self._client = None
         self._client_loop = None
         self._flush_scheduled = False
         # Batches handed to Redis but not confirmed; re-sent at exit if the loop
         # stopped mid-flight (a duplicate is harmless: writes are idempotent).
-        self.in_flight: dict[int, list[dict[str, Any]]] = {}
-        self._consumer = None
+        self.in_flight: dict[int, list[tuple[int | None, bytes]]] = {}
+        self._consumer: StreamWriter | None = None
+        self._recovery: threading.Thread | None = None
 
     def _async_client(self):
         loop = asyncio.get_running_loop()
@@ -100,9 +97,12 @@ class RedisStreamQueue:
         return self._client
 
     def put(self, record: dict[str, Any]) -> None:
-        self.buffer.append(record)
-        if settings.LOG_WRITER_IN_PROCESS and self._consumer is None:
-            self._start_consumer()
+        if self.journal is not None:
+            self.buffer.append(self.journal.append(record))
+        else:
+            self.buffer.append((None, orjson.dumps(record)))
+        if self._consumer is None and self._recovery is None:
+            self.start()
         if not self._flush_scheduled:
             try:
                 loop = asyncio.get_running_loop()
@@ -121,18 +121,31 @@ class RedisStreamQueue:
             self.in_flight[id(batch)] = batch
             loop.create_task(self._flush(batch))
 
-    async def _flush(self, batch: list[dict[str, Any]]) -> None:
+    async def _flush(self, batch: list[tuple[int | None, bytes]]) -> None:
         try:
-            await self._async_client().xadd(self.stream, {"b": dumps(batch)})
-        except Exception as exc:  # Redis down or failing: never drop, spool to disk
-            log.warning("log stream unavailable (%s)", exc)
-            await asyncio.to_thread(self.spool.write, batch)
+            try:
+                await self._async_client().xadd(self.stream, {"b": _json_list(batch)})
+            except Exception as exc:  # Redis down or failing: never drop, spool to disk
+                log.warning("log stream unavailable (%s)", exc)
+                await asyncio.to_thread(self.spool.write_lines, [data for _, data in batch])
+            self._done(batch)
         finally:
             self.in_flight.pop(id(batch), None)
 
-    def _start_consumer(self) -> None:
-        self._consumer = StreamWriter(consumer=f"inproc-{os.getpid()}-{uuid.uuid4().hex[:6]}")
-        self._consumer.start_thread()
+    def _done(self, batch: list[tuple[int | None, bytes]]) -> None:
+        if self.journal is not None:
+            self.journal.done(segment for segment, _ in batch)
+
+    def start(self) -> None:
+        """The in-process stream writer when configured; else one pass over the journals of
+        processes that died on this machine (run_log_writer workers also look every few seconds)."""
+        if settings.LOG_WRITER_IN_PROCESS:
+            if self._consumer is None:
+                self._consumer = StreamWriter(consumer=f"inproc-{os.getpid()}-{uuid.uuid4().hex[:6]}")
+                self._consumer.start_thread()
+        elif self._recovery is None:
+            self._recovery = threading.Thread(target=recover_journals, name="journal-recovery", daemon=True)
+            self._recovery.start()
 
     def pending(self) -> int:
         return len(self.buffer) + sum(len(b) for b in self.in_flight.values())
@@ -146,10 +159,11 @@ class RedisStreamQueue:
                 import redis
 
                 client = redis.Redis.from_url(self.url, socket_timeout=2, socket_connect_timeout=2)
-                client.xadd(self.stream, {"b": dumps(batch)})
+                client.xadd(self.stream, {"b": _json_list(batch)})
             except Exception as exc:
                 log.warning("log stream unavailable at flush (%s)", exc)
-                self.spool.write(batch)
+                self.spool.write_lines([data for _, data in batch])
+            self._done(batch)
 
     def flush(self, timeout: float = 30.0) -> None:
         self.flush_sync()
@@ -157,20 +171,45 @@ class RedisStreamQueue:
             self._consumer.stop(timeout)
 
 
+def _json_list(batch: list[tuple[int | None, bytes]]) -> bytes:
+    return b"[" + b",".join(data for _, data in batch) + b"]"
+
+
 _queue: InProcessQueue | RedisStreamQueue | None = None
+
+
+_queue_lock = threading.Lock()
 
 
 def get_queue() -> InProcessQueue | RedisStreamQueue:
     global _queue
     if _queue is None:
-        if settings.REDIS_URL:
-            _queue = RedisStreamQueue(settings.REDIS_URL, settings.LOG_STREAM_KEY)
-        else:
-            _queue = InProcessQueue()
-        atexit.register(_queue.flush)
+        with _queue_lock:
+            if _queue is None:
+                journal = None
+                if settings.LOG_JOURNAL_DIR:
+                    journal = Journal(settings.LOG_JOURNAL_DIR, settings.LOG_JOURNAL_FSYNC_SECONDS)
+                if settings.REDIS_URL:
+                    made: InProcessQueue | RedisStreamQueue = RedisStreamQueue(
+                        settings.REDIS_URL, settings.LOG_STREAM_KEY, journal)
+                else:
+                    made = InProcessQueue(journal)
+                atexit.register(_shutdown, made)
+                _queue = made
     return _queue
 
 
+def _shutdown(made: InProcessQueue | RedisStreamQueue) -> None:
+    made.flush()
+    if made.journal is not None:
+        made.journal.close()
+
+
+def start() -> None:
+    """At process start (heliconeproj/asgi.py): the writer begins at once."""
+    get_queue().start()
+
+
 def enqueue(record: dict[str, Any]) -> None:
-    """Hand one log record over. Never blocks on the database or the network."""
+    """Hand one log record over, on disk first. Never blocks on the database or the network."""
     get_queue().put(record)

@@ -30,14 +30,18 @@ class Spool:
         self.lock = threading.Lock()
 
     def write(self, records: list[dict[str, Any]]) -> None:
+        self.write_lines([dumps(r) for r in records])
+
+    def write_lines(self, lines: list[bytes]) -> None:
+        """Records already serialised as JSON, one per line."""
         self.directory.mkdir(parents=True, exist_ok=True)
         path = self.directory / f"spool-{os.getpid()}.jsonl"
-        data = b"".join(dumps(r) + b"\n" for r in records)
+        data = b"".join(line + b"\n" for line in lines)
         with self.lock, open(path, "ab") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        log.warning("spooled %d log records to %s", len(records), path)
+        log.warning("spooled %d log records to %s", len(lines), path)
 
     def claim(self) -> list[Path]:
         """Files to replay, renamed first so two replayers never take the same one."""

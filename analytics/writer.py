@@ -9,7 +9,6 @@ is dropped while the database is down.
 from __future__ import annotations
 
 import logging
-import os
 import queue
 import sys
 import threading
@@ -34,6 +33,7 @@ from django.db.models.base import ModelState
 
 from orgs.models import ApiKey, Organization
 
+from .journal import Journal, recover
 from .models import RequestLog
 from .pricing import cost_usd, refresh_overrides
 from .spool import Spool
@@ -279,14 +279,20 @@ def replay_spool() -> int:
     return count
 
 
+def recover_journals() -> int:
+    """Write the journals of processes that died on this machine (journal.py)."""
+    if not settings.LOG_JOURNAL_DIR:
+        return 0
+    return recover(settings.LOG_JOURNAL_DIR, write_with_retry, settings.LOG_WRITER_BATCH_SIZE)
+
+
 # The writers wait this long for more records after the first of a batch: at a low or
 # moderate rate that turns one transaction per few records into one per batch (each
 # commit is a WAL flush, CPU and I/O taken from the gateway on a shared machine), and
-# live events still arrive well within a second. The embedded writer runs at idle
-# priority, so it can gather more. run_log_writer runs at normal priority, and its
-# batch is a burst of CPU that a gateway sharing its core waits out: 10 ms batches
-# (about 15 rows at 1,500 requests a second) cut the benchmark's scaled c=1 P99 from
-# about 3.5 to 2.5 ms against 50 ms ones (docs/benchmark.md).
+# live events still arrive well within a second. run_log_writer's batch is a burst of
+# CPU that a gateway sharing its core waits out: 10 ms batches (about 15 rows at 1,500
+# requests a second) cut the benchmark's scaled c=1 P99 from about 3.5 to 2.5 ms against
+# 50 ms ones (docs/benchmark.md).
 LINGER_SECONDS = 0.05
 STREAM_LINGER_SECONDS = 0.01
 
@@ -294,20 +300,18 @@ STREAM_LINGER_SECONDS = 0.01
 class QueueWriter(threading.Thread):
     """Embedded default: drains the in-process queue, in the web process itself.
 
-    It shares the interpreter lock with the event loop, so it lingers a little to
-    write fewer, larger batches, and the interpreter is asked to switch threads
-    every 0.5 ms instead of 5 ms so a batch never holds a request up for long.
+    It shares the interpreter lock with the event loop, so it lingers a little to write
+    fewer, larger batches, and the interpreter is asked to switch threads every 0.5 ms
+    instead of 5 ms so a batch never holds a request up for long. It runs at the event
+    loop's own priority: a thread at a lower one (it once ran at SCHED_IDLE) can be left
+    without a core while it holds the interpreter lock, and the event loop then waits for
+    it as long as other processes keep the cores busy (a priority inversion: P95 tails of
+    76 to 159 ms on a busy machine)."""
 
-    It shares the CPU too, so the writer runs in the background: at the operating
-    system's idle priority (Linux SCHED_IDLE), it gets a core only when no request
-    needs it. Should traffic keep the cores busy until the queue holds more than
-    BACKLOG_FOR_HELPER batches, the queue starts a helper at normal priority (see
-    logqueue.py) that drains it back below one batch, then stops."""
-
-    def __init__(self, source: queue.SimpleQueue, background: bool = True):
-        super().__init__(name="log-writer" if background else "log-writer-helper", daemon=True)
+    def __init__(self, source: queue.SimpleQueue, journal: Journal | None = None):
+        super().__init__(name="log-writer", daemon=True)
         self.source = source
-        self.background = background
+        self.journal = journal
         self.writing_since: float | None = None
         self.stopping = threading.Event()
 
@@ -316,20 +320,19 @@ class QueueWriter(threading.Thread):
         super().start()
 
     def run(self) -> None:
-        if self.background:
-            run_at_idle_priority()
-            replay_spool()
+        replay_spool()
+        recover_journals()
         while not (self.stopping.is_set() and self.source.empty()):
-            if not self.background and self.source.qsize() < settings.LOG_WRITER_BATCH_SIZE:
-                break  # a helper's work is done
             batch = self._take()
             if batch:
-                self.writing_since = batch[0].get("created_at")  # the log lag /metrics reports
-                write_with_retry(batch, self.stopping)
+                self.writing_since = batch[0][1].get("created_at")  # the log lag /metrics reports
+                write_with_retry([record for _, record in batch], self.stopping)
                 self.writing_since = None
-        connection.close()  # this thread's own connection: a helper comes and goes
+                if self.journal is not None:
+                    self.journal.done(segment for segment, _ in batch if segment is not None)
+        connection.close()  # this thread's own database connection
 
-    def _take(self) -> list[dict[str, Any]]:
+    def _take(self) -> list[tuple[int | None, dict[str, Any]]]:
         try:
             first = self.source.get(timeout=0.2)
         except queue.Empty:
@@ -349,19 +352,6 @@ class QueueWriter(threading.Thread):
     def stop(self, timeout: float = 30.0) -> None:
         self.stopping.set()
         self.join(timeout)
-
-
-# The in-process queue starts a helper writer when it holds this many batches.
-BACKLOG_FOR_HELPER = 5
-
-
-def run_at_idle_priority() -> None:
-    """Put the calling thread at the operating system's idle priority (Linux only;
-    elsewhere, or where it is not allowed, nothing changes)."""
-    try:
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-    except (AttributeError, OSError):
-        pass
 
 
 GROUP = "log-writers"
@@ -404,6 +394,7 @@ class StreamWriter:
                 self.ensure_group()
                 if time.monotonic() - last_claim > 5:
                     replay_spool()
+                    recover_journals()
                     self._process(self._claim_stale())
                     last_claim = time.monotonic()
                 self._process(self._read_new())

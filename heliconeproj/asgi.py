@@ -19,7 +19,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from django.conf import settings  # noqa: E402
 
-from analytics import pricing  # noqa: E402
+from analytics import logqueue, pricing  # noqa: E402
 from analytics.routing import websocket_application, websocket_urlpatterns  # noqa: E402
 from gateway.asgi import GatewayRouter  # noqa: E402
 from heliconeproj import serving  # noqa: E402
@@ -41,6 +41,11 @@ if settings.LOG_WRITER_IN_PROCESS or not settings.REDIS_URL:
     # The log writer runs in this process: load the price tables it needs now, so
     # they are frozen with the rest below instead of joining the collector's work.
     pricing.load_tables()
+if not settings.TESTING:
+    # The log writer starts with the process, not with its first request: what a process that
+    # died left in its journal (or the stream) is written even while no traffic comes. (A test
+    # run imports this module before its database exists: there the writer starts on demand.)
+    logqueue.start()
 
 # Everything loaded so far (Django, the apps, Twisted, the price tables: ~145k
 # objects) lives as long as the process. Move it out of the cyclic collector's

@@ -331,6 +331,13 @@ LOG_WRITER_IN_PROCESS = env_bool("LOG_WRITER_IN_PROCESS", True)
 LOG_STREAM_KEY = env_str("LOG_STREAM_KEY", "hc:logs")
 LOG_WRITER_BATCH_SIZE = env_int("LOG_WRITER_BATCH_SIZE", 500)
 LOG_SPOOL_DIR = Path(env_str("LOG_SPOOL_DIR", str(VAR_DIR / "spool")))
+# Every record is appended here before its client gets the last byte (analytics/journal.py):
+# one directory per process, on local disk. "off" turns the journal off (a crash then loses
+# the records not yet written). Seconds between fsyncs of the open segment: 0 leaves flushing
+# to the kernel (a process's death loses nothing; a power loss may lose its last seconds).
+_journal_dir = env_str("LOG_JOURNAL_DIR", str(VAR_DIR / "journal"))
+LOG_JOURNAL_DIR = None if _journal_dir.lower() in ("", "off", "0") else Path(_journal_dir)
+LOG_JOURNAL_FSYNC_SECONDS = env_float("LOG_JOURNAL_FSYNC_SECONDS", 0.0)
 # Days request logs are kept for orgs without their own retention (`purge_logs`); 0 or unset: forever.
 LOG_RETENTION_DAYS = env_int("LOG_RETENTION_DAYS", 0) or None
 

@@ -1,21 +1,22 @@
-"""The embedded log writer (no REDIS_URL): a background thread in the web process,
-at idle priority so requests come first, with a normal-priority helper while a
-backlog builds up (the benchmark shows what the priority buys; this shows the
-logs still all land)."""
+"""The embedded log writer (no REDIS_URL): a thread in the web process at the event loop's own
+priority, fed by the in-process queue; every record is in the process's journal first and
+leaves it once written. A journal left by a process that died is written by the next writer,
+once. (tests/reliability/test_faults_restart.py kills real daphne processes.)"""
 
 import os
 import sys
 import time
 import uuid
 
+import orjson
 import pytest
 
-from analytics.models import RequestLog
+from analytics import journal as journal_module
+from analytics.journal import Journal
 from analytics.logqueue import InProcessQueue
+from analytics.models import RequestLog
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SCHED_IDLE is Linux's")
 
 
 def record(org_id):
@@ -30,45 +31,81 @@ def wait_for(predicate, timeout=30.0, what="condition"):
         time.sleep(0.02)
 
 
-@linux_only
-def test_the_writer_runs_at_idle_priority_and_a_burst_gets_a_helper_that_stops_when_drained(settings, tenant):
+def journal_files(journal: Journal) -> list[str]:
+    return sorted(p.name for p in journal.directory.glob("*.jsonl"))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="scheduling classes are Linux's")
+def test_the_writer_runs_at_normal_priority_and_writes_a_burst(settings, tenant, tmp_path):
     settings.REDIS_URL = ""
-    settings.LOG_WRITER_BATCH_SIZE = 20  # a helper from 5 batches (100 records) on
-    queue = InProcessQueue()
+    settings.LOG_WRITER_BATCH_SIZE = 20
+    queue = InProcessQueue(Journal(tmp_path))
     try:
         queue.put(record(tenant.org.id))
         wait_for(lambda: RequestLog.objects.filter(org=tenant.org).count() == 1, what="the first log")
-        assert os.sched_getscheduler(queue.writer.native_id) == os.SCHED_IDLE
-        assert queue.helper is None
+        # Never below the event loop's priority: a writer left without a core while it holds the
+        # interpreter lock stalls every request (the SCHED_IDLE writer it replaces did).
+        assert os.sched_getscheduler(queue.writer.native_id) == os.SCHED_OTHER
 
         burst = [record(tenant.org.id) for _ in range(1000)]
-        for r in burst:  # faster than the writer's 50 ms linger: the backlog passes 100
+        for r in burst:
             queue.put(r)
-        helper = queue.helper
-        assert helper is not None and helper.native_id is not None
-        # Started by the enqueuing thread: its priority, not the background writer's.
-        assert os.sched_getscheduler(helper.native_id) == os.SCHED_OTHER
-
         wait_for(lambda: RequestLog.objects.filter(org=tenant.org).count() == 1001, what="the burst's logs")
-        helper.join(10)
-        assert not helper.is_alive(), "the helper should stop once the backlog is below a batch"
-        assert queue.writer.is_alive()
         assert set(RequestLog.objects.filter(org=tenant.org).values_list("id", flat=True).iterator()) >= {
             uuid.UUID(r["id"]) for r in burst}
+        # Everything written: nothing left pending in the journal, its files gone.
+        wait_for(lambda: queue.journal.pending() == 0 and not journal_files(queue.journal),
+                 what="the journal to empty")
     finally:
         queue.flush(10)
+        queue.journal.close()
     assert not queue.writer.is_alive()
+    assert not queue.journal.directory.exists(), "a journal with nothing pending is removed at exit"
 
 
-def test_a_steady_trickle_is_written_by_the_background_writer_alone(settings, tenant):
+def test_each_record_is_on_disk_before_the_queue_takes_it(settings, tenant, tmp_path):
     settings.REDIS_URL = ""
-    settings.LOG_WRITER_BATCH_SIZE = 20
-    queue = InProcessQueue()
+    journal = Journal(tmp_path)
+    queue = InProcessQueue(journal)
+    queue.writer = object()  # a writer that never runs: the records stay queued
+    records = [record(tenant.org.id) for _ in range(3)]
+    for r in records:
+        queue.put(r)
+    on_disk = journal_module.read_records(journal.directory)
+    assert [r["id"] for r in on_disk] == [r["id"] for r in records]
+    assert journal.pending() == 3
+    journal.close()
+    assert journal.directory.exists(), "a journal with records pending stays for recovery"
+
+
+def test_the_journal_of_a_dead_process_is_written_once_and_removed(settings, tenant, tmp_path):
+    settings.REDIS_URL = ""
+    settings.LOG_JOURNAL_DIR = tmp_path
+    # What a process killed with records still queued leaves behind: its directory, unlocked
+    # (the kernel dropped the lock with the process), a record already written before it died
+    # among those that were not, and a last line cut short.
+    written_before = record(tenant.org.id)
+    RequestLog.objects.create(id=written_before["id"], org=tenant.org, provider="openai", model="m", status=200)
+    lost = [record(tenant.org.id) for _ in range(5)]
+    dead = tmp_path / "otherhost-4242-abcdef"
+    dead.mkdir()
+    (dead / journal_module.LOCK_NAME).touch()
+    (dead / "0000000001.jsonl").write_bytes(
+        b"".join(orjson.dumps(r) + b"\n" for r in [written_before, *lost[:3]]))
+    (dead / "0000000002.jsonl").write_bytes(
+        b"".join(orjson.dumps(r) + b"\n" for r in lost[3:]) + b'{"id": "cut sh')
+    # A live process's journal is left alone.
+    alive = Journal(tmp_path)
+    alive.append(record(tenant.org.id))
+
+    queue = InProcessQueue(Journal(tmp_path))
     try:
-        for _ in range(30):
-            queue.put(record(tenant.org.id))
-            time.sleep(0.01)
-        wait_for(lambda: RequestLog.objects.filter(org=tenant.org).count() == 30, what="the trickle's logs")
-        assert queue.helper is None
+        queue.start()  # at process start, before any request
+        wait_for(lambda: not dead.exists(), what="the dead journal to be recovered")
+        ids = set(RequestLog.objects.filter(org=tenant.org).values_list("id", flat=True))
+        assert ids == {uuid.UUID(r["id"]) for r in [written_before, *lost]}, "each lost record once, nothing else"
+        assert alive.directory.exists() and alive.pending() == 1
     finally:
         queue.flush(10)
+        queue.journal.close()
+        alive.close()

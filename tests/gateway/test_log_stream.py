@@ -5,6 +5,7 @@ import sys
 import time
 import uuid
 
+import orjson
 import pytest
 import redis
 
@@ -33,7 +34,7 @@ def stream(settings, tenant):
 def test_run_log_writer_command_drains_the_stream_and_stops_on_sigterm(stream, tenant, settings):
     records = [record(tenant.org.id, cost_usd=None) for _ in range(50)]
     queue = RedisStreamQueue(settings.REDIS_URL, stream)
-    queue.buffer.extend(records)
+    queue.buffer.extend((None, orjson.dumps(r)) for r in records)  # (journal segment, record as JSON)
     queue.flush_sync()
     proc = subprocess.Popen([sys.executable, "manage.py", "run_log_writer", "--name", "t1"], cwd=ROOT,
                             env=child_env(REDIS_URL=settings.REDIS_URL, LOG_STREAM_KEY=stream),

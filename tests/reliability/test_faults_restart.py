@@ -23,8 +23,9 @@ STREAM_HEADERS = {"X-Mock-Chunks": "10", "X-Mock-Chunk-Delay-Ms": "20"}
 class Load:
     """Client threads sending plain and streamed requests to whichever server is current."""
 
-    def __init__(self, url: str, raw_key: str, threads: int = 6):
+    def __init__(self, url: str, raw_key: str, threads: int = 6, streams: bool = True):
         self.url = url
+        self.streams = streams
         self.raw_key = raw_key
         self.stopping = threading.Event()
         self.lock = threading.Lock()
@@ -40,12 +41,13 @@ class Load:
     def _run(self, index: int) -> None:
         headers = {"Helicone-Auth": f"Bearer {self.raw_key}"}
         i = 0
+        client = httpx.Client(timeout=30)  # keep-alive, as SDKs do; a new server means a new connection
         while not self.stopping.is_set():
-            url, stream = self.url, (i + index) % 2 == 1
+            url, stream = self.url, self.streams and (i + index) % 2 == 1
             i += 1
             try:
-                response = httpx.post(url + "/oai/v1/chat/completions", json={**BODY, "stream": stream}, timeout=30,
-                                      headers={**headers, **(STREAM_HEADERS if stream else {})})
+                response = client.post(url + "/oai/v1/chat/completions", json={**BODY, "stream": stream},
+                                       headers={**headers, **(STREAM_HEADERS if stream else {})})
             except httpx.HTTPError:  # the old process went away mid-request: no complete answer
                 with self.lock:
                     self.failures += 1
@@ -55,6 +57,7 @@ class Load:
                 response.content.rstrip().endswith(b"data: [DONE]") if stream else "choices" in response.json())
             with self.lock:
                 self.results.append((url, response.status_code, response.headers.get("helicone-id", ""), complete))
+        client.close()
 
     def stop(self) -> None:
         self.stopping.set()
@@ -87,6 +90,43 @@ def test_no_log_is_lost_from_requests_completed_across_a_restart(tenant, mock_pr
         assert rows.filter(id__in=ids).count() == len(ids) == len(set(ids))
         # Nothing written twice: no more rows than requests that reached a server.
         assert rows.count() <= len(load.results) + load.failures
+    finally:
+        load.stop()
+        old.stop()
+        if new is not None:
+            new.stop()
+
+
+def test_no_answered_request_loses_its_log_when_daphne_is_killed(tenant, mock_provider, tmp_path):  # noqa: F811
+    """SIGKILL under load (an OOM kill, `kill -9` in a deploy): the process gets no chance to
+    flush. Every request answered with a complete 200 was in its journal before its last byte,
+    and the next process writes what the dead one had not: each log once."""
+    env = {"UPSTREAM_OPENAI_URL": mock_provider.url, "LOG_STREAM_KEY": unique_stream_key(),
+           "LOG_SPOOL_DIR": str(tmp_path / "spool"), "LOG_JOURNAL_DIR": str(tmp_path / "journal")}
+    old = Daphne(**env).start()
+    new = None
+    # Plain requests as fast as 12 keep-alive clients go: hundreds a second, so some are always
+    # waiting for the writer's next batch when the kill comes (9 to 55 in runs here).
+    load = Load(old.url, tenant.raw_key, threads=12, streams=False).start()
+    try:
+        time.sleep(3)
+        old.proc.kill()
+        old.proc.wait(30)
+        load.stop()
+        complete = [r for r in load.results if r[3]]
+        ids = [r[2] for r in complete]
+        assert len(ids) > 50, "the load should have been answered for a while"
+        unwritten = len(ids) - RequestLog.objects.filter(id__in=ids).count()
+        assert unwritten > 0, "the kill should have caught logs not yet written (else this proves nothing)"
+
+        new = Daphne(**env).start()  # no request is sent to it: its writer starts with the process
+        for log_id in ids:
+            wait_for_log(log_id, timeout=60)
+        rows = RequestLog.objects.filter(org=tenant.org)
+        assert rows.filter(id__in=ids).count() == len(ids) == len(set(ids))
+        assert rows.count() <= len(load.results) + load.failures, "a log was written twice"
+        journals = [p for p in (tmp_path / "journal").iterdir() if not p.name.startswith(".")]
+        assert len(journals) == 1, "the dead process's journal is removed once written (the new one's remains)"
     finally:
         load.stop()
         old.stop()
