@@ -1,10 +1,11 @@
 """Load generators: wrk for plain requests, an asyncio aiohttp client for streams.
 
-wrk (C, one thread, pinned to its own core) drives the non-streamed runs: a
-generated Lua script sets the POST body and headers, and its ``done()`` prints
-the latency percentiles and request count as one JSON line. Streams need to
-time the first body byte and to follow a thousand long responses at once,
-which wrk cannot do, so an aiohttp client does that.
+wrk (C, one thread) drives the non-streamed runs: a generated Lua script sets
+the POST body and headers, and its ``done()`` prints the latency percentiles and
+request count as one JSON line. Streams need to time the first body byte and to
+follow a thousand long responses at once, which wrk cannot do, so an aiohttp
+client does that; it also drives the SIGKILL run, which must know the
+``Helicone-Id`` of every response it got.
 """
 
 from __future__ import annotations
@@ -311,6 +312,71 @@ def sequential_streams(url: str, headers: dict, body: dict, count: int, warmup: 
 def concurrent_streams(url: str, headers: dict, body: dict, count: int, ramp_s: float, timeout: float) -> StreamRun:
     """`count` streams at once, started evenly over `ramp_s` seconds (bare asyncio client)."""
     return asyncio.run(_run_raw_streams(url, headers, body, count, ramp_s, timeout))
+
+
+@dataclass
+class KillRun:
+    """Plain requests from concurrent clients until the server was killed."""
+
+    answered: list[str] = field(default_factory=list)  # the Helicone-Id of every complete 200
+    answered_after_kill: int = 0  # complete 200s read after the kill (they were in the socket already)
+    sent: int = 0
+    cut_by_kill: int = 0  # requests that failed once the kill was sent (in flight when it came)
+    errors_before_kill: dict[str, int] = field(default_factory=dict)
+    other_statuses: dict[int, int] = field(default_factory=dict)
+    killed_at_s: float | None = None
+    wall_s: float = 0.0
+
+
+async def _load_until_kill(url: str, headers: dict, body: dict, clients: int, kill_after: float,
+                           kill) -> KillRun:
+    import aiohttp
+
+    payload = json.dumps(body).encode()
+    headers = {"Content-Type": "application/json", **headers}
+    run = KillRun()
+    killed = asyncio.Event()
+
+    async def client(session) -> None:
+        while not killed.is_set():
+            run.sent += 1
+            try:
+                async with session.post(url, data=payload, headers=headers) as resp:
+                    await resp.read()  # raises if the connection ends before the whole body
+                    if resp.status != 200:
+                        run.other_statuses[resp.status] = run.other_statuses.get(resp.status, 0) + 1
+                    elif helicone_id := resp.headers.get("Helicone-Id", ""):
+                        run.answered.append(helicone_id)
+                        run.answered_after_kill += killed.is_set()
+                    else:
+                        run.errors_before_kill["200 without Helicone-Id"] = (
+                            run.errors_before_kill.get("200 without Helicone-Id", 0) + 1)
+            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+                if killed.is_set():
+                    run.cut_by_kill += 1
+                else:
+                    name = exc.__class__.__name__
+                    run.errors_before_kill[name] = run.errors_before_kill.get(name, 0) + 1
+
+    async def killer() -> None:
+        await asyncio.sleep(kill_after)
+        kill()
+        run.killed_at_s = time.perf_counter() - t0
+        killed.set()
+
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=30)) as session:
+        t0 = time.perf_counter()
+        await asyncio.gather(killer(), *(client(session) for _ in range(clients)))
+        run.wall_s = time.perf_counter() - t0
+    return run
+
+
+def load_until_kill(url: str, headers: dict, body: dict, clients: int, kill_after: float, kill) -> KillRun:
+    """`clients` concurrent clients send non-streamed requests, one after another each, until
+    `kill()` (called after `kill_after` seconds) has ended the server; each client's request in
+    flight then fails, and the run ends. Records the Helicone-Id of every complete 200."""
+    return asyncio.run(_load_until_kill(url, headers, body, clients, kill_after, kill))
 
 
 def probe(url: str, headers: dict, body: dict, times: int = 2) -> list[dict[str, str]]:

@@ -8,6 +8,9 @@ A *setup* is one way to run the product (DESIGN.md "Two ways to run"):
   each run), Redis db 2, ``LOG_WRITER_IN_PROCESS=0`` in daphne and one
   ``manage.py run_log_writer`` process.
 
+In both, the log journal is the default ``VAR_DIR/journal``, shared by every
+process of the setup (so a daphne started after one was killed finds its journal).
+
 Every child process gets an environment built here from scratch for its
 setup, so whatever the caller exported (``make test`` in CI exports
 DATABASE_URL and REDIS_URL) never leaks into a measurement.
@@ -15,6 +18,7 @@ DATABASE_URL and REDIS_URL) never leaks into a measurement.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -55,7 +59,7 @@ LOG_TABLE = "analytics_requestlog"
 _CONTROLLED = (
     "DATABASE_URL", "REDIS_URL", "VAR_DIR", "LOG_WRITER_IN_PROCESS", "LOG_STREAM_KEY", "LOG_SPOOL_DIR",
     "LOG_WRITER_BATCH_SIZE", "DEBUG", "SECRET_KEY", "LOG_LEVEL", "DJANGO_SETTINGS_MODULE",
-    "GATEWAY_AUTH_CACHE_SECONDS", "REQUIRE_SERVICES",
+    "GATEWAY_AUTH_CACHE_SECONDS", "REQUIRE_SERVICES", "LOG_JOURNAL_DIR", "LOG_JOURNAL_FSYNC_SECONDS",
 )
 
 
@@ -78,30 +82,58 @@ def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 30.0) -> N
     raise RuntimeError(f"nothing listening on {port} after {timeout}s")
 
 
+def set_affinity(pid: int, cpus: set[int]) -> None:
+    """Put every thread of a running process on `cpus` (sched_setaffinity moves one thread)."""
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return
+    for task in tasks:
+        try:
+            os.sched_setaffinity(int(task), cpus)
+        except OSError:  # a thread that has just ended
+            pass
+
+
 class Pinning:
-    """CPU placement. With two or more cores: the load generators (wrk, the
-    aiohttp client, which is this process) and the mock provider share core 0,
-    daphne gets core 1 to itself; PostgreSQL, Redis and the log writer float."""
+    """CPU placement. Disabled (the default of a benchmark run): every process floats on
+    every core, as on a user's machine. Enabled, with two or more cores: the load generator
+    (wrk) and the mock provider share core 0, daphne gets the other cores to itself;
+    PostgreSQL, Redis and the log writers float."""
 
     def __init__(self, enabled: bool):
         self.cpus = sorted(os.sched_getaffinity(0))
         self.enabled = enabled and len(self.cpus) >= 2 and shutil.which("taskset") is not None
         self.load = str(self.cpus[0]) if self.enabled else None
         self.gateway = ",".join(map(str, self.cpus[1:])) if self.enabled else None
-        if self.enabled:
-            # The harness itself runs the aiohttp load client; children set their own affinity.
-            os.sched_setaffinity(0, {self.cpus[0]})
 
     def wrap(self, cmd: list[str], cpus: str | None) -> list[str]:
         if not self.enabled:
             return cmd
         return ["taskset", "-c", cpus or ",".join(map(str, self.cpus)), *cmd]
 
+    @contextlib.contextmanager
+    def place(self, pid: int, cpus: str | None):
+        """Move an already running process (the mock provider) to `cpus` for a while."""
+        if not self.enabled or not cpus:
+            yield
+            return
+        try:
+            before = os.sched_getaffinity(pid)
+        except OSError:
+            before = set(self.cpus)
+        set_affinity(pid, {int(c) for c in cpus.split(",")})
+        try:
+            yield
+        finally:
+            set_affinity(pid, before)
+
     def describe(self) -> str:
         if not self.enabled:
-            return "no CPU pinning"
-        return (f"taskset: wrk, the aiohttp client and the mock provider on CPU {self.load}; "
-                f"daphne on CPU {self.gateway}; PostgreSQL, Redis and run_log_writer unpinned")
+            return (f"no CPU pinning: wrk, the aiohttp client, the mock provider, daphne, PostgreSQL, Redis "
+                    f"and the log writers share all {len(self.cpus)} CPUs, as on a user's machine")
+        return (f"taskset: wrk and the mock provider on CPU {self.load}; daphne on CPU {self.gateway}; "
+                f"PostgreSQL, Redis and run_log_writer unpinned")
 
 
 class Proc:
@@ -194,8 +226,9 @@ class MockProviderProcess:
     def __init__(self, workdir: Path, pinning: Pinning):
         port = free_port()
         env = dict(os.environ, PYTHONUNBUFFERED="1")
+        module = os.environ.get("BENCH_MOCK_MODULE", "bench.mock_provider")
         self.proc = Proc("mock provider", pinning.wrap(
-            [PY, "-m", os.environ.get("BENCH_MOCK_MODULE", "bench.mock_provider"), "--host", "127.0.0.1", "--port", str(port)], pinning.load),
+            [PY, "-m", module, "--host", "127.0.0.1", "--port", str(port)], pinning.load),
             env, workdir / "mock_provider.log")
         line = self.proc.wait_for_output("listening on")
         self.url = line.split("listening on", 1)[1].strip().rstrip("/")
@@ -301,8 +334,10 @@ class Setup:
         proc.wait_for_output("consuming", timeout=60)
         return proc
 
-    def start_daphne(self, verbosity: int | None = None, label: str = "daphne") -> "Daphne":
-        daphne = Daphne(self, verbosity, label)
+    def start_daphne(self, verbosity: int | None = None, label: str = "daphne",
+                     pinning: Pinning | None = None) -> "Daphne":
+        """One daphne process; `pinning` (default: the setup's) places it."""
+        daphne = Daphne(self, verbosity, label, pinning or self.pinning)
         self.procs.append(daphne.proc)
         return daphne
 
@@ -337,6 +372,11 @@ class Setup:
         rows = self._query(f"SELECT id FROM {LOG_TABLE} WHERE org_id = ?", (org_id,))
         return {uuid.UUID(str(r[0])).hex for r in rows}
 
+    def rows_per_id(self, org_id: int) -> dict[str, int]:
+        """How many rows each log id of an org has (the id is the key: a replay must not add one)."""
+        rows = self._query(f"SELECT id, COUNT(*) FROM {LOG_TABLE} WHERE org_id = ? GROUP BY id", (org_id,))
+        return {uuid.UUID(str(r[0])).hex: int(r[1]) for r in rows}
+
     def wait_for_logs(self, org_id: int, at_least: int, timeout: float = 120.0, settle: float = 1.0,
                       stalled: float = 15.0) -> dict:
         """Poll until the org has `at_least` rows and the count has stopped moving; give up when
@@ -358,14 +398,14 @@ class Setup:
 class Daphne:
     """`python -m daphne -v 0 -b 127.0.0.1 -p PORT heliconeproj.asgi:application`, as `make serve` runs it."""
 
-    def __init__(self, setup: Setup, verbosity: int | None, label: str):
+    def __init__(self, setup: Setup, verbosity: int | None, label: str, pinning: Pinning):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         cmd = [PY, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port),
                "-v", str(0 if verbosity is None else verbosity)]  # -v 0: as `make serve` runs it
         cmd.append("heliconeproj.asgi:application")
         self.cmd = cmd
-        self.proc = Proc(label, setup.pinning.wrap(cmd, setup.pinning.gateway), setup.env,
+        self.proc = Proc(label, pinning.wrap(cmd, pinning.gateway), setup.env,
                          setup.workdir / f"{label}-{self.port}.log")
         wait_for_port(self.port, self.proc.proc)
 

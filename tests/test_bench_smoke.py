@@ -1,8 +1,8 @@
 """`make bench-smoke` still works: every scenario runs briefly and every request is logged.
 
 Runs `python -m bench.run --smoke` (embedded setup only: a SQLite file in a
-temporary directory, so it never touches the test database). Skipped when wrk
-is not installed (`apt-get install -y wrk`).
+temporary directory, so it never touches the test database; unpinned, without
+the pinned second rows). Skipped when wrk is not installed (`apt-get install -y wrk`).
 """
 
 import json
@@ -13,9 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from bench.run import Config
+
 ROOT = Path(__file__).resolve().parent.parent
 
-pytestmark = pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed: apt-get install -y wrk")
+needs_wrk = pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed: apt-get install -y wrk")
 
 EXPECTED_ROWS = [
     "direct/plain/c1", "direct/plain/c32", "direct/stream_ttft", "direct/many_streams",
@@ -24,12 +26,30 @@ EXPECTED_ROWS = [
     "embedded/cache_hit/c1", "embedded/cache_hit/c32",
     "embedded/ratelimited/c1", "embedded/ratelimited/c32",
     "embedded/plain_access_log/c1", "embedded/plain_access_log/c32",  # the last setup only
-    "embedded/stream_ttft", "embedded/many_streams", "embedded/writer",
+    "embedded/stream_ttft", "embedded/many_streams", "embedded/sigkill", "embedded/writer",
 ]
 # Rows that may be placeholders until the gateway grows the feature.
 MAY_BE_PLACEHOLDERS = {"cache_hit", "ratelimited"}
 
 
+@pytest.mark.parametrize("argv, env, pinned_rows", [
+    ([], {}, True),  # make bench: every scenario unpinned, plus the pinned rows of the plain chat
+    (["--no-pinned-rows"], {}, False),
+    (["--no-pin"], {}, False),
+    ([], {"BENCH_PIN": "0"}, False),
+    (["--smoke"], {}, False),  # the smoke run stays short
+    (["--smoke", "--pinned-rows"], {}, True),
+    (["--smoke"], {"BENCH_PIN": "1"}, True),
+])
+def test_pinned_rows_are_on_by_default_and_can_be_left_out(monkeypatch, argv, env, pinned_rows):
+    for name in ("BENCH_PIN", "BENCH_SMOKE", "BENCH_SETUPS"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert Config.from_args(argv).pinned_rows is pinned_rows
+
+
+@needs_wrk
 def test_bench_smoke_runs_every_scenario_and_logs_every_request(tmp_path):
     out = tmp_path / "smoke.json"
     result = subprocess.run(
@@ -59,10 +79,19 @@ def test_bench_smoke_runs_every_scenario_and_logs_every_request(tmp_path):
     assert many["completed"] == many["streams"] == 20
     assert many["rss_peak_mb"] > 0
     assert rows["embedded/writer"]["rows"] == rows["embedded/writer"]["records"]
+    assert meta["pinned_rows"] is False and not any(rid.split("/")[1] == "plain_pinned" for rid in rows)
+    # Daphne killed under load: every answered request has exactly one row once a fresh daphne ran.
+    kill = rows["embedded/sigkill"]
+    assert kill["answered_200"] > 0
+    assert kill["exactly_once"] == kill["rows_found"] == kill["answered_200"]
+    assert kill["missing"] == 0 and kill["duplicates"] == 0
 
     targets = {t["target"] for t in data["targets"]}
     assert any("overhead c=1 P50" in t for t in targets)
+    assert any("overhead c=1 P99" in t for t in targets)
+    assert any("SIGKILL" in t for t in targets)
     assert all(t["result"] in ("PASS", "MISS", "n/a") for t in data["targets"])
     # The table printed at the end names every section.
-    for heading in ("Non-streamed", "Streamed", "Concurrent slow streams", "Log writer", "Targets"):
+    for heading in ("Non-streamed", "Streamed", "Concurrent slow streams", "SIGKILL of daphne", "Log writer",
+                    "Targets"):
         assert heading in result.stdout
