@@ -61,11 +61,18 @@ $(VENV)/.wrk: | $(PY)
 	command -v wrk >/dev/null 2>&1 || apt-get install -y wrk || (apt-get update && apt-get install -y wrk)
 	touch $@
 
-test: $(VENV)/.installed-dev $(VENV)/.browser $(VENV)/.wrk
+# Debian's tinyproxy: the forward proxy the upstream-network tests start (HTTPS_PROXY / HTTP_PROXY).
+$(VENV)/.tinyproxy: | $(PY)
+	command -v tinyproxy >/dev/null 2>&1 || apt-get install -y tinyproxy || (apt-get update && apt-get install -y tinyproxy)
+	touch $@
+
+test: $(VENV)/.installed-dev $(VENV)/.browser $(VENV)/.wrk $(VENV)/.tinyproxy
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # The overhead benchmark (issue #8, see docs/benchmark.md): a few minutes, both setups
 # (scaled needs PostgreSQL and Redis on 127.0.0.1); prints a table, writes bench/results/*.json.
+# Unpinned, as users run it (load, mock and daphne share the cores), plus pinned rows of the
+# plain chat (BENCH_ARGS=--no-pinned-rows or BENCH_PIN=0 leaves them out) and a SIGKILL run.
 # bench-smoke runs every scenario for a second, embedded only, to prove the harness works.
 .PHONY: bench bench-smoke
 WRK_INSTALL = command -v wrk >/dev/null 2>&1 || apt-get install -y wrk || (apt-get update && apt-get install -y wrk)

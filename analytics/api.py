@@ -216,7 +216,7 @@ class MetricsOut(Schema):
     errors: int
     error_rate: float = Field(description="errors / count: status 4xx, 5xx or no answer")
     cost_usd: float = Field(description="Sum over priced requests; see `unpriced`")
-    unpriced: int = Field(description="Successful requests whose model has no known price")
+    unpriced: int = Field(description="Successful requests with token usage whose model has no known price")
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int

@@ -12,14 +12,15 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 from decimal import Decimal
 from typing import Any
 
 from django.db.models import Aggregate, Count, F, FloatField, Q, QuerySet, Sum
 from django.db.models.fields.json import KT, KeyTextTransform
 from django.db.models.functions import TruncDay, TruncHour, TruncMinute
-from datetime import timezone as dt_timezone
 
+from .pricing import UNPRICED
 from .queries import FilterError, check_property_name, is_postgres
 
 # Status 0 means no answer reached the client; 4xx and 5xx are errors too.
@@ -77,7 +78,7 @@ def _base_aggregates() -> dict[str, Any]:
         "cache_hits": Count("created_at", filter=Q(cache_hit=True)),
         # A cache hit is stored with the cost the provider call would have had.
         "saved_usd": Sum("cost_usd", filter=Q(cache_hit=True)),
-        "unpriced": Count("created_at", filter=Q(cost_usd__isnull=True) & ~ERROR_Q),
+        "unpriced": Count("created_at", filter=UNPRICED & ~ERROR_Q),
     }
 
 

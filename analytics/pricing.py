@@ -1,7 +1,8 @@
 """Cost of a call in USD: operator overrides (ModelPrice) first, then genai-prices.
 
 genai-prices is used with its bundled data only; nothing is fetched at run time.
-A model with no price costs None ("unpriced"), never 0.
+A model with no price costs None ("unpriced"), never 0. Embeddings are priced by
+their input tokens (they report no output).
 """
 
 from __future__ import annotations
@@ -9,12 +10,16 @@ from __future__ import annotations
 from decimal import Decimal
 from functools import lru_cache
 
-from django.db.models import Count, Max
+from django.db.models import Count, Max, Q
 from genai_prices import Usage, calc_price
 
 from .models import ModelPrice
 
 MTOK = Decimal(1_000_000)
+
+# Unpriced: a call with token usage whose model has no price. Calls without usage (models.list,
+# Anthropic's count_tokens, files...) have nothing to price and are not unpriced.
+UNPRICED = Q(cost_usd__isnull=True) & (Q(prompt_tokens__isnull=False) | Q(completion_tokens__isnull=False))
 _overrides: dict[tuple[str, str], ModelPrice] = {}
 _overrides_version: tuple | None = None
 
@@ -72,7 +77,8 @@ def cost_usd(
     return _bundled_cost(provider, model, prompt, completion, cached, cache_write_tokens or 0)
 
 
-def _bundled_cost(provider: str, model: str, prompt: int, completion: int, cached: int, cache_write: int) -> Decimal | None:
+def _bundled_cost(provider: str, model: str, prompt: int, completion: int, cached: int,
+                  cache_write: int) -> Decimal | None:
     price = _bundled_price(provider, model)
     if price is None:
         return None

@@ -14,6 +14,7 @@ from django.db.models import Avg, Count, Q, QuerySet, Sum
 from django.utils import timezone
 
 from .models import RequestLog
+from .pricing import UNPRICED
 
 # Exact-match filters offered everywhere (API parameters and explorer fields).
 EXACT_FILTERS = ("user_id", "session_id", "model", "provider", "status", "cache_hit", "request_name",
@@ -108,6 +109,6 @@ class PromptUsage:
             RequestLog.objects.filter(org=org, prompt_id=slug)
             .values("prompt_version")
             .annotate(requests=Count("id"), cost=Sum("cost_usd"), latency=Avg("latency_ms"),
-                      unpriced=Count("id", filter=Q(cost_usd__isnull=True)))
+                      unpriced=Count("id", filter=UNPRICED))
         )
         return {row["prompt_version"]: row for row in rows}

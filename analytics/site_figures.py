@@ -15,7 +15,7 @@ from datetime import timezone as dt_timezone
 from decimal import Decimal
 
 from django.core.cache import cache
-from django.db.models import Count, Max, Q, Sum
+from django.db.models import Count, Max, Sum
 from django.utils import timezone
 
 from orgs.models import Organization
@@ -147,14 +147,13 @@ class Unpriced:
 def unpriced_models(days: int = 30) -> list[Unpriced]:
     """Models that answered with token counts in the last `days` but have no cost, and still
     have no price (an operator's ModelPrice or genai-prices' data), most used first."""
-    from .pricing import cost_usd, refresh_overrides
+    from .pricing import UNPRICED, cost_usd, refresh_overrides
 
     since = timezone.now() - timedelta(days=days)
     rows = (
         # cost_usd IS NULL within each org is a range of the (org, -cost_usd) index.
-        RequestLog.objects.filter(org_id__in=every_org(), cost_usd__isnull=True, created_at__gte=since)
+        RequestLog.objects.filter(UNPRICED, org_id__in=every_org(), created_at__gte=since)
         .exclude(model="")
-        .filter(Q(prompt_tokens__isnull=False) | Q(completion_tokens__isnull=False))
         .values("provider", "model")
         .annotate(requests=Count("id"), last_seen=Max("created_at"))
         .order_by("-requests")[:500]

@@ -221,12 +221,10 @@ def _text_of(content: Any) -> str:
             if isinstance(part, dict):
                 if isinstance(part.get("text"), str):
                     parts.append(part["text"])
+                elif isinstance(part.get("refusal"), str):
+                    parts.append(part["refusal"])
                 elif part.get("type") in ("image_url", "image", "input_image"):
                     parts.append("[image]")
-                elif part.get("type") == "tool_use":
-                    parts.append(f"[tool call {part.get('name', '')}] {json.dumps(part.get('input'))}")
-                elif part.get("type") == "tool_result":
-                    parts.append(f"[tool result] {_text_of(part.get('content'))}")
             elif isinstance(part, str):
                 parts.append(part)
         return "\n".join(parts)
@@ -235,40 +233,123 @@ def _text_of(content: Any) -> str:
     return json.dumps(content, indent=2)
 
 
-def conversation(request_json: Any, response_json: Any) -> list[dict[str, str]]:
-    """Chat messages (OpenAI or Anthropic shapes) followed by the answer, for the detail page."""
-    messages: list[dict[str, str]] = []
+def _arguments(value: Any) -> str:
+    """Tool-call arguments as shown: OpenAI's JSON string or Anthropic's object, pretty-printed."""
+    if isinstance(value, str):
+        parsed = _maybe_json(value.strip())
+        return json.dumps(parsed, indent=2, ensure_ascii=False) if parsed is not None else value
+    return json.dumps(value, indent=2, ensure_ascii=False)
+
+
+def _call(name: Any, arguments: Any, call_id: Any = None) -> dict[str, str]:
+    return {"name": str(name or ""), "arguments": _arguments(arguments), "id": str(call_id or "")}
+
+
+def _message(role: str, text: str = "", tool_calls: list | None = None, **extra: Any) -> dict[str, Any]:
+    return {"role": role, "text": text.strip(), "tool_calls": tool_calls or [], **extra}
+
+
+def _openai_calls(message: dict) -> list[dict[str, str]]:
+    calls = []
+    for call in message.get("tool_calls") or []:
+        if isinstance(call, dict):
+            function = call.get("function") if isinstance(call.get("function"), dict) else {}
+            calls.append(_call(function.get("name"), function.get("arguments", ""), call.get("id")))
+    if isinstance(message.get("function_call"), dict):  # the legacy single function call
+        calls.append(_call(message["function_call"].get("name"), message["function_call"].get("arguments", "")))
+    return calls
+
+
+def _anthropic_turn(role: str, content: Any, **extra: Any) -> list[dict[str, Any]]:
+    """One Anthropic message: its text and tool_use blocks, and each tool_result block as a turn of its own."""
+    if not isinstance(content, list):
+        return [_message(role, _text_of(content), **extra)]
+    calls, results = [], []
+    for block in content:
+        if not isinstance(block, dict):
+            continue
+        if block.get("type") in ("tool_use", "server_tool_use"):
+            calls.append(_call(block.get("name"), block.get("input", {}), block.get("id")))
+        elif block.get("type") == "tool_result":
+            results.append(_message("tool", _text_of(block.get("content")), is_error=bool(block.get("is_error")),
+                                    tool_call_id=str(block.get("tool_use_id", ""))))
+    text = _text_of([b for b in content if not (isinstance(b, dict) and b.get("type") == "tool_result")])
+    turns = results
+    if text or calls:
+        turns = [*results, _message(role, text, calls, **extra)]
+    return turns
+
+
+def _input_item(item: Any) -> list[dict[str, Any]]:
+    """A request message (chat or Anthropic) or a Responses API input item."""
+    if isinstance(item, str):
+        return [_message("user", item)]
+    if not isinstance(item, dict):
+        return []
+    kind = item.get("type")
+    if kind == "function_call":
+        return [_message("assistant", "", [_call(item.get("name"), item.get("arguments", ""), item.get("call_id"))])]
+    if kind == "function_call_output":
+        output = item.get("output")
+        return [_message("tool", output if isinstance(output, str) else _text_of(output),
+                         tool_call_id=str(item.get("call_id", "")))]
+    if kind not in (None, "message"):
+        return []  # reasoning and other items the model keeps for itself
+    role = str(item.get("role", "user"))
+    if role == "tool":
+        return [_message("tool", _text_of(item.get("content")), tool_call_id=str(item.get("tool_call_id", "")))]
+    content = item.get("content")
+    if isinstance(content, list) and any(isinstance(b, dict) and b.get("type") in ("tool_use", "tool_result")
+                                         for b in content):
+        return _anthropic_turn(role, content)
+    return [_message(role, _text_of(content), _openai_calls(item))]
+
+
+def _responses_output(output: list) -> dict[str, Any] | None:
+    """The Responses API's `output` items as one answer: message text, function calls."""
+    texts, calls = [], []
+    for item in output:
+        if not isinstance(item, dict):
+            continue
+        if item.get("type") == "message":
+            texts.append(_text_of(item.get("content")))
+        elif item.get("type") == "function_call":
+            calls.append(_call(item.get("name"), item.get("arguments", ""), item.get("call_id")))
+    if not texts and not calls:
+        return None
+    return _message("assistant", "\n".join(texts), calls, answer=True)
+
+
+def conversation(request_json: Any, response_json: Any) -> list[dict[str, Any]]:
+    """The messages of a chat request (OpenAI, Anthropic or Responses API shapes) followed by the
+    answer, with tool calls (name and arguments) and tool results, for the detail page."""
+    messages: list[dict[str, Any]] = []
     if isinstance(request_json, dict):
         if request_json.get("system"):
-            messages.append({"role": "system", "text": _text_of(request_json["system"])})
+            messages.append(_message("system", _text_of(request_json["system"])))
         if isinstance(request_json.get("instructions"), str):
-            messages.append({"role": "system", "text": request_json["instructions"]})
+            messages.append(_message("system", request_json["instructions"]))
         source = request_json.get("messages")
-        if source is None and isinstance(request_json.get("input"), (list, str)):
-            source = request_json["input"] if isinstance(request_json["input"], list) else [
-                {"role": "user", "content": request_json["input"]}]
-        for message in source or []:
-            if isinstance(message, dict):
-                text = _text_of(message.get("content"))
-                for call in message.get("tool_calls") or []:
-                    function = call.get("function", {}) if isinstance(call, dict) else {}
-                    text += f"\n[tool call {function.get('name', '')}] {function.get('arguments', '')}"
-                messages.append({"role": str(message.get("role", "user")), "text": text.strip()})
+        if source is None:
+            source = request_json.get("input")
+            if isinstance(source, str):
+                source = [source]
+        for item in source if isinstance(source, list) else ():
+            messages.extend(_input_item(item))
     if isinstance(response_json, dict):
         for choice in response_json.get("choices") or []:
             if isinstance(choice, dict) and isinstance(choice.get("message"), dict):
                 message = choice["message"]
-                text = _text_of(message.get("content"))
-                for call in message.get("tool_calls") or []:
-                    function = call.get("function", {}) if isinstance(call, dict) else {}
-                    text += f"\n[tool call {function.get('name', '')}] {function.get('arguments', '')}"
-                messages.append({"role": "assistant", "text": text.strip(), "answer": True})
+                messages.append(_message("assistant", _text_of(message.get("content")), _openai_calls(message),
+                                         answer=True))
             elif isinstance(choice, dict) and isinstance(choice.get("text"), str):
-                messages.append({"role": "assistant", "text": choice["text"], "answer": True})
+                messages.append(_message("assistant", choice["text"], answer=True))
         if response_json.get("type") == "message" and isinstance(response_json.get("content"), list):
-            messages.append({"role": "assistant", "text": _text_of(response_json["content"]), "answer": True})
-        if isinstance(response_json.get("output_text"), str):
-            messages.append({"role": "assistant", "text": response_json["output_text"], "answer": True})
+            messages.extend(_anthropic_turn("assistant", response_json["content"], answer=True))
+        if isinstance(response_json.get("output"), list):
+            answer = _responses_output(response_json["output"])
+            if answer is not None:
+                messages.append(answer)
     return messages
 
 

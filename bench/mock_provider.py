@@ -54,11 +54,39 @@ Controls (request headers, which a gateway passes through)
 ``X-Mock-Fail-Times: N``      with ``X-Mock-Key: K``: only the first N requests
                               carrying K get the status (default 500) or the
                               fault; later ones succeed.
+``X-Mock-End-Delay-Ms: N``    streams: wait N ms between the final event (``[DONE]``,
+                              ``message_stop``, ``response.completed``) and the end of
+                              the body, as real servers do (the fast path sends both at once).
+``X-Mock-Usage-Chunk: S``     the usage of a chat stream that asked for it (``stream_options``):
+                              ``openai`` (default: a last chunk with ``"choices": []``),
+                              ``litellm`` (a last chunk with ``[{"index": 0, "delta": {}}]``,
+                              as LiteLLM's proxy sends it) or ``finish`` (on the chunk with
+                              the ``finish_reason``, no chunk of its own).
 ``X-Mock-Fault: F``           ``reset`` (RST, no answer), ``hang`` (never answer),
                               ``garbage`` (bytes that are not HTTP), ``truncate``
-                              (half the chunks, then close without the end).
+                              (half the chunks, then close without the end),
+                              ``no-final-event`` (a stream without its final event,
+                              the body then ending cleanly).
 A body ``"model": "mock-fail-503"`` always fails with that status (for fallback
 tests, where the gateway changes the model). A bad control value is a 400.
+
+Tool calls
+----------
+A request offering function tools (chat ``tools``, Anthropic ``tools`` with an
+``input_schema``, Responses ``tools`` of type ``function``) is answered, as a model
+would, with a call of the first tool (or the one ``tool_choice`` names), unless
+``tool_choice`` is ``none`` or the conversation ends with a tool result (then the
+usual text answer follows). Arguments are built from the tool's JSON schema:
+``"mock <name>"`` for strings (the first value of an ``enum``), ``1`` for numbers,
+``true``, ``[]`` and ``{}`` for the rest. Streamed, the arguments arrive in ``N``
+fragments the way each provider sends them: OpenAI ``tool_calls`` deltas
+(``finish_reason: "tool_calls"``), Anthropic ``input_json_delta`` events in a
+``tool_use`` block (``stop_reason: "tool_use"``), Responses
+``response.function_call_arguments.delta`` events of a ``function_call`` item.
+Ids: ``call_mock_<n>``, ``toolu_mock_<n>``, ``fc_mock_<n>``.
+
+TLS: ``MockProvider(ssl_context=...)`` (or ``--certfile``/``--keyfile``) serves
+HTTPS; ``url`` then starts with ``https://``.
 
 Use
 ---
@@ -82,6 +110,7 @@ import itertools
 import json
 import signal
 import socket
+import ssl
 import struct
 import sys
 import threading
@@ -149,7 +178,7 @@ class _Reply:
     between content events and ``truncate`` can cut the content in half.
     """
 
-    __slots__ = ("status", "body", "headers", "pre", "content", "post", "chunk_delay")
+    __slots__ = ("status", "body", "headers", "pre", "content", "post", "chunk_delay", "end_delay")
 
     def __init__(self, status: int, body: str = "", headers: tuple = (), pre: list | None = None,
                  content: list | None = None, post: list | None = None, chunk_delay: float = 0.0):
@@ -160,6 +189,7 @@ class _Reply:
         self.content = content
         self.post = post
         self.chunk_delay = chunk_delay
+        self.end_delay = 0.0  # seconds between the last event and the end of the body
 
     def head(self, keep_alive: bool, chunked: bool) -> str:
         status = self.status
@@ -262,6 +292,87 @@ def _embedding(text: Any, dimensions: int) -> list[float]:
     return [(((seed >> ((4 * i) % 32)) + i) & 15) / 16 - 0.5 for i in range(dimensions)]
 
 
+# --------------------------------------------------------------------------- tool calls
+
+
+def _schema_arguments(schema: Any) -> dict:
+    """Arguments a model could give for a JSON schema's properties, deterministic per schema."""
+    properties = schema.get("properties") if isinstance(schema, dict) else None
+    if not isinstance(properties, dict):
+        return {}
+    arguments: dict[str, Any] = {}
+    for name, spec in properties.items():
+        spec = spec if isinstance(spec, dict) else {}
+        kind = spec.get("type")
+        if isinstance(spec.get("enum"), list) and spec["enum"]:
+            arguments[name] = spec["enum"][0]
+        elif kind in ("integer", "number"):
+            arguments[name] = 1
+        elif kind == "boolean":
+            arguments[name] = True
+        elif kind == "array":
+            arguments[name] = []
+        elif kind == "object":
+            arguments[name] = {}
+        else:
+            arguments[name] = f"mock {name}"
+    return arguments
+
+
+def _chosen_tool(tools: Any, choice: Any, describe) -> tuple[str, dict] | None:
+    """(name, arguments) of the tool a model would call, or None for a text answer.
+
+    ``describe(tool)`` gives a tool definition's (name, schema), or None for tools that are
+    not functions; ``choice`` is the request's tool_choice."""
+    if not isinstance(tools, list) or choice == "none" or (isinstance(choice, dict) and choice.get("type") == "none"):
+        return None
+    wanted = None
+    if isinstance(choice, dict):
+        wanted = choice.get("name") or (choice.get("function") or {}).get("name")
+    found = [d for d in map(describe, tools) if d is not None]
+    for name, schema in found:
+        if wanted is None or name == wanted:
+            return name, _schema_arguments(schema)
+    return None
+
+
+def _split(text: str, parts: int) -> list[str]:
+    """``text`` in ``parts`` consecutive pieces (at least one)."""
+    parts = max(1, min(parts, len(text) or 1))
+    size = -(-len(text) // parts) or 1
+    return [text[i:i + size] for i in range(0, len(text), size)] or [""]
+
+
+def _openai_tool(tool: Any) -> tuple[str, Any] | None:
+    function = tool.get("function") if isinstance(tool, dict) else None
+    if isinstance(function, dict) and isinstance(function.get("name"), str):
+        return function["name"], function.get("parameters")
+    return None
+
+
+def _anthropic_tool(tool: Any) -> tuple[str, Any] | None:
+    if isinstance(tool, dict) and isinstance(tool.get("name"), str) and "input_schema" in tool:
+        return tool["name"], tool["input_schema"]
+    return None
+
+
+def _responses_tool(tool: Any) -> tuple[str, Any] | None:
+    if isinstance(tool, dict) and tool.get("type") == "function" and isinstance(tool.get("name"), str):
+        return tool["name"], tool.get("parameters")
+    return None
+
+
+def _ends_with_tool_result(items: Any) -> bool:
+    """Whether a conversation's last turn hands a tool's result back (the model then answers in text)."""
+    if not isinstance(items, list) or not items or not isinstance(items[-1], dict):
+        return False
+    last = items[-1]
+    if last.get("role") == "tool" or last.get("type") == "function_call_output":
+        return True
+    content = last.get("content")
+    return isinstance(content, list) and any(isinstance(p, dict) and p.get("type") == "tool_result" for p in content)
+
+
 # The hot replies (chat completions and messages, plain and streamed) are filled-in templates:
 # %-formatting a string is about ten times cheaper than json-encoding the same dict, and
 # that difference is most of the per-request cost. The other endpoints encode dicts.
@@ -319,8 +430,10 @@ def _anthropic_usage(prompt: int, output: int, cached: int) -> str:
 
 _CONTROLS = frozenset({
     "x-mock-delay-ms", "x-mock-chunks", "x-mock-chunk-delay-ms", "x-mock-status", "x-mock-retry-after",
-    "x-mock-fail-times", "x-mock-key", "x-mock-fault", "x-mock-cached-tokens",
+    "x-mock-fail-times", "x-mock-key", "x-mock-fault", "x-mock-cached-tokens", "x-mock-end-delay-ms",
+    "x-mock-usage-chunk",
 })
+_USAGE_CHUNKS = ("openai", "litellm", "finish")
 
 
 class _Request:
@@ -578,6 +691,11 @@ class MockApp:
         ident = f"chatcmpl-mock-{next(self.ids)}"
         created = int(time.time())
         usage = _openai_usage(prompt, len(words), cached)
+        tool = None
+        if "tools" in data and not _ends_with_tool_result(data.get("messages")):
+            tool = _chosen_tool(data["tools"], data.get("tool_choice"), _openai_tool)
+        if tool is not None:
+            return self._chat_tool_call(req, data, model, ident, created, usage, tool, len(words), chunk_delay)
         if not data.get("stream"):
             return _Reply(200, _CHAT % (ident, created, _quote(model), _quote("".join(words)), usage))
         options = data.get("stream_options")
@@ -586,13 +704,56 @@ class MockApp:
         # As OpenAI does: with include_usage every chunk carries "usage":null, and one last
         # chunk with no choices carries the numbers; without it, no usage at all.
         chunk = "data: " + base + (',"usage":null' if include_usage else "")
-        post = [chunk + _CHUNK_STOP]
-        if include_usage:
-            post.append("data: " + base + ',"choices":[],"usage":' + usage + "}\n\n")
-        post.append("data: [DONE]\n\n")
         return _Reply(200, pre=[chunk + _CHUNK_ROLE],
                       content=[chunk + _CHUNK_CONTENT % _quote(word) for word in words],
-                      post=post, chunk_delay=chunk_delay)
+                      post=self._chat_post(req, base, chunk, include_usage, usage, _CHUNK_STOP),
+                      chunk_delay=chunk_delay)
+
+    @staticmethod
+    def _chat_post(req: _Request, base: str, chunk: str, include_usage: bool, usage: str, stop: str) -> list[str]:
+        """A chat stream's last events: the finish chunk, the usage (in the shape asked for), [DONE]."""
+        shape = "openai"
+        if include_usage and req.controls:
+            shape = req.headers.get("x-mock-usage-chunk", "openai").strip().lower()
+            if shape not in _USAGE_CHUNKS:
+                raise _BadRequest(f"unknown X-Mock-Usage-Chunk {shape!r} ({', '.join(_USAGE_CHUNKS)})")
+        if shape == "finish":
+            return ["data: " + base + ',"usage":' + usage + stop, "data: [DONE]\n\n"]
+        post = [chunk + stop]
+        if include_usage:
+            choices = '[{"index":0,"delta":{}}]' if shape == "litellm" else "[]"
+            post.append("data: " + base + ',"choices":' + choices + ',"usage":' + usage + "}\n\n")
+        post.append("data: [DONE]\n\n")
+        return post
+
+    def _chat_tool_call(self, req: _Request, data: dict, model: Any, ident: str, created: int, usage: str,
+                        tool: tuple[str, dict], fragments: int, chunk_delay: float) -> _Reply:
+        name, arguments = tool
+        call_id = f"call_mock_{next(self.ids)}"
+        text = _dumps(arguments)
+        if not data.get("stream"):
+            message = {"role": "assistant", "content": None, "refusal": None, "tool_calls": [
+                {"id": call_id, "type": "function", "function": {"name": name, "arguments": text}}]}
+            return _Reply(200, '{"id":"%s","object":"chat.completion","created":%d,"model":%s,'
+                               '"system_fingerprint":"%s","choices":[{"index":0,"message":%s,"logprobs":null,'
+                               '"finish_reason":"tool_calls"}],"usage":%s}'
+                          % (ident, created, _quote(model), SYSTEM_FINGERPRINT, _dumps(message), usage))
+        options = data.get("stream_options")
+        include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
+        base = _CHUNK_BASE % (ident, created, _quote(model))
+        chunk = "data: " + base + (',"usage":null' if include_usage else "")
+
+        def delta(value: dict) -> str:
+            return chunk + ',"choices":[{"index":0,"delta":%s,"logprobs":null,"finish_reason":null}]}\n\n' % (
+                _dumps(value))
+
+        first = delta({"role": "assistant", "content": None, "refusal": None, "tool_calls": [
+            {"index": 0, "id": call_id, "type": "function", "function": {"name": name, "arguments": ""}}]})
+        content = [delta({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]})
+                   for piece in _split(text, fragments)]
+        stop = ',"choices":[{"index":0,"delta":{},"logprobs":null,"finish_reason":"tool_calls"}]}\n\n'
+        return _Reply(200, pre=[first], content=content,
+                      post=self._chat_post(req, base, chunk, include_usage, usage, stop), chunk_delay=chunk_delay)
 
     def completions(self, req: _Request, data: dict, model: Any) -> _Reply:
         words, cached, chunk_delay = self._shape(req)
@@ -654,6 +815,13 @@ class MockApp:
                  "total_tokens": prompt + len(words)}
         part = {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
         item = {"id": item_id, "type": "message", "status": "completed", "role": "assistant", "content": [part]}
+        tool = None
+        if "tools" in data and not _ends_with_tool_result(data.get("input")):
+            tool = _chosen_tool(data["tools"], data.get("tool_choice"), _responses_tool)
+        if tool is not None:
+            item_id = f"fc_mock_{n}"
+            item = {"id": item_id, "type": "function_call", "status": "completed", "arguments": _dumps(tool[1]),
+                    "call_id": f"call_mock_{n}", "name": tool[0]}
         response = {
             "id": ident, "object": "response", "created_at": int(time.time()), "status": "completed",
             "error": None, "incomplete_details": None, "instructions": data.get("instructions"),
@@ -661,7 +829,8 @@ class MockApp:
             "parallel_tool_calls": True, "previous_response_id": data.get("previous_response_id"),
             "reasoning": {"effort": None, "summary": None}, "store": data.get("store", True),
             "temperature": data.get("temperature", 1.0), "text": {"format": {"type": "text"}},
-            "tool_choice": "auto", "tools": [], "top_p": data.get("top_p", 1.0), "truncation": "disabled",
+            "tool_choice": data.get("tool_choice", "auto"), "tools": data.get("tools") or [],
+            "top_p": data.get("top_p", 1.0), "truncation": "disabled",
             "usage": usage, "user": None, "metadata": data.get("metadata") or {},
         }
         if not data.get("stream"):
@@ -672,6 +841,22 @@ class MockApp:
             return _named_event(kind, {"type": kind, "sequence_number": next(seq), **fields})
 
         pending = {**response, "status": "in_progress", "output": [], "usage": None}
+        if tool is not None:
+            pre = [
+                event("response.created", response=pending),
+                event("response.in_progress", response=pending),
+                event("response.output_item.added", output_index=0,
+                      item={**item, "status": "in_progress", "arguments": ""}),
+            ]
+            where = {"item_id": item_id, "output_index": 0}
+            content = [event("response.function_call_arguments.delta", **where, delta=piece)
+                       for piece in _split(item["arguments"], len(words))]
+            post = [
+                event("response.function_call_arguments.done", **where, arguments=item["arguments"]),
+                event("response.output_item.done", output_index=0, item=item),
+                event("response.completed", response=response),
+            ]
+            return _Reply(200, pre=pre, content=content, post=post, chunk_delay=chunk_delay)
         where = {"item_id": item_id, "output_index": 0, "content_index": 0}
         pre = [
             event("response.created", response=pending),
@@ -706,6 +891,10 @@ class MockApp:
         words, cached, chunk_delay = self._shape(req)
         prompt = max(_message_words(data.get("messages")), 1)
         ident = f"msg_mock_{next(self.ids)}"
+        if "tools" in data and not _ends_with_tool_result(data.get("messages")):
+            tool = _chosen_tool(data["tools"], data.get("tool_choice"), _anthropic_tool)
+            if tool is not None:
+                return self._tool_use(data, model, ident, prompt, cached, tool, len(words), chunk_delay)
         if not data.get("stream"):
             usage = _anthropic_usage(prompt, len(words), cached)
             return _Reply(200, _MESSAGE % (ident, _quote(model), _quote("".join(words)), usage))
@@ -715,6 +904,26 @@ class MockApp:
         post = [_BLOCK_STOP, _MESSAGE_DELTA % len(words), _MESSAGE_STOP]
         return _Reply(200, pre=pre, content=[_BLOCK_DELTA % _quote(word) for word in words], post=post,
                       chunk_delay=chunk_delay)
+
+    def _tool_use(self, data: dict, model: Any, ident: str, prompt: int, cached: int, tool: tuple[str, dict],
+                  fragments: int, chunk_delay: float) -> _Reply:
+        name, arguments = tool
+        block = {"type": "tool_use", "id": f"toolu_mock_{next(self.ids)}", "name": name, "input": arguments}
+        if not data.get("stream"):
+            return _Reply(200, '{"id":"%s","type":"message","role":"assistant","model":%s,"content":[%s],'
+                               '"stop_reason":"tool_use","stop_sequence":null,"usage":%s}'
+                          % (ident, _quote(model), _dumps(block), _anthropic_usage(prompt, fragments, cached)))
+        start = {"type": "content_block_start", "index": 0, "content_block": {**block, "input": {}}}
+        pre = [_MESSAGE_START % (ident, _quote(model), _anthropic_usage(prompt, 1, cached)),
+               _named_event("content_block_start", start), _PING,
+               _named_event("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                                    "delta": {"type": "input_json_delta", "partial_json": ""}})]
+        content = [_named_event("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                                        "delta": {"type": "input_json_delta", "partial_json": piece}})
+                   for piece in _split(_dumps(arguments), fragments)]
+        stop = ('event: message_delta\ndata: {"type":"message_delta","delta":{"stop_reason":"tool_use",'
+                '"stop_sequence":null},"usage":{"output_tokens":%d}}\n\n' % fragments)
+        return _Reply(200, pre=pre, content=content, post=[_BLOCK_STOP, stop, _MESSAGE_STOP], chunk_delay=chunk_delay)
 
     def count_tokens(self, req: _Request, data: dict, model: Any) -> _Reply:
         return _json_reply({"input_tokens": max(_message_words(data.get("messages")), 1)})
@@ -875,11 +1084,16 @@ class _Connection(asyncio.Protocol):
                     self.transport.write(_GARBAGE)
                     self._close()
                     return
-                if fault != "truncate":
-                    raise _BadRequest(f"unknown X-Mock-Fault {fault!r} (reset, hang, garbage, truncate)")
-                truncate = True
+                if fault not in ("truncate", "no-final-event"):
+                    raise _BadRequest(f"unknown X-Mock-Fault {fault!r} (reset, hang, garbage, truncate, "
+                                      "no-final-event)")
+                truncate = fault == "truncate"
             reply = app.reply(req, failing)
             delay = _int_header(headers, "x-mock-delay-ms", 0)
+            if reply.pre is not None:
+                reply.end_delay = _int_header(headers, "x-mock-end-delay-ms", 0) / 1000
+                if fault == "no-final-event":
+                    reply.post = reply.post[:-1]
         except _BadRequest as exc:
             reply = app.error(req, 400, str(exc))
         except Exception as exc:
@@ -908,7 +1122,7 @@ class _Connection(asyncio.Protocol):
         else:
             if not self.http11:
                 keep_alive = self.keep_alive = False  # no chunked encoding: the end of the body is the close
-            if reply.chunk_delay > 0 or truncate:
+            if reply.chunk_delay > 0 or truncate or reply.end_delay > 0:
                 self.busy = True
                 self.task = asyncio.get_running_loop().create_task(self._stream(reply, truncate))
                 return False
@@ -926,7 +1140,8 @@ class _Connection(asyncio.Protocol):
         return True
 
     async def _stream(self, reply: _Reply, truncate: bool) -> None:
-        """Stream with pauses between content chunks, or cut it in half for the truncate fault."""
+        """Stream with pauses between content chunks or before the end of the body, or cut it in
+        half for the truncate fault."""
         try:
             frame = _frame if self.http11 else _raw
             content = reply.content
@@ -952,7 +1167,17 @@ class _Connection(asyncio.Protocol):
                 await asyncio.sleep(reply.chunk_delay)
                 if self.closed:
                     return
-            self.transport.write(("".join(map(frame, reply.post)) + ("0\r\n\r\n" if self.http11 else "")).encode())
+            end = "0\r\n\r\n" if self.http11 else ""
+            if reply.end_delay > 0:
+                # Real servers end the body a little after the last event: a client that stops
+                # reading at the final event hangs up in between.
+                self.transport.write("".join(map(frame, reply.post)).encode())
+                await asyncio.sleep(reply.end_delay)
+                if self.closed:
+                    return
+                self.transport.write(end.encode())
+            else:
+                self.transport.write(("".join(map(frame, reply.post)) + end).encode())
             self.task = None
             if not self.keep_alive:
                 self._close()
@@ -993,16 +1218,18 @@ def _new_loop() -> asyncio.AbstractEventLoop:
     return uvloop.new_event_loop()
 
 
-async def serve(app: MockApp, host: str = "127.0.0.1", port: int = 0,
-                reuse_port: bool = False) -> asyncio.AbstractServer:
-    """Start serving ``app`` on the running loop; the bound port is ``server.sockets[0].getsockname()[1]``."""
+async def serve(app: MockApp, host: str = "127.0.0.1", port: int = 0, reuse_port: bool = False,
+                ssl_context: ssl.SSLContext | None = None) -> asyncio.AbstractServer:
+    """Start serving ``app`` on the running loop (HTTPS with ``ssl_context``); the bound port is
+    ``server.sockets[0].getsockname()[1]``."""
     loop = asyncio.get_running_loop()
     return await loop.create_server(lambda: _Connection(app), host, port, backlog=2048,
-                                    reuse_port=reuse_port or None)
+                                    reuse_port=reuse_port or None, ssl=ssl_context)
 
 
-def _url(host: str, port: int) -> str:
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+def _url(host: str, port: int, tls: bool = False) -> str:
+    scheme = "https" if tls else "http"
+    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
 
 
 class MockProvider:
@@ -1012,9 +1239,11 @@ class MockProvider:
     base URL. Usable as a context manager.
     """
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, history: int = HISTORY):
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, history: int = HISTORY,
+                 ssl_context: ssl.SSLContext | None = None):
         self.host = host
         self.port = port
+        self.ssl_context = ssl_context
         self.app = MockApp(history)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -1022,7 +1251,7 @@ class MockProvider:
 
     @property
     def url(self) -> str:
-        return _url(self.host, self.port)
+        return _url(self.host, self.port, self.ssl_context is not None)
 
     def start(self) -> MockProvider:
         if self._thread is not None:
@@ -1032,7 +1261,7 @@ class MockProvider:
         self._thread.start()
         try:
             self._server = asyncio.run_coroutine_threadsafe(
-                serve(self.app, self.host, self.port), self._loop).result(timeout=10)
+                serve(self.app, self.host, self.port, ssl_context=self.ssl_context), self._loop).result(timeout=10)
         except BaseException:
             self.stop()  # e.g. the port is taken: leave no thread behind
             raise
@@ -1082,16 +1311,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=9000, help="0 picks a free port")
     parser.add_argument("--reuse-port", action="store_true",
                         help="SO_REUSEPORT, to run several processes on one port (each keeps its own record)")
+    parser.add_argument("--certfile", help="serve HTTPS with this certificate chain (PEM)")
+    parser.add_argument("--keyfile", help="the certificate's private key (PEM), when not in --certfile")
     args = parser.parse_args(argv)
 
+    context = None
+    if args.certfile:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(args.certfile, args.keyfile)
     loop = _new_loop()
     asyncio.set_event_loop(loop)
     app = MockApp()
-    server = loop.run_until_complete(serve(app, args.host, args.port, args.reuse_port))
+    server = loop.run_until_complete(serve(app, args.host, args.port, args.reuse_port, context))
     port = server.sockets[0].getsockname()[1]
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, loop.stop)
-    print(f"listening on {_url(args.host, port)}", flush=True)
+    print(f"listening on {_url(args.host, port, context is not None)}", flush=True)
     try:
         loop.run_forever()
     finally:

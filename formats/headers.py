@@ -11,6 +11,7 @@ import math
 import re
 import uuid
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 PROPERTY_PREFIX = "helicone-property-"
@@ -31,7 +32,10 @@ _MAX_AGE = re.compile(r"(?:^|[,\s])(s-maxage|max-age)\s*=\s*\"?(\d+)\"?", re.IGN
 # Rate limits
 MAX_POLICIES = 10
 RATE_UNITS = ("request", "token", "cents")
-_POLICY_QUOTA = re.compile(r"^\d{1,15}$")
+# Whole numbers for every unit; u=cents also takes up to six decimals (a millionth of a cent,
+# the unit its counters count in, so a fractional budget is enforced exactly).
+_POLICY_QUOTA = re.compile(r"^(\d{1,15})(?:\.(\d{1,6}))?$")
+CENTS_DECIMALS = 6
 # Retries and fallbacks
 RETRY_MAX_NUM = 10
 MAX_FALLBACKS = 10
@@ -52,10 +56,11 @@ class RatePolicy:
     """One `QUOTA;w=WINDOW[;u=UNIT][;s=SEGMENT]` policy.
 
     `segment` is "" (the whole org), "user", or a custom property name as stored
-    in `GatewayOptions.properties` (e.g. "Feature").
+    in `GatewayOptions.properties` (e.g. "Feature"). `quota` is an int, or for
+    `u=cents` a Decimal when it has a fraction (`0.5;w=60;u=cents`).
     """
 
-    quota: int
+    quota: int | Decimal
     window: int  # seconds
     unit: str = "request"
     segment: str = ""
@@ -63,8 +68,13 @@ class RatePolicy:
     @property
     def text(self) -> str:
         """Canonical form, for `Helicone-RateLimit-Policy` on responses."""
-        text = f"{self.quota};w={self.window};u={self.unit}"
+        text = f"{quota_text(self.quota)};w={self.window};u={self.unit}"
         return text + (f";s={self.segment}" if self.segment else "")
+
+
+def quota_text(quota: int | Decimal) -> str:
+    """A quota as people write it: `3`, `0.5`, `0.125` (never `5E-1` or `0.50`)."""
+    return str(quota) if isinstance(quota, int) else format(quota, "f")
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +172,9 @@ def parse_options(headers: dict[str, str]) -> GatewayOptions:
     """Build the options from lower-cased request headers.
 
     Only `helicone-*` names are looked at; unknown Helicone headers are ignored
-    (a newer SDK may send ones we do not know yet).
+    (a newer SDK may send ones we do not know yet). An optional header sent empty
+    (or only spaces) counts as not sent, as at Helicone, whose SDKs and wrappers
+    send `""` for a setting left unset; a property keeps its empty value.
     """
     opts = GatewayOptions()
     pending: _Pending | None = None
@@ -177,6 +189,8 @@ def parse_options(headers: dict[str, str]) -> GatewayOptions:
             if len(opts.properties) >= MAX_PROPERTIES:
                 raise HeaderError(display, f"at most {MAX_PROPERTIES} properties per request")
             opts.properties[_property_key(prop)] = _text(display, value)
+            continue
+        if not value.strip(" \t"):
             continue
         handler = _HANDLERS.get(name)
         if handler is not None:
@@ -393,10 +407,19 @@ def policy_text(text: str) -> str:
     return ", ".join(policy.text for policy in policies)
 
 
+_QUOTA_MESSAGE = ("the quota must be a positive whole number, or for u=cents a number with up to "
+                  f"{CENTS_DECIMALS} decimals (QUOTA;w=WINDOW_SECONDS)")
+
+
 def _parse_policy(raw: str, header: str) -> RatePolicy:
-    quota, *params = [part.strip() for part in raw.split(";")]
-    if not _POLICY_QUOTA.match(quota) or int(quota) < 1:
-        raise HeaderError(header, f"{raw!r}: the quota must be a positive integer (QUOTA;w=WINDOW_SECONDS)")
+    quota_raw, *params = [part.strip() for part in raw.split(";")]
+    match = _POLICY_QUOTA.match(quota_raw)
+    if not match:
+        raise HeaderError(header, f"{raw!r}: {_QUOTA_MESSAGE}")
+    whole, fraction = match.group(1), (match.group(2) or "").rstrip("0")
+    quota: int | Decimal = Decimal(f"{whole}.{fraction}") if fraction else int(whole)
+    if quota <= 0:
+        raise HeaderError(header, f"{raw!r}: {_QUOTA_MESSAGE}")
     values: dict[str, str] = {}
     for param in params:
         name, sep, value = param.partition("=")
@@ -417,13 +440,15 @@ def _parse_policy(raw: str, header: str) -> RatePolicy:
         segment, unit = ("user" if unit == "user" else ""), "request"
     if unit not in RATE_UNITS:
         raise HeaderError(header, f"{raw!r}: u= must be request, token or cents (or the shorthands user, org)")
+    if isinstance(quota, Decimal) and unit != "cents":
+        raise HeaderError(header, f"{raw!r}: a u={unit} quota is a whole number (fractions only with u=cents)")
     if segment.lower() == "user":
         segment = "user"
     elif segment:
         if not _PROPERTY_NAME.match(segment):
             raise HeaderError(header, f"{raw!r}: s= must be user or a property name")
         segment = _property_key(segment.lower())
-    return RatePolicy(int(quota), int(window), unit, segment)
+    return RatePolicy(quota, int(window), unit, segment)
 
 
 def _retry_options(raw: dict[str, str]) -> RetryOptions:

@@ -54,3 +54,4 @@ class Exchange:
     retries: int = 0
     fallback_index: int | None = None
     fallback_model: str = ""
+    logged: bool = False  # its record is in the journal and the queue

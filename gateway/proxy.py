@@ -22,6 +22,7 @@ from django.conf import settings
 from analytics.logqueue import enqueue
 from formats.headers import HeaderError, parse_options
 from formats.usage import StreamTee, Usage, usage_from_body
+from orgs.models import KEY_PREFIX
 
 from . import cache, ratelimit, retry
 from .auth import AuthUnavailable, authenticate
@@ -49,6 +50,9 @@ _SECRET_HEADERS = frozenset(
 _USAGE_ON_REQUEST = frozenset(
     {"openai", "azure", "deepseek", "together", "fireworks", "xai", "openrouter", "groq", "gemini"}
 )
+# Provider credentials a key of this gateway must never travel in (names as users write them).
+_CREDENTIAL_HEADERS = {"authorization": "Authorization", "x-api-key": "x-api-key", "api-key": "api-key",
+                       "x-goog-api-key": "x-goog-api-key"}
 _JSON_ERROR = [(b"content-type", b"application/json")]
 _CACHE_MISS = ((b"helicone-cache", b"MISS"), (b"helicone-cache-hit", b"false"))
 
@@ -90,14 +94,15 @@ async def _respond_error(send, ex: Exchange, status: int, message: str, error_ty
     await send({
         "type": "http.response.start",
         "status": status,
-        "headers": [*_JSON_ERROR, (b"content-length", str(len(body)).encode()), (b"helicone-id", ex.id.encode()),
+        "headers": [*_JSON_ERROR, (b"content-length", str(len(body)).encode()), *_id_headers(ex),
                     *ex.extra_headers, *_fallback_header(ex), *extra],
     })
-    await send({"type": "http.response.body", "body": body})
     ex.complete = True
     ex.status = status
     ex.error = message
     ex.response_body = body.decode()
+    _log(ex)
+    await send({"type": "http.response.body", "body": body})
 
 
 async def _read_body(receive, ex: Exchange) -> bytes:
@@ -135,7 +140,27 @@ async def handle(scope, receive, send, prefix: str) -> None:
                         bool(ex.cache_key) and ex.opts.cache_read, ex.cache_hit)
 
 
+def _gateway_key_header(headers: dict[str, str]) -> str | None:
+    """The provider credential header that holds a key of this gateway, if any."""
+    for name, shown in _CREDENTIAL_HEADERS.items():
+        value = headers.get(name)
+        if value and KEY_PREFIX in value:
+            return shown
+    return None
+
+
+def _gateway_key_message(header: str) -> str:
+    return (f"The {header} header holds a key of this gateway ({KEY_PREFIX}…), which is never sent to a "
+            f"provider: send it as 'Helicone-Auth: Bearer <key>' and the provider's own key in {header}")
+
+
 async def _handle(scope, receive, send, prefix: str, ex: Exchange) -> None:
+    # 0. A gateway key where the provider's key belongs (an SDK given the wrong key, Helicone's
+    # logging helper pointed at a proxy path) would be handed to the provider: refused first.
+    misplaced = _gateway_key_header(ex.headers)
+    if misplaced is not None:
+        return await _respond_error(send, ex, 400, _gateway_key_message(misplaced), "helicone_request_error")
+
     # 1. Authenticate: nothing is logged or forwarded for an unknown caller.
     auth = ex.headers.get("helicone-auth", "")
     scheme, _, token = auth.strip().partition(" ")
@@ -237,17 +262,26 @@ async def _handle(scope, receive, send, prefix: str, ex: Exchange) -> None:
 
         # 4. Forward.
         await _forward(send, receive, ex, strip_usage)
-    except ClientGone:
-        ex.cancelled = True
-        ex.error = ex.error or "client disconnected"
-    except asyncio.CancelledError:
-        ex.cancelled = True
-        ex.error = ex.error or "client disconnected"
+    except (ClientGone, asyncio.CancelledError):
+        # A client that leaves after it was sent a stream's final event (the OpenAI SDK closes
+        # at `data: [DONE]`) had the whole answer: that stream is complete, not cancelled.
+        if not ex.complete:
+            ex.cancelled = True
+            ex.error = ex.error or "client disconnected"
     finally:
         if ex.watcher is not None:
             ex.watcher.cancel()
         if (ex.rate_charges or ex.cache_key) and ex.complete and not ex.cancelled and not ex.cache_hit:
             _after_response(ex)
+        _log(ex)
+
+
+def _log(ex: Exchange) -> None:
+    """Hand the request's log record over, once. Every answer calls it before its last byte is
+    sent: the record is then in the journal on disk, so a process killed right after answering
+    loses no log (issue #16). A caller refused before authentication has no org and no log."""
+    if not ex.logged and ex.org_id is not None:
+        ex.logged = True
         enqueue(_record(ex))
 
 
@@ -284,24 +318,31 @@ async def _serve_cached(send, ex: Exchange, hit: cache.CachedResponse) -> None:
     ex.response_type = hit.response_type
     ex.usage = Usage(*hit.usage)
     ex.model = hit.model
-    headers = [*hit.headers, (b"helicone-id", ex.id.encode()), *ex.extra_headers,
+    headers = [*hit.headers, *_id_headers(ex), *ex.extra_headers,
                (b"helicone-cache", b"HIT"), (b"helicone-cache-hit", b"true"),
                (b"helicone-cache-bucket-idx", str(hit.bucket_index).encode())]
     if hit.chunks is None:
         headers.append((b"content-length", str(len(hit.body)).encode()))
         await send({"type": "http.response.start", "status": hit.status, "headers": headers})
-        await send({"type": "http.response.body", "body": hit.body})
         ex.response_body = hit.body
+        ex.complete = True
+        _log(ex)
+        await send({"type": "http.response.body", "body": hit.body})
     else:
         ex.streamed = True
+        ex.response_body = hit.log_body
         await send({"type": "http.response.start", "status": hit.status, "headers": headers})
-        for chunk in hit.chunks:
+        last = len(hit.chunks) - 1
+        for index, chunk in enumerate(hit.chunks):
             if ex.ttft_ms is None:
                 ex.ttft_ms = (time.perf_counter() - ex.started) * 1000
+            if index == last:  # it carries the final event
+                ex.complete = True
+                _log(ex)
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        ex.complete = True
+        _log(ex)
         await send({"type": "http.response.body", "body": b"", "more_body": False})
-        ex.response_body = hit.log_body
-    ex.complete = True
 
 
 async def _check_fallbacks(ex: Exchange) -> None:
@@ -312,11 +353,16 @@ async def _check_fallbacks(ex: Exchange) -> None:
             raise HeaderError(header, "body overrides need a JSON object request body")
         if fallback.target_url:
             await check_target(fallback.target_url, header)
+        for name, value in fallback.headers:
+            shown = _CREDENTIAL_HEADERS.get(name.lower())
+            if shown and KEY_PREFIX in value:
+                raise HeaderError(header, _gateway_key_message(shown))
 
 
 def _stored_headers(headers: dict[str, str]) -> dict[str, str]:
     """The request headers as logged: credentials replaced, including those inside Helicone-Fallbacks."""
-    stored = {k: ("[redacted]" if k in _SECRET_HEADERS else v) for k, v in headers.items()}
+    # `X_Api_Key` too: a server that reads `_` as `-` (CGI/WSGI style) takes it for the key.
+    stored = {k: ("[redacted]" if k.replace("_", "-") in _SECRET_HEADERS else v) for k, v in headers.items()}
     if "helicone-fallbacks" in stored:
         stored["helicone-fallbacks"] = _redact_fallbacks(stored["helicone-fallbacks"])
     return stored
@@ -386,7 +432,7 @@ def _prepare_body(ex: Exchange) -> bool:
     return False
 
 
-def _watch_disconnect(receive, ex: Exchange) -> asyncio.Task:
+def _watch_disconnect(receive, ex: Exchange, response: UpstreamResponse) -> asyncio.Task:
     task = asyncio.current_task()
 
     async def watch() -> None:
@@ -395,6 +441,9 @@ def _watch_disconnect(receive, ex: Exchange) -> asyncio.Task:
             if message["type"] == "http.disconnect":
                 if not ex.complete:
                     ex.cancelled = True
+                # Stop reading: before the final event the client left (cancelled); after it
+                # only the end of the upstream body is missing, which may come much later.
+                if not (ex.complete and response.complete):
                     task.cancel()
                 return
 
@@ -403,7 +452,7 @@ def _watch_disconnect(receive, ex: Exchange) -> asyncio.Task:
 
 def _forward_headers(ex: Exchange) -> list[tuple[str, str]]:
     out = [(name, value) for name, value in ex.headers.items()
-           if name not in _REQUEST_DROP and not name.startswith("helicone-")]
+           if name not in _REQUEST_DROP and not name.startswith(("helicone-", "helicone_"))]
     out.append(("accept-encoding", "identity"))
     out.append(("connection", "keep-alive"))
     return out
@@ -416,8 +465,14 @@ def _fallback_header(ex: Exchange) -> list[tuple[bytes, bytes]]:
     return [(b"helicone-fallback-index", str(ex.fallback_index).encode())]
 
 
+def _id_headers(ex: Exchange) -> tuple[tuple[bytes, bytes], tuple[bytes, bytes]]:
+    # Helicone's gateway names the id Helicone-Request-Id, ours Helicone-Id: both, same value.
+    value = ex.id.encode()
+    return (b"helicone-id", value), (b"helicone-request-id", value)
+
+
 def _response_extras(ex: Exchange) -> list[tuple[bytes, bytes]]:
-    return [(b"helicone-id", ex.id.encode()), *ex.extra_headers, *_fallback_header(ex)]
+    return [*_id_headers(ex), *ex.extra_headers, *_fallback_header(ex)]
 
 
 async def _forward(send, receive, ex: Exchange, strip_usage: bool) -> None:
@@ -438,7 +493,7 @@ async def _forward(send, receive, ex: Exchange, strip_usage: bool) -> None:
         if ex.response_type.startswith("text/event-stream"):
             # Streams can run for minutes: a watcher turns a client disconnect into a
             # cancellation of this task (plain responses finish on their own).
-            ex.watcher = _watch_disconnect(receive, ex)
+            ex.watcher = _watch_disconnect(receive, ex, response)
             await _forward_stream(send, ex, response, headers, strip_usage)
         else:
             await _forward_plain(send, ex, response, headers)
@@ -459,8 +514,6 @@ async def _forward_plain(send, ex: Exchange, response: UpstreamResponse, headers
         return await _respond_error(send, ex, 502, f"Upstream response broken: {exc}", "helicone_upstream_error")
     headers.append((b"content-length", str(len(data)).encode()))
     await send({"type": "http.response.start", "status": response.status, "headers": headers})
-    await send({"type": "http.response.body", "body": data})
-    ex.complete = True
     ex.response_body = data
     if response.status >= 400:
         ex.error = data[:2000].decode("utf-8", "replace")
@@ -468,10 +521,13 @@ async def _forward_plain(send, ex: Exchange, response: UpstreamResponse, headers
         try:
             body = loads(data)
         except ValueError:
-            return
+            body = None
         ex.usage = usage_from_body(body)
         if isinstance(body, dict) and isinstance(body.get("model"), str):
             ex.model = body["model"]
+    ex.complete = True
+    _log(ex)
+    await send({"type": "http.response.body", "body": data})
 
 
 async def _forward_stream(send, ex: Exchange, response: UpstreamResponse, headers, strip_usage: bool) -> None:
@@ -485,6 +541,11 @@ async def _forward_stream(send, ex: Exchange, response: UpstreamResponse, header
             if ex.ttft_ms is None:
                 ex.ttft_ms = (time.perf_counter() - ex.started) * 1000
             out = tee.feed(chunk)
+            if tee.saw_end and not ex.logged:
+                # This chunk carries the final event: the record is complete, log it first.
+                _take_stream(ex, tee)
+                ex.complete = True
+                _log(ex)
             if out:
                 await send({"type": "http.response.body", "body": out, "more_body": True})
                 if kept is not None:
@@ -492,21 +553,36 @@ async def _forward_stream(send, ex: Exchange, response: UpstreamResponse, header
                     kept_size += len(out)
                     if kept_size > settings.GATEWAY_CACHE_MAX_ENTRY_BYTES:
                         kept = ex.stream_out = None
+            if tee.saw_end:
+                # The client was sent the final event: complete, whenever the body ends
+                # and whether or not the client waits for that.
+                ex.complete = True
     except UpstreamTimeout:
-        ex.error = "upstream stream timed out"
+        if not ex.complete:
+            ex.error = "upstream stream timed out"
     except UpstreamError as exc:
-        ex.error = f"upstream stream broken: {exc}"
+        if not ex.complete:
+            ex.error = f"upstream stream broken: {exc}"
     finally:
-        ex.usage = tee.usage
-        ex.model = tee.model
-        ex.response_body = tee.response_body()
-    if not ex.error and not tee.saw_end and response.status < 400:
+        if not ex.logged:
+            _take_stream(ex, tee)
+    if not ex.error and not tee.saw_end and tee.recognized and response.status < 400:
         ex.error = "upstream stream ended before its final event"
     rest = tee.finish()
     if rest and kept is not None:
         kept.append(rest)
-    await send({"type": "http.response.body", "body": rest, "more_body": False})
     ex.complete = True
+    _log(ex)
+    await send({"type": "http.response.body", "body": rest, "more_body": False})
+
+
+def _take_stream(ex: Exchange, tee: StreamTee) -> None:
+    """What the stream's parser rebuilt, for the log."""
+    ex.usage = tee.usage
+    ex.model = tee.model
+    ex.response_body = tee.response_body()
+    if tee.error:
+        ex.error = ex.error or f"upstream stream error: {tee.error}"
 
 
 def _body_text(data: Any, content_type: str) -> str:

@@ -16,6 +16,14 @@ Token and cents policies are checked before the request (refused once the
 window's budget is spent) and charged after the response with the real usage
 and cost, in one more fire-and-forget call.
 
+Every counter holds an integer: requests, tokens, or for `u=cents` millionths of
+a cent (micro-cents). A fractional budget (`0.125;w=3600;u=cents` is 125,000
+micro-cents) is then compared and added to exactly, in Redis (INCRBY, integers
+that Lua's doubles hold exactly up to 2^53, ~$90M a window) as in memory; floats
+(INCRBYFLOAT) would drift with every charge and refuse or allow a request at
+the budget's edge by rounding luck. A charge is rounded to the nearest
+micro-cent ($0.00000001).
+
 The org's plan limit (Organization.monthly_request_limit) is a counter per org
 and calendar month (UTC), kept the same way (Redis or process memory) and
 seeded from the month's request logs the first time a process (or a flushed
@@ -31,22 +39,25 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from datetime import timezone as dt_timezone
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, NamedTuple
 
 from django.conf import settings
 
-from formats.headers import RatePolicy
+from formats.headers import CENTS_DECIMALS, RatePolicy, quota_text
 
 log = logging.getLogger(__name__)
 
 STATUS_HEADER = b"helicone-ratelimit-status"
+MICRO_CENTS = 10**CENTS_DECIMALS  # a cents counter's units per cent
 # After Redis failed, requests skip it for this long instead of each waiting for a timeout.
 _REDIS_BACKOFF_SECONDS = 1.0
 
-# KEYS: one counter per policy. ARGV: quota, window in ms, cost (1 for request
-# units; 0 for token and cents units, which are charged after the response).
+# KEYS: one counter per policy. ARGV: quota (in counter units), window in ms, cost (1 for
+# request units; 0 for token and cents units, which are charged after the response).
 # Refuses if any policy is over its quota; otherwise counts each distinct key once.
-# Returns {blocked policy index or 0, used_1, ttl_ms_1, used_2, ttl_ms_2, ...}.
+# Returns {blocked policy index or 0, used_1, ttl_ms_1, used_2, ttl_ms_2, ...}; every
+# counter is an integer, returned as an integer reply.
 _CHECK = """
 local n = #KEYS
 local used, ttl = {}, {}
@@ -72,16 +83,16 @@ for i = 1, n do
     used[i] = used[i] + cost
   end
   if ttl[i] < 0 then ttl[i] = window end
-  out[#out+1] = tostring(used[i])
+  out[#out+1] = used[i]
   out[#out+1] = ttl[i]
 end
 return out
 """
 
-# KEYS: counters to charge. ARGV: amount, window in ms per key.
+# KEYS: counters to charge. ARGV: amount (an integer in counter units), window in ms per key.
 _CHARGE = """
 for i = 1, #KEYS do
-  redis.call('INCRBYFLOAT', KEYS[i], ARGV[2*i-1])
+  redis.call('INCRBY', KEYS[i], ARGV[2*i-1])
   if redis.call('PTTL', KEYS[i]) < 0 then redis.call('PEXPIRE', KEYS[i], ARGV[2*i]) end
 end
 return #KEYS
@@ -108,16 +119,38 @@ class RateLimitUnavailable(Exception):
     """Redis could not be asked."""
 
 
+def counter_quota(policy: RatePolicy) -> int:
+    """The quota in the units its counter counts: micro-cents for u=cents."""
+    return int(policy.quota * MICRO_CENTS) if policy.unit == "cents" else int(policy.quota)
+
+
+def micro_cents(cents: float | Decimal) -> int:
+    """A cost in cents as the integer a cents counter is charged, to the nearest micro-cent."""
+    return int((Decimal(cents) * MICRO_CENTS).to_integral_value(ROUND_HALF_UP))
+
+
+def _units_text(policy: RatePolicy, amount: int) -> str:
+    if policy.unit != "cents":
+        return str(amount)
+    return format(Decimal(amount).scaleb(-CENTS_DECIMALS).normalize(), "f")  # 820000 -> "0.82", 10**8 -> "100"
+
+
 @dataclass(slots=True)
 class Counted:
     policy: RatePolicy
     key: str
-    used: float
+    used: int  # in counter units (requests, tokens, micro-cents)
     reset_ms: int
 
     @property
     def remaining(self) -> int:
-        return max(0, math.floor(self.policy.quota - self.used))
+        """What is left, in counter units."""
+        return max(0, counter_quota(self.policy) - self.used)
+
+    @property
+    def remaining_text(self) -> str:
+        """What is left as the policy's unit reads: requests, tokens, or cents with their fraction."""
+        return _units_text(self.policy, self.remaining)
 
 
 @dataclass(slots=True)
@@ -135,8 +168,8 @@ class Decision:
             return []
         reset = str(max(1, math.ceil(shown.reset_ms / 1000))).encode()
         headers = [
-            (b"helicone-ratelimit-limit", str(shown.policy.quota).encode()),
-            (b"helicone-ratelimit-remaining", str(0 if self.blocked else shown.remaining).encode()),
+            (b"helicone-ratelimit-limit", quota_text(shown.policy.quota).encode()),
+            (b"helicone-ratelimit-remaining", b"0" if self.blocked else shown.remaining_text.encode()),
             (b"helicone-ratelimit-policy", shown.policy.text.encode()),
             (b"helicone-ratelimit-reset", reset),
         ]
@@ -150,12 +183,17 @@ class Decision:
 
 
 def _tightest(counted: list[Counted]) -> Counted | None:
-    return min(counted, key=lambda c: c.remaining / c.policy.quota, default=None)
+    return min(counted, key=lambda c: c.remaining / counter_quota(c.policy), default=None)
+
+
+# Cents counters count micro-cents under a name of their own: a counter left by an older
+# version (cents as a float, from INCRBYFLOAT) is never read as micro-cents, nor INCRBY'd.
+_COUNTER_UNIT = {"request": "request", "token": "token", "cents": "ucents"}
 
 
 def _key(org_id: int, source: str, policy: RatePolicy, segment_value: str) -> str:
     # The org in a hash tag keeps every key of a request in one Redis Cluster slot.
-    return f"hc:rl:{{{org_id}}}:{source}:{policy.unit}:{policy.window}:{policy.segment}:{segment_value}"
+    return f"hc:rl:{{{org_id}}}:{source}:{_COUNTER_UNIT[policy.unit]}:{policy.window}:{policy.segment}:{segment_value}"
 
 
 def _segment_value(policy: RatePolicy, user_id: str, properties: dict[str, str]) -> str:
@@ -185,9 +223,10 @@ async def check(org_id: int, header_policies: tuple[RatePolicy, ...], org_polici
                     blocked=counted[blocked_index - 1] if blocked_index else None)
 
 
-def charge(counted: list[Counted], tokens: int, cents: float) -> None:
+def charge(counted: list[Counted], tokens: int, cents: float | Decimal) -> None:
     """Charge token and cents policies after the response; never waits."""
-    charges = [(c.key, tokens if c.policy.unit == "token" else cents, c.policy.window * 1000) for c in counted]
+    amount = {"token": int(tokens), "cents": micro_cents(cents) if cents else 0}
+    charges = [(c.key, amount[c.policy.unit], c.policy.window * 1000) for c in counted]
     charges = [item for item in charges if item[1] > 0]
     if not charges:
         return
@@ -290,18 +329,18 @@ async def _redis_check(wanted: list[tuple[RatePolicy, str]]) -> tuple[int, list[
     check_script = _redis.scripts().check
     args: list = []
     for policy, _key_ in wanted:
-        args += [policy.quota, policy.window * 1000, 1 if policy.unit == "request" else 0]
+        args += [counter_quota(policy), policy.window * 1000, 1 if policy.unit == "request" else 0]
     reply = await _run(check_script, [key for _policy, key in wanted], args)
-    counted = [Counted(policy, key, float(reply[1 + 2 * i]), int(reply[2 + 2 * i]))
+    counted = [Counted(policy, key, int(reply[1 + 2 * i]), int(reply[2 + 2 * i]))
                for i, (policy, key) in enumerate(wanted)]
     return int(reply[0]), counted
 
 
-async def _redis_charge(charges: list[tuple[str, float, int]]) -> None:
+async def _redis_charge(charges: list[tuple[str, int, int]]) -> None:
     charge_script = _redis.scripts().charge
     args: list = []
     for _key_, amount, window_ms in charges:
-        args += [repr(float(amount)), window_ms]
+        args += [amount, window_ms]
     try:
         await _run(charge_script, [key for key, _a, _w in charges], args)
     except RateLimitUnavailable:
@@ -317,9 +356,9 @@ class _MemoryCounters:
     MAX_KEYS = 100_000
 
     def __init__(self):
-        self.counters: dict[str, list[float]] = {}  # key -> [used, expires_at (monotonic)]
+        self.counters: dict[str, list] = {}  # key -> [used (int, counter units), expires_at (monotonic)]
 
-    def _get(self, key: str, now: float) -> list[float] | None:
+    def _get(self, key: str, now: float) -> list | None:
         entry = self.counters.get(key)
         if entry is not None and entry[1] <= now:
             del self.counters[key]
@@ -332,9 +371,10 @@ class _MemoryCounters:
         entries = []
         for index, (policy, key) in enumerate(wanted, 1):
             entry = self._get(key, now)
-            used = entry[0] if entry else 0.0
+            used = entry[0] if entry else 0
             cost = 1 if policy.unit == "request" else 0
-            if not blocked and ((cost and used + cost > policy.quota) or (not cost and used >= policy.quota)):
+            quota = counter_quota(policy)
+            if not blocked and ((cost and used + cost > quota) or (not cost and used >= quota)):
                 blocked = index
             entries.append(entry)
         counted = []
@@ -344,23 +384,23 @@ class _MemoryCounters:
                 if key not in done:
                     done.add(key)
                     if entry is None:
-                        entry = self.counters[key] = [0.0, now + policy.window]
+                        entry = self.counters[key] = [0, now + policy.window]
                     entry[0] += 1
                 else:
                     entry = self.counters[key]
-            used = entry[0] if entry else 0.0
+            used = entry[0] if entry else 0
             reset_ms = int(((entry[1] if entry else now + policy.window) - now) * 1000)
             counted.append(Counted(policy, key, used, reset_ms))
         if len(self.counters) > self.MAX_KEYS:
             self.counters = {k: v for k, v in self.counters.items() if v[1] > now}
         return blocked, counted
 
-    def charge(self, charges: list[tuple[str, float, int]]) -> None:
+    def charge(self, charges: list[tuple[str, int, int]]) -> None:
         now = time.monotonic()
         for key, amount, window_ms in charges:
             entry = self._get(key, now)
             if entry is None:
-                entry = self.counters[key] = [0.0, now + window_ms / 1000]
+                entry = self.counters[key] = [0, now + window_ms / 1000]
             entry[0] += amount
 
 

@@ -5,15 +5,24 @@ cost, and a general client spends it on features a pass-through proxy never uses
 (cookies, redirects, multidicts, tracing, content decoding). This one writes a
 request in one syscall and parses responses with httptools (the C parser behind
 uvicorn), handing back raw header pairs and body chunks as they arrive.
+
+Corporate networks: upstreams are reached through HTTPS_PROXY / HTTP_PROXY
+(either case, credentials in the URL) except for the hosts NO_PROXY lists, with
+curl's rules; https goes through a CONNECT tunnel, so the proxy never sees the
+request. GATEWAY_CA_BUNDLE (else SSL_CERT_FILE) adds private CAs to the ones
+trusted. Parsed once in settings.py.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import ipaddress
 import ssl
 import time
 from collections import deque
-from urllib.parse import urlsplit
+from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
 
 import httptools
 from django.conf import settings
@@ -33,8 +42,99 @@ _ssl_context: ssl.SSLContext | None = None
 def _ssl() -> ssl.SSLContext:
     global _ssl_context
     if _ssl_context is None:
-        _ssl_context = ssl.create_default_context()
+        context = ssl.create_default_context()
+        if settings.GATEWAY_CA_BUNDLE:
+            context.load_verify_locations(cafile=settings.GATEWAY_CA_BUNDLE)
+        _ssl_context = context
     return _ssl_context
+
+
+def _tls_problem(host: str, port: int, exc: ssl.SSLError) -> str:
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return (f"TLS certificate of {host}:{port} is not trusted: {exc.verify_message or exc.reason} "
+                "(a private CA belongs in GATEWAY_CA_BUNDLE)")
+    return f"TLS handshake with {host}:{port} failed: {exc.reason or exc}"
+
+
+def bypasses_proxy(host: str, port: int, no_proxy: list[str]) -> bool:
+    """Whether NO_PROXY exempts host:port, with curl's rules: `*` exempts every host; an entry is a
+    host name that also covers its subdomains (a leading dot changes nothing), an IP address or a
+    CIDR range, each optionally with a `:port`."""
+    host = host.lower().strip("[]")
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        address = None
+    for entry in no_proxy:
+        entry = entry.strip().lower()
+        if entry == "*":
+            return True
+        name, entry_port = entry, ""
+        if entry.startswith("["):  # [v6]:port
+            name, _, rest = entry[1:].partition("]")
+            entry_port = rest[1:] if rest.startswith(":") else ""
+        elif entry.count(":") == 1:  # host:port (a bare IPv6 address has more colons)
+            name, _, entry_port = entry.partition(":")
+        if not name or (entry_port and entry_port != str(port)):
+            continue
+        if address is not None:
+            try:
+                if address in ipaddress.ip_network(name, strict=False):
+                    return True
+            except ValueError:
+                pass
+            continue
+        name = name.lstrip(".")
+        if host == name or host.endswith("." + name):
+            return True
+    return False
+
+
+@dataclass(frozen=True, slots=True)
+class _Via:
+    """How to reach one upstream (scheme, host, port) through a forward proxy."""
+
+    host: str
+    port: int
+    variable: str  # HTTPS_PROXY or HTTP_PROXY, for messages
+    authorization: str  # a Proxy-Authorization value, or ""
+
+    @property
+    def where(self) -> str:
+        return f"the proxy {self.host}:{self.port} ({self.variable})"
+
+
+def _via(scheme: str, host: str, port: int) -> _Via | None:
+    url = settings.UPSTREAM_HTTPS_PROXY if scheme == "https" else settings.UPSTREAM_HTTP_PROXY
+    if not url or bypasses_proxy(host, port, settings.UPSTREAM_NO_PROXY):
+        return None
+    parts = urlsplit(url)
+    authorization = ""
+    if parts.username is not None:
+        secret = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
+        authorization = "Basic " + base64.b64encode(secret).decode()
+    return _Via(parts.hostname, parts.port or 80, "HTTPS_PROXY" if scheme == "https" else "HTTP_PROXY",
+                authorization)
+
+
+class _Tunnel(asyncio.Protocol):
+    """The proxy's answer to CONNECT; the TLS session to the upstream then takes the connection over."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self.answer: asyncio.Future = loop.create_future()
+        self.buffer = b""
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        end = self.buffer.find(b"\r\n\r\n")
+        if end != -1 and not self.answer.done():
+            self.answer.set_result(self.buffer[:end].decode("latin-1"))
+        elif len(self.buffer) > 65536 and not self.answer.done():
+            self.answer.set_exception(UpstreamError("the proxy's answer to CONNECT is too long"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.answer.done():
+            self.answer.set_exception(UpstreamError("the proxy closed the connection before answering CONNECT"))
 
 
 class _Connection(asyncio.Protocol):
@@ -237,6 +337,8 @@ class Pool:
     def __init__(self, loop: asyncio.AbstractEventLoop):
         self.loop = loop
         self.idle: dict[tuple[str, str, int], list[_Connection]] = {}
+        self.proxied = bool(settings.UPSTREAM_HTTPS_PROXY or settings.UPSTREAM_HTTP_PROXY)
+        self.routes: dict[tuple[str, str, int], _Via | None] = {}
 
     def _forget(self, conn: _Connection) -> None:
         idle = self.idle.get(conn.key)
@@ -251,7 +353,16 @@ class Pool:
         else:
             conn.close()
 
-    async def _connect(self, key: tuple[str, str, int]) -> _Connection:
+    def _route(self, key: tuple[str, str, int]) -> _Via | None:
+        if not self.proxied:
+            return None
+        try:
+            return self.routes[key]
+        except KeyError:
+            via = self.routes[key] = _via(*key)
+            return via
+
+    async def _connect(self, key: tuple[str, str, int], via: _Via | None) -> _Connection:
         idle = self.idle.get(key)
         while idle:
             conn = idle.pop()
@@ -259,18 +370,61 @@ class Pool:
                 return conn
         scheme, host, port = key
         try:
-            _, conn = await asyncio.wait_for(
-                self.loop.create_connection(
-                    lambda: _Connection(self, key), host, port,
-                    ssl=_ssl() if scheme == "https" else None,
-                    server_hostname=host if scheme == "https" else None,
-                ),
-                settings.GATEWAY_CONNECT_TIMEOUT,
-            )
+            if via is None:
+                _, conn = await asyncio.wait_for(
+                    self.loop.create_connection(
+                        lambda: _Connection(self, key), host, port,
+                        ssl=_ssl() if scheme == "https" else None,
+                        server_hostname=host if scheme == "https" else None,
+                    ),
+                    settings.GATEWAY_CONNECT_TIMEOUT,
+                )
+            elif scheme == "https":
+                conn = await asyncio.wait_for(self._tunnel(key, via), settings.GATEWAY_CONNECT_TIMEOUT)
+            else:
+                try:
+                    _, conn = await asyncio.wait_for(
+                        self.loop.create_connection(lambda: _Connection(self, key), via.host, via.port),
+                        settings.GATEWAY_CONNECT_TIMEOUT)
+                except OSError as exc:
+                    raise UpstreamError(f"cannot connect to {via.where}: {exc}") from None
         except asyncio.TimeoutError:
-            raise UpstreamTimeout(f"connecting to {host}:{port} timed out") from None
-        except (OSError, ssl.SSLError) as exc:
+            through = f" through {via.where}" if via is not None else ""
+            raise UpstreamTimeout(f"connecting to {host}:{port}{through} timed out") from None
+        except ssl.SSLError as exc:
+            raise UpstreamError(_tls_problem(host, port, exc)) from None
+        except OSError as exc:
             raise UpstreamError(f"cannot connect to {host}:{port}: {exc}") from None
+        return conn
+
+    async def _tunnel(self, key: tuple[str, str, int], via: _Via) -> _Connection:
+        """CONNECT through the proxy, then TLS with the upstream inside the tunnel."""
+        _scheme, host, port = key
+        try:
+            transport, tunnel = await self.loop.create_connection(lambda: _Tunnel(self.loop), via.host, via.port)
+        except OSError as exc:
+            raise UpstreamError(f"cannot connect to {via.where}: {exc}") from None
+        target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        lines = f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n"
+        if via.authorization:
+            lines += f"Proxy-Authorization: {via.authorization}\r\n"
+        transport.write((lines + "\r\n").encode("latin-1"))
+        try:
+            head = await tunnel.answer
+            status_line = head.split("\r\n", 1)[0]
+            parts = status_line.split(" ", 2)
+            if len(parts) < 2 or not parts[1].isdigit():
+                raise UpstreamError(f"{via.where} answered CONNECT with {status_line[:100]!r}")
+            if not 200 <= int(parts[1]) < 300:
+                # 407 is the standard answer; tinyproxy answers CONNECT with 401.
+                hint = " (check the user and password in the proxy URL)" if parts[1] in ("401", "407") else ""
+                raise UpstreamError(f"{via.where} refused CONNECT {target}: {' '.join(parts[1:])}{hint}")
+            conn = _Connection(self, key)
+            tls = await self.loop.start_tls(transport, conn, _ssl(), server_hostname=host)
+        except BaseException:
+            transport.abort()
+            raise
+        conn.connection_made(tls)  # start_tls hands the new transport over without calling it
         return conn
 
     async def request(self, method: str, url: str, headers: list[tuple[str, str]], body: bytes) -> UpstreamResponse:
@@ -281,6 +435,12 @@ class Pool:
         key = (scheme, parts.hostname or "", port)
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         host = parts.netloc.rsplit("@", 1)[-1]
+        via = self._route(key)
+        if via is not None and scheme == "http":
+            # Through a plain HTTP proxy: the absolute URL, and the proxy's credentials.
+            target = f"http://{host}{target}"
+            if via.authorization:
+                headers = [*headers, ("Proxy-Authorization", via.authorization)]
         lines = [f"{method} {target} HTTP/1.1\r\nHost: {host}\r\n"]
         lines.extend(f"{name}: {value}\r\n" for name, value in headers)
         if body or method not in ("GET", "HEAD", "DELETE", "OPTIONS"):
@@ -288,7 +448,7 @@ class Pool:
         lines.append("\r\n")
         payload = "".join(lines).encode("latin-1") + body
         for attempt in (0, 1):
-            conn = await self._connect(key)
+            conn = await self._connect(key, via)
             response = UpstreamResponse(conn, method, self.loop)
             conn.response = response
             conn.parser = httptools.HttpResponseParser(conn)

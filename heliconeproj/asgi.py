@@ -37,6 +37,7 @@ application = ProtocolTypeRouter(
 
 serving.skip_twisted_form_parsing()
 serving.release_finished_requests()
+serving.keep_underscore_headers()
 if settings.LOG_WRITER_IN_PROCESS or not settings.REDIS_URL:
     # The log writer runs in this process: load the price tables it needs now, so
     # they are frozen with the rest below instead of joining the collector's work.

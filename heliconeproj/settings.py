@@ -6,6 +6,7 @@ DATABASE_URL and REDIS_URL switch to the scaled setup.
 """
 
 import os
+import ssl
 import sys
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -313,6 +314,57 @@ GATEWAY_RATE_LIMIT_FAIL_CLOSED = env_bool("GATEWAY_RATE_LIMIT_FAIL_CLOSED", Fals
 GATEWAY_REDIS_TIMEOUT = env_float("GATEWAY_REDIS_TIMEOUT", 0.5)
 # Responses larger than this are served but not cached.
 GATEWAY_CACHE_MAX_ENTRY_BYTES = env_int("GATEWAY_CACHE_MAX_ENTRY_BYTES", 8 * 1024 * 1024)
+
+
+def env_either_case(name: str) -> tuple[str, str]:
+    """(the variable's name as set, its value) for a proxy variable, the lowercase name first,
+    as curl and requests read them."""
+    for spelled in (name.lower(), name.upper()):
+        value = os.environ.get(spelled, "").strip()
+        if value:
+            return spelled, value
+    return name.upper(), ""
+
+
+def env_proxy(name: str) -> str:
+    """A forward proxy URL, http://[user:password@]host:port (a bare host:port means http://)."""
+    spelled, value = env_either_case(name)
+    if not value:
+        return ""
+    if "://" not in value:
+        value = "http://" + value
+    parts = urlsplit(value)
+    try:
+        parts.port
+    except ValueError:
+        raise ImproperlyConfigured(f"{spelled} has a bad port: {value!r}") from None
+    if parts.scheme != "http" or not parts.hostname:
+        raise ImproperlyConfigured(f"{spelled} must be an http:// proxy URL (http://[user:password@]host:port); "
+                                   f"{parts.scheme}:// proxies are not supported")
+    return value
+
+
+def ca_bundle() -> str:
+    """GATEWAY_CA_BUNDLE (a PEM file of CAs trusted for upstream TLS besides the system's),
+    falling back to SSL_CERT_FILE; checked now so a bad file stops the start, not a request."""
+    path = env_str("GATEWAY_CA_BUNDLE")
+    if not path:
+        fallback = env_str("SSL_CERT_FILE")
+        return fallback if fallback and os.path.isfile(fallback) else ""  # as OpenSSL ignores a missing one
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=path)
+    except (OSError, ssl.SSLError) as exc:
+        raise ImproperlyConfigured(f"GATEWAY_CA_BUNDLE={path!r} cannot be loaded as a PEM bundle of CAs: "
+                                   f"{exc}") from None
+    return path
+
+
+# Upstream calls go through these forward proxies (HTTPS_PROXY for https upstreams, over a
+# CONNECT tunnel; HTTP_PROXY for http ones) except to the hosts NO_PROXY lists.
+UPSTREAM_HTTPS_PROXY = env_proxy("https_proxy")
+UPSTREAM_HTTP_PROXY = env_proxy("http_proxy")
+UPSTREAM_NO_PROXY = [item.strip() for item in env_either_case("no_proxy")[1].split(",") if item.strip()]
+GATEWAY_CA_BUNDLE = ca_bundle()
 
 # Seconds a managed prompt is trusted in process by the gateway.
 PROMPTS_CACHE_SECONDS = env_float("PROMPTS_CACHE_SECONDS", 3.0)

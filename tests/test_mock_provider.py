@@ -548,3 +548,164 @@ def test_command_line_server():
         finally:
             proc.terminate()
             assert proc.wait(10) == 0  # SIGTERM is a clean stop
+
+
+# --------------------------------------------------------------------------- what real servers do (issue #15)
+
+WEATHER = {"type": "object", "properties": {"city": {"type": "string"}, "days": {"type": "integer"},
+                                            "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}}}
+WEATHER_ARGS = {"city": "mock city", "days": 1, "unit": "celsius"}
+OPENAI_TOOLS = [{"type": "function", "function": {"name": "get_time", "parameters": {"type": "object"}}},
+                {"type": "function", "function": {"name": "get_weather", "parameters": WEATHER}}]
+
+
+def test_chat_tool_calls_plain_and_streamed(mp):
+    client = oai(mp, **{"X-Mock-Chunks": "6"})
+    choice = {"type": "function", "function": {"name": "get_weather"}}
+    completion = client.chat.completions.create(model="m", messages=MESSAGES, tools=OPENAI_TOOLS, tool_choice=choice)
+    [call] = completion.choices[0].message.tool_calls
+    assert completion.choices[0].finish_reason == "tool_calls" and completion.choices[0].message.content is None
+    assert call.id.startswith("call_mock_") and call.function.name == "get_weather"
+    assert json.loads(call.function.arguments) == WEATHER_ARGS
+
+    chunks = list(client.chat.completions.create(model="m", messages=MESSAGES, tools=OPENAI_TOOLS,
+                                                 tool_choice=choice, stream=True))
+    fragments = [c.choices[0].delta.tool_calls[0] for c in chunks if c.choices and c.choices[0].delta.tool_calls]
+    assert fragments[0].id and fragments[0].function.name == "get_weather" and fragments[0].function.arguments == ""
+    assert len(fragments) == 1 + 6 and all(f.id is None and f.function.name is None for f in fragments[1:])
+    assert json.loads("".join(f.function.arguments for f in fragments)) == WEATHER_ARGS
+    assert chunks[-1].choices[0].finish_reason == "tool_calls"
+    # Without a tool_choice the first tool is called; after a tool result the model answers in text.
+    first = client.chat.completions.create(model="m", messages=MESSAGES, tools=OPENAI_TOOLS)
+    assert first.choices[0].message.tool_calls[0].function.name == "get_time"
+    done = client.chat.completions.create(model="m", tools=OPENAI_TOOLS, messages=[
+        *MESSAGES, {"role": "assistant", "tool_calls": [{"id": "c1", "type": "function",
+                                                         "function": {"name": "get_time", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": "noon"}])
+    assert done.choices[0].message.content == "word1 word2 word3 word4 word5 word6 "
+    assert client.chat.completions.create(model="m", messages=MESSAGES, tools=OPENAI_TOOLS,
+                                          tool_choice="none").choices[0].message.tool_calls is None
+
+
+def test_anthropic_tool_use_plain_and_streamed(mp):
+    tools = [{"name": "get_weather", "description": "Weather", "input_schema": WEATHER}]
+    client = claude(mp, **{"X-Mock-Chunks": "4"})
+    message = client.messages.create(model="c", max_tokens=50, messages=MESSAGES, tools=tools)
+    assert message.stop_reason == "tool_use"
+    assert (message.content[0].type, message.content[0].name, message.content[0].input) == (
+        "tool_use", "get_weather", WEATHER_ARGS)
+    events = list(client.messages.create(model="c", max_tokens=50, messages=MESSAGES, tools=tools, stream=True))
+    partial = [e.delta.partial_json for e in events if e.type == "content_block_delta"]
+    assert partial[0] == "" and len(partial) == 1 + 4 and json.loads("".join(partial)) == WEATHER_ARGS
+    assert events[1].content_block.input == {} and events[-1].type == "message_stop"
+    with client.messages.stream(model="c", max_tokens=50, messages=MESSAGES, tools=tools) as stream:
+        assert stream.get_final_message().content[0].input == WEATHER_ARGS
+    after = client.messages.create(model="c", max_tokens=50, tools=tools, messages=[
+        *MESSAGES, {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "get_weather",
+                                                      "input": {}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "sunny"}]}])
+    assert after.content[0].type == "text"
+
+
+def test_responses_function_calls_plain_and_streamed(mp):
+    tools = [{"type": "function", "name": "get_weather", "parameters": WEATHER}]
+    client = oai(mp)
+    [item] = client.responses.create(model="m", input="weather?", tools=tools).output
+    assert (item.type, item.name, json.loads(item.arguments)) == ("function_call", "get_weather", WEATHER_ARGS)
+    events = list(client.responses.create(model="m", input="weather?", tools=tools, stream=True))
+    deltas = [e.delta for e in events if e.type == "response.function_call_arguments.delta"]
+    assert json.loads("".join(deltas)) == WEATHER_ARGS and len(deltas) == 5
+    assert events[-1].type == "response.completed" and events[-1].response.output[0].name == "get_weather"
+    assert events[2].type == "response.output_item.added" and events[2].item.arguments == ""
+    answer = client.responses.create(model="m", tools=tools, input=[
+        {"type": "function_call", "call_id": "c1", "name": "get_weather", "arguments": "{}"},
+        {"type": "function_call_output", "call_id": "c1", "output": "sunny"}])
+    assert answer.output_text == CONTENT
+
+
+def test_models_list_and_count_tokens_carry_no_usage(mp):
+    assert "usage" not in httpx.get(mp.url + "/v1/models").json()
+    counted = httpx.post(mp.url + "/v1/messages/count_tokens", headers={"anthropic-version": "2023-06-01"},
+                         json={"model": "c", "messages": MESSAGES}).json()
+    assert counted == {"input_tokens": 5}
+
+
+def _raw_stream_until(mp, path: str, body: dict, headers: dict, marker: bytes) -> tuple[socket.socket, bytes]:
+    sock = socket.create_connection(("127.0.0.1", mp.port), timeout=5)
+    payload = json.dumps(body).encode()
+    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    sock.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n{head}"
+                 f"Content-Length: {len(payload)}\r\n\r\n".encode() + payload)
+    received = b""
+    while marker not in received:
+        received += sock.recv(65536)
+    return sock, received
+
+
+@pytest.mark.parametrize("path, body, final", [
+    ("/v1/chat/completions", {"model": "m", "messages": MESSAGES, "stream": True}, b"data: [DONE]\n\n"),
+    ("/v1/messages", {"model": "c", "max_tokens": 5, "messages": MESSAGES, "stream": True},
+     b'{"type":"message_stop"}\n\n'),
+    ("/v1/responses", {"model": "m", "input": "hi", "stream": True}, b"event: response.completed"),
+])
+def test_end_delay_leaves_a_gap_between_the_final_event_and_the_end_of_the_body(mp, path, body, final):
+    sock, received = _raw_stream_until(mp, path, body, {"X-Mock-End-Delay-Ms": "1500"}, final)
+    with sock:
+        assert not received.endswith(b"0\r\n\r\n")
+        sock.settimeout(0.3)
+        with pytest.raises(TimeoutError):  # the final event is there, the end of the body is not
+            while True:
+                received += sock.recv(65536)
+                assert not received.endswith(b"0\r\n\r\n")
+        sock.settimeout(5)
+        while not received.endswith(b"0\r\n\r\n"):
+            received += sock.recv(65536)
+
+
+def test_fault_no_final_event_ends_the_body_cleanly_without_it(mp):
+    headers = {"X-Mock-Fault": "no-final-event"}
+    response = httpx.post(mp.url + "/v1/chat/completions", headers=headers,
+                          json={"model": "m", "messages": MESSAGES, "stream": True})
+    assert response.status_code == 200 and b"word5" in response.content and b"[DONE]" not in response.content
+    events = list(claude(mp, **headers).messages.create(model="c", max_tokens=5, messages=MESSAGES, stream=True))
+    assert events[-1].type == "message_delta"
+    events = list(oai(mp, **headers).responses.create(model="m", input="hi", stream=True))
+    assert events[-1].type == "response.output_item.done"
+
+
+def test_usage_chunk_shapes(mp):
+    def last_chunk(shape: str) -> dict:
+        response = httpx.post(mp.url + "/v1/chat/completions", headers={"X-Mock-Usage-Chunk": shape},
+                              json={"model": "m", "messages": MESSAGES, "stream": True,
+                                    "stream_options": {"include_usage": True}})
+        events = [line[6:] for line in response.text.splitlines() if line.startswith("data: ")]
+        assert events[-1] == "[DONE]"
+        return json.loads(events[-2])
+
+    assert last_chunk("openai")["choices"] == [] and last_chunk("openai")["usage"]["total_tokens"] == 10
+    assert last_chunk("litellm")["choices"] == [{"index": 0, "delta": {}}]
+    finish = last_chunk("finish")
+    assert finish["choices"][0]["finish_reason"] == "stop" and finish["usage"]["total_tokens"] == 10
+    bad = httpx.post(mp.url + "/v1/chat/completions", headers={"X-Mock-Usage-Chunk": "odd"},
+                     json={"model": "m", "messages": MESSAGES, "stream": True,
+                           "stream_options": {"include_usage": True}})
+    assert bad.status_code == 400 and "X-Mock-Usage-Chunk" in bad.json()["error"]["message"]
+
+
+def test_tls_with_a_certificate_of_a_test_ca(tmp_path):
+    import ssl
+
+    import trustme
+
+    ca = trustme.CA()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    with MockProvider(ssl_context=context) as mp:
+        assert mp.url.startswith("https://127.0.0.1:")
+        trusted = openai.OpenAI(base_url=mp.url + "/v1", api_key="x", max_retries=0,
+                                http_client=httpx.Client(verify=ssl.create_default_context(
+                                    cafile=str(tmp_path / "ca.pem"))))
+        assert trusted.chat.completions.create(model="m", messages=MESSAGES).choices[0].message.content == CONTENT
+        with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+            httpx.get(mp.url + "/v1/models")  # the system's CAs do not know the test CA

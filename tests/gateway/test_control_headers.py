@@ -1,16 +1,23 @@
-"""The cache, rate-limit, retry and fallback headers: parsed into GatewayOptions, refused by name."""
+"""The cache, rate-limit, retry and fallback headers: parsed into GatewayOptions, refused by name.
+
+The same through a real daphne, where Helicone's behaviour is the reference: test_helicone_headers.py."""
+
+from decimal import Decimal
 
 import pytest
 
+from formats import headers as h
 from formats.headers import (
     CACHE_DEFAULT_SECONDS,
     CACHE_MAX_SECONDS,
     Fallback,
+    GatewayOptions,
     HeaderError,
     RatePolicy,
     RetryOptions,
     parse_options,
     parse_policies,
+    policy_text,
 )
 
 
@@ -60,13 +67,37 @@ def test_rate_limit_policies_and_shorthands():
     assert RatePolicy(10, 60, "token", "user").text == "10;w=60;u=token;s=user"
 
 
+def test_fractional_quotas_in_cents():
+    assert parse_policies("0.5;w=60;u=cents, 0.125;w=3600;u=cents") == (
+        RatePolicy(Decimal("0.5"), 60, "cents"), RatePolicy(Decimal("0.125"), 3600, "cents"))
+    # A whole number stays an int, however it is written; the text keeps a fraction readable.
+    assert parse_policies("2.000;w=60;u=cents") == (RatePolicy(2, 60, "cents"),)
+    assert type(parse_policies("2.0;w=60")[0].quota) is int
+    assert [p.text for p in parse_policies("0.50;w=60;u=cents, 0.000001;w=1;u=cents;s=user")] == [
+        "0.5;w=60;u=cents", "0.000001;w=1;u=cents;s=user"]
+    # The org-wide setting takes the same grammar and is stored in the same normal form.
+    assert policy_text("0.250;w=3600;u=cents") == "0.25;w=3600;u=cents"
+
+
 @pytest.mark.parametrize("policy", [
-    "", "abc", "0;w=60", "10", "10;w=0", "10;w=x", "10;w=60;u=bytes", "10;w=60;x=1", "10;w=60;w=30",
-    "10;w=60;u=user;s=user", "10;w=60;s=bad name", "10;w=60,", ",".join(["1;w=1"] * 11),
+    "abc", "0;w=60", "10", "10;w=0", "10;w=x", "10;w=60;u=bytes", "10;w=60;x=1", "10;w=60;w=30",
+    "10;w=60;u=user;s=user", "10;w=60;s=bad name", "10;w=60,", ",".join(["1;w=1"] * 11), ",",
+    "0.5;w=60", "0.5;w=60;u=user", "1.5;w=60;u=token", "0.0;w=60;u=cents", "0.0000001;w=60;u=cents",
+    ".5;w=60;u=cents", "5.;w=60;u=cents", "1e3;w=60;u=cents", "-1;w=60;u=cents",
 ])
 def test_invalid_policies_are_refused_naming_the_header(policy):
     error = refused({"helicone-ratelimit-policy": policy})
     assert error.header == "Helicone-RateLimit-Policy"
+
+
+@pytest.mark.parametrize("value", ["", " ", "\t  "])
+def test_an_empty_optional_header_is_not_set(value):
+    every_optional = [name for name in (*h._HANDLERS, *h._DEFERRED) if name != "helicone-auth"]
+    opts = parse_options({name: value for name in every_optional})
+    assert opts == GatewayOptions(), "as if none of them was sent"
+    # A property keeps its empty value, as at Helicone; a malformed value is still refused.
+    assert parse_options({"helicone-property-team": value}).properties == {"Team": ""}
+    assert refused({"helicone-cache-bucket-max-size": "x"}).header == "Helicone-Cache-Bucket-Max-Size"
 
 
 def test_segments_need_their_header():

@@ -1,7 +1,8 @@
 """heliconeproj/serving.py against the installed daphne: a finished request is let
 go at once instead of at daphne's once-a-second sweep (which kept a second's worth
 of requests alive for the garbage collector to walk), and an application's error
-is still left for the sweep to report."""
+is still left for the sweep to report. Header names with `_` reaching the gateway
+(and not Django's views) are checked through a real daphne in test_helicone_headers.py."""
 
 import asyncio
 import logging
@@ -63,12 +64,52 @@ def serve(application, protocol, disconnect_first: bool):
     return server
 
 
-def test_the_asgi_entry_point_applies_both_adjustments():
-    import heliconeproj.asgi  # noqa: F401
+def test_the_asgi_entry_point_applies_every_adjustment():
     from daphne.http_protocol import WebRequest
 
+    import heliconeproj.asgi  # noqa: F401
+
     assert daphne_server.Server._helicone_releases_finished
+    assert daphne_server.Server._helicone_keeps_underscore_headers
     assert WebRequest._helicone_no_form_parsing
+
+
+def test_daphne_still_drops_underscore_headers_where_the_adjustment_restores_them():
+    """If a daphne release stopped dropping them (or moved where), the adjustment would be dead code:
+    daphne's request handling must still hold the check it undoes, and name the CVE it guards."""
+    import inspect
+
+    from daphne.http_protocol import WebRequest
+
+    source = inspect.getsource(WebRequest.process)
+    assert 'if b"_" in name:' in source and "CVE-2015-0219" in source
+    assert '"headers": self.clean_headers' in source, "the scope daphne builds still takes clean_headers"
+
+
+def test_underscore_headers_reach_the_application_as_sent():
+    from twisted.web.http_headers import Headers
+
+    serving.keep_underscore_headers()
+    seen = []
+
+    async def application(scope, receive, send):
+        seen.append(scope["headers"])
+
+    protocol = FakeProtocol()
+    protocol.requestHeaders = Headers({b"Helicone-Property-My_Prop": [b"x"], b"X-Plain": [b"a", b"b"],
+                                       b"Daphne-Root-Path": [b"/root"]})
+    server = make_server(application)
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        server.protocol_connected(protocol)
+        # What daphne hands over: its clean_headers, without the underscore one.
+        server.create_application(protocol, {"type": "http", "headers": [(b"x-plain", b"a"), (b"x-plain", b"b")]})
+        loop.run_until_complete(server.connections[protocol]["application_instance"])
+    finally:
+        loop.close()
+        asyncio.set_event_loop(None)
+    assert seen == [[(b"helicone-property-my_prop", b"x"), (b"x-plain", b"a"), (b"x-plain", b"b")]]
 
 
 @pytest.mark.parametrize("disconnect_first", [True, False], ids=["answered-then-returned", "returned-then-closed"])

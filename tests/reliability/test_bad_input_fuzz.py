@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import string
 import uuid
+from decimal import Decimal
 
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -35,7 +36,9 @@ json_ish = st.recursive(st.none() | st.booleans() | st.integers(-10**20, 10**20)
                                                           "bodyKeyOverride", "from", "to", "x"]), inner, max_size=4),
                         max_leaves=10).map(__import__("json").dumps)
 policy_text = st.lists(st.sampled_from(["10", "0", "1;w=60", "5;w=1;u=user", ";w=", "3;w=9;s=Feature", "u=token",
-                                        "2;w=3600;u=cents", "7;w=5;u=org;s=x", "w=5", "", " ", "1;w=60;w=6"]),
+                                        "2;w=3600;u=cents", "7;w=5;u=org;s=x", "w=5", "", " ", "1;w=60;w=6",
+                                        "0.5;w=60;u=cents", "0.125;w=1;u=cents;s=user", "1.5;w=60",
+                                        "0.0000001;w=60;u=cents", "2.50;w=9;u=cents"]),
                        min_size=1, max_size=4).map(",".join)
 header_value = st.one_of(latin1, anything, json_ish, policy_text, st.sampled_from(
     ["true", "false", "1", "0", "yes", "no", "Bearer sk-helicone-x", "Bearer ", str(uuid.UUID(int=1)),
@@ -68,7 +71,10 @@ def assert_typed(opts: h.GatewayOptions) -> None:
     assert all(isinstance(k, str) and k for k in opts.cache_ignore_keys)
     assert len(opts.rate_limits) <= h.MAX_POLICIES
     for policy in opts.rate_limits:
-        assert type(policy.quota) is int and policy.quota >= 1
+        # Whole numbers are ints; only u=cents has fractions, exact Decimals of at most six places.
+        assert type(policy.quota) is int or (policy.unit == "cents" and isinstance(policy.quota, Decimal)
+                                             and policy.quota.as_tuple().exponent >= -6)
+        assert policy.quota > 0
         assert type(policy.window) is int and 1 <= policy.window <= h.CACHE_MAX_SECONDS
         assert policy.unit in h.RATE_UNITS
         # The canonical text (sent back in Helicone-RateLimit-Policy) parses to the same policy.
@@ -136,9 +142,14 @@ def test_valid_values_round_trip_as_typed_values(user, session, prop_name, prop_
 
 
 @FUZZ
-@given(st.lists(st.tuples(st.integers(1, 10**9), st.integers(1, h.CACHE_MAX_SECONDS),
+@given(st.lists(st.tuples(st.one_of(st.integers(1, 10**9),
+                                    st.decimals(Decimal("0.000001"), Decimal(10**9), places=6)),
+                          st.integers(1, h.CACHE_MAX_SECONDS),
                           st.sampled_from(h.RATE_UNITS), st.sampled_from(["", "user", "Feature"])),
-                min_size=1, max_size=h.MAX_POLICIES))
+                min_size=1, max_size=h.MAX_POLICIES).map(
+    # Fractions only for u=cents; a whole Decimal is written "3.000000" and read as 3.
+    lambda policies: [(q if u == "cents" or isinstance(q, int) else max(1, int(q)), w, u, s)
+                      for q, w, u, s in policies]))
 def test_rate_limit_policies_round_trip(policies):
     text = ",".join(f"{q};w={w};u={u}" + (f";s={s}" if s else "") for q, w, u, s in policies)
     parsed = h.parse_options({"helicone-ratelimit-policy": text, "helicone-user-id": "u",
