@@ -100,7 +100,7 @@ def test_a_stalled_log_writer_shows_as_queue_depth_and_lag_until_a_writer_catche
     writer = None
     try:
         assert chat(daphne, tenant.raw_key).status_code == 200
-        time.sleep(1.2)  # nobody writes the log: it waits in the stream
+        time.sleep(1.5)  # nobody writes the log: it waits in the stream (margin for a busy machine)
         stalled = scrape(daphne, token=None)
         assert sample(stalled, "helicone_log_queue_depth") == 1
         assert sample(stalled, "helicone_log_writer_lag_seconds") >= 1
