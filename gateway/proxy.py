@@ -14,6 +14,7 @@ import asyncio
 import json
 import time
 import uuid
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -290,13 +291,13 @@ def _after_response(ex: Exchange) -> None:
     if ex.rate_charges:
         usage = ex.usage
         tokens = (usage.prompt_tokens or 0) + (usage.completion_tokens or 0)
-        cents = 0.0
+        cents: Decimal | int = 0
         if any(c.policy.unit == "cents" for c in ex.rate_charges):
             from analytics.pricing import cost_usd
 
             cost = cost_usd(ex.provider, _served_model(ex), usage.prompt_tokens, usage.completion_tokens,
                             usage.cached_tokens, usage.cache_write_tokens)
-            cents = float(cost * 100) if cost is not None else 0.0
+            cents = cost * 100 if cost is not None else 0  # a Decimal: charged exactly, in micro-cents
         ratelimit.charge(ex.rate_charges, tokens, cents)
     if ex.cache_key and ex.opts.cache_write and 200 <= ex.status < 300 and not ex.error:
         if ex.streamed and ex.stream_out is None:
