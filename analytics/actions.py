@@ -7,18 +7,13 @@ a caller cannot reach another org's request.
 from __future__ import annotations
 
 import time
-import uuid
-from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
 
-import orjson
+from django.conf import settings
 from django.db import transaction
 from django.http import Http404
 
-from formats.headers import HeaderError, parse_options
-from formats.providers import provider_from_host
-from formats.usage import usage_from_body
+from formats.helicone_log import LogBodyError, parse_log
 from orgs import audit
 from orgs.models import ApiKey, Organization
 
@@ -94,83 +89,22 @@ def set_property(org: Organization, log_id, key: str, value: str, *, api_key: Ap
 # --- Manual logging (POST /api/v1/log) -------------------------------------------------
 
 
-def _epoch(value: Any, field: str) -> float:
-    """Helicone's {seconds, milliseconds}, epoch seconds or milliseconds, or an ISO 8601 string."""
-    if isinstance(value, dict) and "seconds" in value:
-        return float(value["seconds"]) + float(value.get("milliseconds") or 0) / 1000
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return value / 1000 if value > 1e11 else float(value)
-    if isinstance(value, str):
-        try:
-            return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-        except ValueError:
-            pass
-    raise ActionError(f"timing.{field}: expected {{seconds, milliseconds}}, epoch seconds or ISO 8601")
-
-
 def manual_log_record(org: Organization, api_key: ApiKey | None, body: dict[str, Any]) -> dict[str, Any]:
-    """A log-writer record for a call made without the proxy (Helicone's manual-logger body)."""
-    provider_request = body.get("providerRequest") or {}
-    provider_response = body.get("providerResponse") or {}
-    timing = body.get("timing") or {}
-    if not isinstance(provider_request, dict) or not isinstance(provider_response, dict) or not isinstance(timing, dict):
-        raise ActionError("providerRequest, providerResponse and timing must be objects")
-    meta = provider_request.get("meta") or {}
-    if not isinstance(meta, dict):
-        raise ActionError("providerRequest.meta must be an object of Helicone-* headers")
+    """A log-writer record for a call made without the proxy (Helicone's manual-logger body); the
+    provider is the host of `providerRequest.url`."""
     try:
-        opts = parse_options({str(k).lower(): str(v) for k, v in meta.items()})
-    except HeaderError as exc:
-        raise ActionError(f"providerRequest.meta: {exc}") from None
-    start = _epoch(timing.get("startTime", time.time()), "startTime")
-    end = _epoch(timing.get("endTime", start), "endTime")
-    ttft = timing.get("timeToFirstToken")
-    request_json = provider_request.get("json")
-    response_json = provider_response.get("json")
-    status = provider_response.get("status", 200)
-    if not isinstance(status, int) or isinstance(status, bool):
-        raise ActionError("providerResponse.status must be an integer")
-    url = str(provider_request.get("url") or "")
-    requested_model = request_json.get("model", "") if isinstance(request_json, dict) else ""
-    served_model = response_json.get("model", "") if isinstance(response_json, dict) else ""
-    usage = usage_from_body(response_json)
-    error = ""
-    if status >= 400:
-        error = orjson.dumps(response_json).decode()[:5000] if response_json is not None else f"HTTP {status}"
-    log_id = opts.request_id or str(uuid.uuid4())
-    return {
-        "id": log_id,
-        "org_id": org.id,
-        "api_key_id": api_key.id if api_key else None,
-        "created_at": start,
-        "provider": (provider_from_host(url) if url else "custom")[:32],
-        "method": "POST",
-        "target_url": url,
-        "path": urlsplit(url).path,
-        "requested_model": str(requested_model)[:200],
-        "model": (opts.model_override or str(served_model or requested_model))[:200],
-        "status": status,
-        "error": error,
-        "request_body": "" if opts.omit_request or request_json is None else orjson.dumps(request_json).decode(),
-        "response_body": "" if opts.omit_response or response_json is None else orjson.dumps(response_json).decode(),
-        "request_omitted": opts.omit_request,
-        "response_omitted": opts.omit_response,
-        "latency_ms": round(max(end - start, 0) * 1000, 3),
-        "ttft_ms": float(ttft) if isinstance(ttft, (int, float)) and not isinstance(ttft, bool) else None,
-        "prompt_tokens": usage.prompt_tokens,
-        "completion_tokens": usage.completion_tokens,
-        "cached_tokens": usage.cached_tokens,
-        "cache_write_tokens": usage.cache_write_tokens,
-        "user_id": opts.user_id or (str(request_json.get("user"))[:255]
-                                    if isinstance(request_json, dict) and isinstance(request_json.get("user"), str)
-                                    else ""),
-        "session_id": opts.session_id,
-        "session_path": opts.session_path,
-        "session_name": opts.session_name,
-        "properties": opts.properties,
-        "request_name": opts.request_name,
-        "prompt_id": opts.prompt_id,
-    }
+        record = parse_log(body, now=time.time(), max_body_chars=settings.GATEWAY_MAX_LOGGED_BODY_BYTES)
+    except LogBodyError as exc:
+        raise ActionError(str(exc)) from None
+    record["org_id"] = org.id
+    record["api_key_id"] = api_key.id if api_key else None
+    return record
+
+
+def stored_log_org(log_id: str) -> int | None:
+    """The org of the stored log with this id, if any: a log sent again with the id it was stored
+    under adds nothing, and another org's id is refused rather than silently not written."""
+    return RequestLog.objects.filter(id=log_id).values_list("org_id", flat=True).first()
 
 
 def log_manual(org: Organization, api_key: ApiKey | None, body: dict[str, Any]) -> RequestLog:

@@ -365,12 +365,13 @@ class ManualLogOut(Schema):
     cost_usd: float | None
 
 
-log_auth = ApiKeyAuth(("proxy", "write"))
+log_auth = ApiKeyAuth(("proxy", "write", "log"))
 
 
 @api.post("/log", auth=log_auth, response={201: ManualLogOut, **ERRORS},
           summary="Log a call made without the proxy (Helicone's manual-logger body)",
-          description="Priced, stored and streamed live like a proxied call. Needs the `proxy` or `write` scope.")
+          description="Priced, stored and streamed live like a proxied call. Needs the `proxy`, `write` or `log` "
+          "scope.")
 def post_log(request: HttpRequest, body: ManualLogIn):
     data = without_nul(body.dict())
     try:

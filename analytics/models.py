@@ -7,7 +7,6 @@ from django.utils import timezone
 
 from orgs.models import ApiKey, Organization
 
-
 # The columns the metrics aggregate or group on, carried in the (org, created_at) index.
 METRIC_COLUMNS = ["status", "latency_ms", "ttft_ms", "cost_usd", "prompt_tokens", "completion_tokens",
                   "cache_hit", "model", "provider", "user_id"]
@@ -61,6 +60,8 @@ class RequestLog(models.Model):
     prompt_id = models.CharField(max_length=100, blank=True)
     prompt_version = models.IntegerField(null=True, blank=True)
     prompt_variables = models.JSONField(null=True, blank=True)
+    source = models.CharField(max_length=8, choices=[("proxy", "Proxy"), ("log", "Log API"), ("otlp", "OpenTelemetry")],
+                              default="proxy", help_text="How the log came in")
 
     class Meta:
         ordering = ["-created_at"]
@@ -92,6 +93,46 @@ class RequestLog(models.Model):
         if self.prompt_tokens is None and self.completion_tokens is None:
             return None
         return (self.prompt_tokens or 0) + (self.completion_tokens or 0)
+
+
+class TraceSpan(models.Model):
+    """A span of an OpenTelemetry trace that has LLM calls: its place in the trace and the context
+    (user, session, properties) it gives the LLM calls under it.
+
+    Parents end, and so are exported, after their children: the context an enclosing span carries
+    often arrives after the LLM logs it applies to, which are then brought up to date from here.
+    Spans of traces without an LLM call are not kept."""
+
+    class LogKind(models.TextChoices):
+        NONE = "", "No log (structure only)"
+        OWN = "own", "The span's own log"
+        ADOPTED = "adopted", "A proxied log of the same call, placed in the trace's session"
+        PROXIED = "proxied", "A proxied log of the same call, which keeps its own session"
+
+    org = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    trace_id = models.CharField(max_length=32)
+    span_id = models.CharField(max_length=16)
+    parent_span_id = models.CharField(max_length=16, blank=True)
+    name = models.CharField(max_length=255, blank=True)
+    started_at = models.DateTimeField()
+    # The span's own attributes that LLM calls under it inherit (formats.genai.span_context).
+    context = models.JSONField(default=dict, blank=True)
+    log_id = models.UUIDField(null=True, blank=True)
+    log_kind = models.CharField(max_length=8, choices=LogKind.choices, blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["org", "trace_id", "span_id"], name="unique_trace_span")]
+        indexes = [models.Index(fields=["created_at"], name="tracespan_created")]
+
+    def __str__(self) -> str:
+        return f"{self.trace_id}/{self.span_id}"
+
+    @classmethod
+    def forget_user(cls, org_id: int, user_id: str) -> int:
+        """Erasing an end user also forgets the spans that named them (analytics.lifecycle)."""
+        named = models.Q(context__user_id=user_id) | models.Q(context__call_user_id=user_id)
+        return cls.objects.filter(org_id=org_id).filter(named).delete()[0]
 
 
 class ModelPrice(models.Model):

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import alert_views, lifecycle_views, views
+from . import alert_views, ingest, lifecycle_views, views
 
 urlpatterns = [
     path("o/<slug:slug>/", views.dashboard, name="org_home"),  # an org's home page
@@ -22,4 +22,8 @@ urlpatterns = [
     path("o/<slug:slug>/alerts/webhooks/", alert_views.webhook_list, name="webhook_list"),
     path("o/<slug:slug>/alerts/webhooks/<int:webhook_id>/delete/", alert_views.webhook_delete, name="webhook_delete"),
     path("o/<slug:slug>/alerts/deliveries/", alert_views.webhook_deliveries, name="webhook_deliveries"),
+    # OpenTelemetry ingest (OTLP/HTTP), and the paths Helicone's async loggers export to.
+    path("v1/traces", ingest.export_traces, name="otlp_traces"),
+    path("v1/trace/log", ingest.export_traces, name="helicone_trace_log"),
+    path("v1/trace/log-python", ingest.export_traces, name="helicone_trace_log_python"),
 ]

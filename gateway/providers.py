@@ -43,12 +43,14 @@ class Route:
 
 
 def match_prefix(path: str) -> str | None:
-    """The provider whose prefix `path` starts with, or None (not a proxy path)."""
+    """The provider whose prefix `path` starts with, or None (not a proxy path).
+    `/oai/v1/log` and `/anthropic/v1/log` are Helicone's logging endpoints, served by Django:
+    a log sent there is never forwarded to the provider."""
     first = path[1:].split("/", 1)[0]
     if first == "oai":
-        return "openai" if path == "/oai/v1" or path.startswith("/oai/v1/") else None
+        return "openai" if (path == "/oai/v1" or path.startswith("/oai/v1/")) and path != "/oai/v1/log" else None
     if first == "anthropic":
-        return "anthropic"
+        return None if path == "/anthropic/v1/log" else "anthropic"
     if first == "gateway":
         return "gateway"
     if first in NAMED_PROVIDERS:

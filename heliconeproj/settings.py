@@ -303,6 +303,9 @@ GATEWAY_CONNECT_TIMEOUT = env_float("GATEWAY_CONNECT_TIMEOUT", 10.0)
 GATEWAY_MAX_BODY_BYTES = env_int("GATEWAY_MAX_BODY_BYTES", 32 * 1024 * 1024)
 # Bodies longer than this are stored truncated in the log (the full body is proxied).
 GATEWAY_MAX_LOGGED_BODY_BYTES = env_int("GATEWAY_MAX_LOGGED_BODY_BYTES", 2 * 1024 * 1024)
+# Bodies of Helicone's logging endpoints (/custom/v1/log, /oai/v1/log, …) larger than this are refused
+# (413); 10 MiB is Helicone's own limit.
+MANUAL_LOG_MAX_BYTES = env_int("MANUAL_LOG_MAX_BYTES", 10 * 1024 * 1024)
 # Idle keep-alive connections kept per upstream host.
 GATEWAY_MAX_IDLE_CONNECTIONS = env_int("GATEWAY_MAX_IDLE_CONNECTIONS", 256)
 # Seconds an API key lookup is trusted in process; bounds how long a revoked key keeps working.

@@ -1,4 +1,5 @@
-"""`Authorization: Bearer sk-helicone-…` for the DRF and ninja APIs."""
+"""`Authorization: Bearer sk-helicone-…` for the DRF and ninja APIs, and `key_for`, the one check
+of a key sent as `Helicone-Auth` or `Authorization` (the Helicone-compatible routes, OTLP ingest)."""
 
 from django.http import HttpRequest
 from rest_framework import authentication, exceptions
@@ -12,6 +13,36 @@ def bearer_token(request: HttpRequest) -> str | None:
     if scheme.lower() != "bearer" or not token.strip():
         return None
     return token.strip()
+
+
+class KeyRefused(Exception):
+    """No usable key: `status` 401 (missing, malformed, unknown, revoked) or 403 (scope, suspension)."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def key_for(request: HttpRequest, scopes: tuple[str, ...]) -> ApiKey:
+    """The active key of `Helicone-Auth: Bearer <key>`, else `Authorization: Bearer <key>`, holding one
+    of `scopes`, of an organization that is not suspended; KeyRefused naming what is wrong."""
+    name = "Helicone-Auth" if request.headers.get("Helicone-Auth") else "Authorization"
+    header = request.headers.get(name, "").strip()
+    if not header:
+        raise KeyRefused(401, "Missing API key: send 'Authorization: Bearer <key>' or 'Helicone-Auth: Bearer <key>'")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise KeyRefused(401, f"Malformed {name} header: expected 'Bearer <key>'")
+    key = ApiKey.find_active(token.strip())
+    if key is None:
+        raise KeyRefused(401, "Invalid or revoked API key")
+    if not any(key.has_scope(scope) for scope in scopes):
+        names = " or ".join(f"'{scope}'" for scope in scopes)
+        raise KeyRefused(403, f"This API key lacks the {names} scope")
+    if key.org.is_suspended:
+        raise KeyRefused(403, f"Organization {key.org.slug} is suspended: {key.org.suspended_reason}")
+    return key
 
 
 class ApiKeyAuthentication(authentication.BaseAuthentication):

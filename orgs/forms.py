@@ -8,7 +8,7 @@ from django.contrib.auth.forms import AuthenticationForm
 from django.core.validators import validate_slug
 
 from . import checks, throttle
-from .models import ALL_SCOPES, ApiKeyScope, Organization, Role, User
+from .models import DEFAULT_SCOPES, ApiKeyScope, Organization, Role, User
 
 
 class SignupForm(forms.Form):
@@ -199,7 +199,7 @@ class ApiKeyForm(forms.Form):
     scopes = forms.MultipleChoiceField(
         choices=ApiKeyScope.choices,
         widget=forms.CheckboxSelectMultiple,
-        initial=ALL_SCOPES,
+        initial=DEFAULT_SCOPES,
         error_messages={"required": "Choose at least one scope."},
     )
 

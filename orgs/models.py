@@ -133,9 +133,13 @@ class ApiKeyScope(models.TextChoices):
     PROXY = "proxy", "Proxy (gateway)"
     READ = "read", "Read (query API)"
     WRITE = "write", "Write (change via API)"
+    LOG = "log", "Log (send logs only)"
 
 
-ALL_SCOPES = [ApiKeyScope.PROXY.value, ApiKeyScope.READ.value, ApiKeyScope.WRITE.value]
+ALL_SCOPES = [ApiKeyScope.PROXY.value, ApiKeyScope.READ.value, ApiKeyScope.WRITE.value, ApiKeyScope.LOG.value]
+# What a new key gets unless told otherwise: `proxy` and `write` keys may send logs too, so `log`
+# is for the narrow key an app embeds to log and do nothing else.
+DEFAULT_SCOPES = [ApiKeyScope.PROXY.value, ApiKeyScope.READ.value, ApiKeyScope.WRITE.value]
 
 
 def hash_api_key(raw_key: str) -> str:

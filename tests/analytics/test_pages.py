@@ -79,7 +79,7 @@ class PagesTests(BaseTestCase):
         assert response.context["property_key"] == "Env" and ">prod<" in html  # the first key, with its values
         by_feature = self.client.get("/o/alice-org/", {"property": "Feature"})
         assert [item["label"] for item in by_feature.context["top_values"]][:3] != [] and b"itinerary" in by_feature.content
-        assert f'data-live-url="/ws/orgs/alice-org/live/"' in html
+        assert 'data-live-url="/ws/orgs/alice-org/live/"' in html
         week = self.client.get("/o/alice-org/?range=7d")
         assert week.context["totals"]["count"] == 43 and week.context["interval"] == "day"
 

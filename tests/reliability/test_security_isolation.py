@@ -12,6 +12,7 @@ admin sends him to its login; the live WebSocket refuses him.
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from dataclasses import dataclass, field
@@ -45,7 +46,8 @@ from tests.orgs.helpers import FAST_HASHERS, OrgsTestCase
 class Case:
     kind: str
     url: str
-    # api: "detail" (an id of alice-org: 404) or "list" (alice-org's rows never listed)
+    # api: "detail" (an id of alice-org: 404) or "list" (alice-org's rows never listed); "taken-id": a write
+    # naming alice-org's log id as its own (409)
     api: str = ""
     api_method: str = "get"
     body: dict = field(default_factory=dict)
@@ -60,6 +62,19 @@ def drf(url: str, api: str, method: str = "get", body: dict | None = None) -> di
 
 
 WRITE = ("write",)
+# An OTLP/JSON export of one LLM span.
+OTLP_EXPORT = {"resourceSpans": [{"scopeSpans": [{"spans": [{
+    "traceId": "5b8efff798038103d269b633813fc60c", "spanId": "eee19b7ec3c1b174", "name": "openai.chat",
+    "startTimeUnixNano": "1700000000000000000", "endTimeUnixNano": "1700000001000000000",
+    "attributes": [{"key": "gen_ai.operation.name", "value": {"stringValue": "chat"}},
+                   {"key": "gen_ai.request.model", "value": {"stringValue": "gpt-4o-mini"}},
+                   {"key": "gen_ai.usage.input_tokens", "value": {"intValue": "10"}}]}]}]}]}
+
+# Helicone's async log body, with alice-org's log id as its Helicone-Request-Id ("{log}" is filled in).
+HELICONE_LOG = {"providerRequest": {"url": "custom-model-nopath", "json": {"model": "gpt-4o-mini"},
+                                    "meta": {"Helicone-Request-Id": "{log}"}},
+                "providerResponse": {"status": 200, "headers": {}, "json": {}}}
+LOG_SCOPES = ("log", "proxy", "write")
 
 
 CASES: dict[str, Case] = {
@@ -136,6 +151,40 @@ CASES: dict[str, Case] = {
         "providerRequest": {"url": "https://api.openai.com/v1/chat/completions", "json": {"model": "gpt-4o-mini"},
                             "meta": {}},
         "providerResponse": {"status": 200, "headers": {}, "json": {}}}, ("proxy", "write")),
+    # OpenTelemetry ingest: a key writes spans into its own org only (the org is never taken from the body).
+    **{path: Case("api", "/" + path, "list", "post", OTLP_EXPORT, ("proxy", "write"))
+       for path in ("v1/traces", "v1/trace/log", "v1/trace/log-python")},
+    # Helicone's own API (analytics/helicone_api.py). Its logging endpoints write into the key's org only:
+    # another org's log id is refused (409), the org's own is a replay that adds nothing.
+    "v1/openapi.json": Case("public", "/v1/openapi.json"),
+    "v1/docs": Case("public", "/v1/docs"),
+    **{path: Case("api", "/" + path, "taken-id", "post", HELICONE_LOG, LOG_SCOPES)
+       for path in ("custom/v1/log", "oai/v1/log", "anthropic/v1/log", "googleapis/v1/log", "v1/trace/custom/v1/log",
+                    "v1/trace/custom/log")},
+    "v1/request/query": Case("api", "/v1/request/query", "list", "post", {"filter": "all"}),
+    "v1/request/query-clickhouse": Case("api", "/v1/request/query-clickhouse", "list", "post", {"filter": "all"}),
+    "v1/request/query-ids": Case("api", "/v1/request/query-ids", "list", "post", {"requestIds": ["{log}"]}),
+    "v1/request/<request_id>": Case("api", "/v1/request/{log}", "detail"),
+    "v1/request/<request_id>/feedback":
+        Case("api", "/v1/request/{log}/feedback", "detail", "post", {"rating": True}, WRITE),
+    "v1/request/<request_id>/score":
+        Case("api", "/v1/request/{log}/score", "detail", "post", {"scores": {"accuracy": 1}}, WRITE),
+    "v1/request/<request_id>/property":
+        Case("api", "/v1/request/{log}/property", "detail", "put", {"key": "Pwned", "value": "yes"}, WRITE),
+    "v1/session/query": Case("api", "/v1/session/query", "list", "post", {
+        "search": "", "timezoneDifference": 0, "filter": "all",
+        "timeFilter": {"startTimeUnixMs": 0, "endTimeUnixMs": 4102444800000}}),
+    "v1/user/metrics/query": Case("api", "/v1/user/metrics/query", "list", "post",
+                                  {"filter": "all", "offset": 0, "limit": 100}),
+    "v1/prompt-2025/query/version": Case("api", "/v1/prompt-2025/query/version", "detail", "post",
+                                         {"promptVersionId": "alice-prompt:1"}),
+    "v1/prompt-2025/query/production-version": Case("api", "/v1/prompt-2025/query/production-version", "detail",
+                                                    "post", {"promptId": "alice-prompt"}),
+    "v1/prompt-2025/query/environment-version": Case("api", "/v1/prompt-2025/query/environment-version",
+                                                     "detail", "post",
+                                                     {"promptId": "alice-prompt", "environment": "production"}),
+    # A prompt body behind a signed, expiring link (the signature is the permission): a bad token is a 404.
+    "v1/prompt-2025/body/<token>": Case("public", "/v1/prompt-2025/body/not-a-token"),
     # Erasing an end user: always in the key's own org (another org's user of the same id is untouched).
     "api/v1/users/<path:user_id>": Case("api", "/api/v1/users/u-alice", "own-org", "delete", {}, WRITE),
     # The prompts API (DRF)
@@ -266,7 +315,8 @@ class UrlTableTests(OrgObjectsTestCase):
         auth = {"HTTP_AUTHORIZATION": f"Bearer {raw}"}
         if case.api_method == "get":
             return call(url, **auth)
-        return call(url, case.body, content_type="application/json", **auth)
+        body = json.loads(json.dumps(case.body).replace("{log}", str(self.log.pk)))
+        return call(url, body, content_type="application/json", **auth)
 
     def test_another_orgs_key_gets_404_for_ids_and_never_lists_them(self):
         api_cases = {pattern: case for pattern, case in CASES.items() if case.kind == "api"}
@@ -278,6 +328,8 @@ class UrlTableTests(OrgObjectsTestCase):
                 elif case.api == "own-org":
                     self.assertEqual(response.status_code, 200, response.content)
                     self.assertEqual(response.json()["requests"], 0)
+                elif case.api == "taken-id":
+                    self.assertEqual(response.status_code, 409, response.content)
                 else:
                     self.assertLess(response.status_code, 300, response.content)
                     text = response.content.decode()
@@ -293,7 +345,7 @@ class UrlTableTests(OrgObjectsTestCase):
         self.log.refresh_from_db()
         self.assertNotIn("Pwned", self.log.properties)
         for pattern, case in api_cases.items():
-            if case.api == "detail":
+            if case.api in ("detail", "taken-id"):
                 with self.subTest(pattern=pattern, who="alice-org's key"):
                     # The same URLs work for the org's own key: the 404s above are isolation.
                     self.assertLess(self.api_call(case, self.raw).status_code, 400, self.url(case))

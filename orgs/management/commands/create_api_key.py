@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from orgs import actions
-from orgs.models import ALL_SCOPES, Organization
+from orgs.models import ALL_SCOPES, DEFAULT_SCOPES, Organization
 
 
 class Command(BaseCommand):
@@ -10,8 +10,8 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("slug")
         parser.add_argument("--name", default="cli key")
-        parser.add_argument("--scopes", default=",".join(ALL_SCOPES),
-                            help=f"Comma-separated, from {','.join(ALL_SCOPES)} (default: all).")
+        parser.add_argument("--scopes", default=",".join(DEFAULT_SCOPES),
+                            help=f"Comma-separated, from {','.join(ALL_SCOPES)} (default: {','.join(DEFAULT_SCOPES)}).")
 
     def handle(self, *args, slug: str, name: str, scopes: str, **options):
         org = Organization.objects.filter(slug=slug).first()
