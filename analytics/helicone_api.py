@@ -35,6 +35,7 @@ from orgs.models import ApiKey
 from prompts.helicone import router as prompt_router
 
 from . import actions, helicone_query
+from .ingest import read_limited
 from .logqueue import enqueue
 from .models import Score
 from .queries import FilterError, logs_for
@@ -157,14 +158,9 @@ LOG_ROUTES = {
 
 def _read_body(request: HttpRequest) -> bytes:
     limit = settings.MANUAL_LOG_MAX_BYTES
-    too_large = LogRouteError(413, f"The log body exceeds the limit of {limit} bytes (MANUAL_LOG_MAX_BYTES)")
-    declared = request.headers.get("Content-Length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise too_large
-    # request.read, not request.body: the body property refuses anything past Django's 2.5 MB form limit.
-    raw = request.read(limit + 1)
-    if len(raw) > limit:
-        raise too_large
+    raw = read_limited(request, limit)
+    if raw is None:
+        raise LogRouteError(413, f"The log body exceeds the limit of {limit} bytes (MANUAL_LOG_MAX_BYTES)")
     return raw
 
 

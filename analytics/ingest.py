@@ -117,18 +117,24 @@ def authenticate(request: HttpRequest) -> ApiKey:
         raise IngestError(refused.status, code, refused.message) from None
 
 
+def read_limited(request: HttpRequest, limit: int) -> bytes | None:
+    """The request's body, or None past `limit` bytes (declared or sent): the ingest doors' size check."""
+    declared = request.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return None
+    # request.read, not request.body: the body property refuses anything past 2.5 MB (Django's
+    # form-upload limit), and exports and logs of long conversations are larger.
+    body = request.read(limit + 1)
+    return body if len(body) <= limit else None
+
+
 def read_body(request: HttpRequest) -> bytes:
     """The export's bytes, inflated when gzip; 413 past the gateway's body limit either way."""
     limit = settings.GATEWAY_MAX_BODY_BYTES
     too_large = IngestError(413, otlp.RESOURCE_EXHAUSTED, f"The export exceeds the limit of {limit} bytes "
                                                           "(GATEWAY_MAX_BODY_BYTES): export smaller batches")
-    declared = request.headers.get("Content-Length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise too_large
-    # request.read, not request.body: the body property refuses anything past 2.5 MB (Django's
-    # form-upload limit), and exports of long conversations are larger.
-    body = request.read(limit + 1)
-    if len(body) > limit:
+    body = read_limited(request, limit)
+    if body is None:
         raise too_large
     encoding = request.headers.get("Content-Encoding", "").strip().lower()
     if encoding in ("", "identity"):

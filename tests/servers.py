@@ -138,3 +138,32 @@ class TcpProxy:
         self.pause()
         self.loop.call_soon_threadsafe(self.server.close)
         self.loop.call_soon_threadsafe(self.loop.stop)
+
+
+def node_project(directory: Path, name: str, packages: dict[str, str], script: str) -> Path:
+    """An npm project of `packages` in `directory` (installed once, again when the list changes) with
+    `script` as app.js; skips the test, saying why, where node or npm cannot install them."""
+    import json
+    import shutil
+
+    import pytest
+
+    if not (shutil.which("node") and shutil.which("npm")):
+        pytest.skip("node and npm are not installed")
+    directory.mkdir(parents=True, exist_ok=True)
+    package = {"name": name, "private": True, "dependencies": packages}
+    manifest = directory / "package.json"
+    installed = all((directory / "node_modules" / package_name / "package.json").exists() for package_name in packages)
+    if not installed or not manifest.exists() or json.loads(manifest.read_text()) != package:
+        manifest.write_text(json.dumps(package))
+        wanted = ", ".join(packages)
+        try:
+            result = subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--loglevel=error"], cwd=directory,
+                                    capture_output=True, text=True, timeout=300)
+        except subprocess.TimeoutExpired:
+            pytest.skip(f"npm could not install {wanted} within 5 minutes")
+        if result.returncode != 0:
+            pytest.skip(f"npm could not install {wanted}: {result.stderr.strip()[-500:]}")
+    app = directory / "app.js"
+    app.write_text(script)
+    return app

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
 from analytics.pricing import cost_usd
 from tests.gateway.conftest import wait_for_log
-from tests.servers import ROOT
+from tests.servers import ROOT, node_project
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -71,25 +71,8 @@ main().catch((error) => { console.error(error); process.exit(1); });
 
 
 @pytest.fixture(scope="module")
-def node_app():
-    if not (shutil.which("node") and shutil.which("npm")):
-        pytest.skip("node and npm are not installed")
-    NODE_DIR.mkdir(parents=True, exist_ok=True)
-    package = {"name": "helicone-node-test", "private": True, "dependencies": PACKAGES}
-    manifest = NODE_DIR / "package.json"
-    installed = all((NODE_DIR / "node_modules" / name / "package.json").exists() for name in PACKAGES)
-    if not installed or not manifest.exists() or json.loads(manifest.read_text()) != package:
-        manifest.write_text(json.dumps(package))
-        try:
-            result = subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--loglevel=error"], cwd=NODE_DIR,
-                                    capture_output=True, text=True, timeout=300)
-        except subprocess.TimeoutExpired:
-            pytest.skip("npm could not install @helicone/helpers within 5 minutes")
-        if result.returncode != 0:
-            pytest.skip(f"npm could not install @helicone/helpers: {result.stderr.strip()[-500:]}")
-    script = NODE_DIR / "app.js"
-    script.write_text(SCRIPT)
-    return script
+def node_app() -> Path:
+    return node_project(NODE_DIR, "helicone-node-test", PACKAGES, SCRIPT)
 
 
 def test_node_helpers_log_calls_and_read_prompts(node_app, gateway, tenant, mock_provider, client):

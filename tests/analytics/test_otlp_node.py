@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -17,7 +16,7 @@ import pytest
 
 from analytics.models import RequestLog
 from analytics.pricing import cost_usd
-from tests.servers import ROOT
+from tests.servers import ROOT, node_project
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -66,24 +65,7 @@ main().catch((error) => { console.error(error); process.exit(1); });
 
 @pytest.fixture(scope="module")
 def node_app() -> Path:
-    if not (shutil.which("node") and shutil.which("npm")):
-        pytest.skip("node and npm are not installed")
-    NODE_DIR.mkdir(parents=True, exist_ok=True)
-    package = {"name": "otlp-node-test", "private": True, "dependencies": PACKAGES}
-    manifest = NODE_DIR / "package.json"
-    installed = all((NODE_DIR / "node_modules" / name / "package.json").exists() for name in PACKAGES)
-    if not installed or json.loads(manifest.read_text()) != package:
-        manifest.write_text(json.dumps(package))
-        try:
-            result = subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--loglevel=error"], cwd=NODE_DIR,
-                                    capture_output=True, text=True, timeout=300)
-        except subprocess.TimeoutExpired:
-            pytest.skip("npm could not install the OpenTelemetry packages within 5 minutes")
-        if result.returncode != 0:
-            pytest.skip(f"npm could not install the OpenTelemetry packages: {result.stderr.strip()[-500:]}")
-    script = NODE_DIR / "app.js"
-    script.write_text(SCRIPT)
-    return script
+    return node_project(NODE_DIR, "otlp-node-test", PACKAGES, SCRIPT)
 
 
 def test_node_exporter_json_export_becomes_a_log(node_app, gateway, tenant, mock_provider):
