@@ -15,13 +15,12 @@ import time
 from pathlib import Path
 
 import httpx
-import orjson
 import pytest
-from google.protobuf import json_format
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from analytics.models import RequestLog
 from analytics.pricing import cost_usd
+from tests.analytics.otlp_helpers import as_json
 from tests.gateway.conftest import wait_for_log
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -156,14 +155,14 @@ def test_json_and_protobuf_exports_of_the_same_spans_give_the_same_logs(gateway,
     """The SDK's own protobuf encoding of recorded spans, and the OTLP/JSON form of the same message."""
     protobuf = base64.b64decode(run("record", gateway, tenant, mock_provider)[0]["protobuf"])
     message = ExportTraceServiceRequest.FromString(protobuf)
-    as_json = orjson.dumps(otlp_json(json_format.MessageToDict(message)))
+    json_body = as_json(message)
 
     def post(path, body, content_type, raw_key):
         return httpx.post(gateway.url + path, content=body, timeout=20,
                           headers={"Content-Type": content_type, "Authorization": f"Bearer {raw_key}"})
 
     assert post("/v1/traces", protobuf, "application/x-protobuf", tenant.raw_key).status_code == 200
-    response = post("/v1/trace/log", as_json, "application/json", tenant.other_raw_key)
+    response = post("/v1/trace/log", json_body, "application/json", tenant.other_raw_key)
     assert response.status_code == 200 and response.json() == {}
 
     def shown(org):
@@ -177,15 +176,5 @@ def test_json_and_protobuf_exports_of_the_same_spans_give_the_same_logs(gateway,
     assert from_protobuf[1]["streamed"] and from_protobuf[1]["completion_tokens"] == 5
     # Sent again (an exporter retrying): nothing is added.
     assert post("/v1/traces", protobuf, "application/x-protobuf", tenant.raw_key).status_code == 200
-    assert post("/v1/trace/log", as_json, "application/json", tenant.other_raw_key).status_code == 200
+    assert post("/v1/trace/log", json_body, "application/json", tenant.other_raw_key).status_code == 200
     assert RequestLog.objects.count() == 4
-
-
-def otlp_json(value):
-    """protobuf's JSON mapping -> OTLP/JSON: trace and span ids in hex rather than base64."""
-    if isinstance(value, dict):
-        return {k: (base64.b64decode(v).hex() if k in ("traceId", "spanId", "parentSpanId") else otlp_json(v))
-                for k, v in value.items()}
-    if isinstance(value, list):
-        return [otlp_json(item) for item in value]
-    return value

@@ -6,20 +6,13 @@ Requests go through Django's WSGI handler in process, inside the test's transact
 """
 
 import zlib
-from types import SimpleNamespace
 
-import pytest
 import schemathesis
-from django.core import signals
 from django.core.wsgi import get_wsgi_application
-from django.db import close_old_connections
 from hypothesis import HealthCheck, settings
 from schemathesis.config import SchemathesisConfig
 
 from analytics.api import api
-from orgs.models import ApiKey
-from tests.analytics.helpers import make_logs
-from tests.base import make_personas
 
 MAX_EXAMPLES = 25
 
@@ -40,22 +33,6 @@ CONFIG = SchemathesisConfig.from_dict({
 })
 schema = schemathesis.openapi.from_dict(api.get_openapi_schema(), config=CONFIG)
 schema.app = get_wsgi_application()
-
-
-@pytest.fixture
-def org_key(db):
-    """A read/write/proxy key of an org with logs (some with feedback), and the logs' ids."""
-    # Django's test client does the same: a request must not close the test's connection.
-    signals.request_started.disconnect(close_old_connections)
-    signals.request_finished.disconnect(close_old_connections)
-    ns = SimpleNamespace()
-    make_personas(ns)
-    logs = make_logs(ns.org, n=20)
-    make_logs(ns.other_org, n=5)
-    _key, raw = ApiKey.generate(ns.org, "fuzz", ["proxy", "read", "write"])
-    yield SimpleNamespace(raw=raw, log_ids=[str(log.id) for log in logs], org=ns.org)
-    signals.request_started.connect(close_old_connections)
-    signals.request_finished.connect(close_old_connections)
 
 
 @schema.parametrize()

@@ -8,20 +8,13 @@ Generation is deterministic and bounded; requests go through Django's WSGI handl
 """
 
 import zlib
-from types import SimpleNamespace
 
-import pytest
 import schemathesis
-from django.core import signals
 from django.core.wsgi import get_wsgi_application
-from django.db import close_old_connections
 from hypothesis import HealthCheck, settings
 from schemathesis.config import SchemathesisConfig
 
 from analytics.helicone_api import helicone
-from orgs.models import ApiKey
-from tests.analytics.helpers import make_logs
-from tests.base import make_personas
 
 MAX_EXAMPLES = 60
 
@@ -34,21 +27,6 @@ CONFIG = SchemathesisConfig.from_dict({
 })
 schema = schemathesis.openapi.from_dict(helicone.get_openapi_schema(), config=CONFIG)
 schema.app = get_wsgi_application()
-
-
-@pytest.fixture
-def org_key(db):
-    """A read/write/proxy key of an org with logs, and the logs' ids."""
-    # Django's test client does the same: a request must not close the test's connection.
-    signals.request_started.disconnect(close_old_connections)
-    signals.request_finished.disconnect(close_old_connections)
-    ns = SimpleNamespace()
-    make_personas(ns)
-    logs = make_logs(ns.org, n=20)
-    _key, raw = ApiKey.generate(ns.org, "fuzz", ["proxy", "read", "write"])
-    yield SimpleNamespace(raw=raw, log_ids=[str(log.id) for log in logs])
-    signals.request_started.connect(close_old_connections)
-    signals.request_finished.connect(close_old_connections)
 
 
 @schema.exclude(path_regex="/log$").parametrize()
