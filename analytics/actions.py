@@ -112,7 +112,7 @@ def log_manual(org: Organization, api_key: ApiKey | None, body: dict[str, Any]) 
     from .writer import write_batch
 
     record = manual_log_record(org, api_key, body)
-    if RequestLog.objects.filter(id=record["id"]).exclude(org=org).exists():
+    if stored_log_org(record["id"]) not in (None, org.id):
         raise ActionError("Helicone-Request-Id is already used")
     write_batch([record])
     return get_log(org, record["id"])
