@@ -17,6 +17,7 @@ from formats.helicone_log import LogBodyError, parse_log
 from orgs import audit
 from orgs.models import ApiKey, Organization
 
+from . import rollups
 from .models import Feedback, RequestLog, Score
 
 MAX_SCORES = 50
@@ -79,8 +80,10 @@ def set_property(org: Organization, log_id, key: str, value: str, *, api_key: Ap
     with transaction.atomic():
         log = get_log(org, log_id, for_update=True)
         before = log.properties.get(key)
+        rollups.subtract([log])
         log.properties = {**log.properties, key: value}
         log.save(update_fields=["properties"])
+        rollups.add([log])
         audit.record("request.property_set", request=request, org=org, user=user, api_key=api_key, target=log,
                      changes={"key": key, "from": before, "to": value})
     return log

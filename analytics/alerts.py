@@ -27,7 +27,7 @@ from django.utils import timezone
 
 from . import live, metrics, webhooks
 from .models import AlertComparison, AlertEvent, AlertMetric, AlertRule, RequestLog, WebhookDelivery
-from .queries import logs_for
+from .queries import Selection
 
 log = logging.getLogger(__name__)
 
@@ -57,28 +57,32 @@ def _value(metric: str, row: dict[str, Any]) -> float | None:
     return None if row.get(metric) is None else float(row[metric])
 
 
-def rule_queryset(rule: AlertRule, now: datetime):
-    filters: dict[str, Any] = {"created_after": now - timedelta(seconds=rule.window_seconds)}
+def rule_selection(rule: AlertRule, now: datetime) -> Selection:
+    """The logs of the rule's window (up to and including `now`), read from the rollups when they can."""
+    filters: dict[str, Any] = {}
     properties = {}
     if rule.filter_field == "property":
         properties[rule.filter_property] = rule.filter_value
     elif rule.filter_field:
         filters[FILTER_FIELDS[rule.filter_field]] = rule.filter_value
-    return logs_for(rule.org, filters, properties).filter(created_at__lte=now)
+    return Selection(rule.org, now - timedelta(seconds=rule.window_seconds), now + timedelta(microseconds=1),
+                     filters, properties)
 
 
 def measure(rule: AlertRule, now: datetime | None = None) -> list[Reading]:
     """The rule's metric over its window, per group ("" when the rule does not group)."""
     now = now or timezone.now()
-    qs = rule_queryset(rule, now)
+    selection = rule_selection(rule, now)
+    wants_percentile = rule.metric in PERCENTILE_METRICS
+    wanted = (rule.metric,) if wants_percentile else ()
     if not rule.group_by:
-        row = metrics.summary(qs)
+        # The evaluator runs in the background: no time budget on the raw rows.
+        row = metrics.summary(selection, percentiles=wanted, limit_seconds=None)
         value = _value(rule.metric, row)
         return [Reading("", value, row["count"])] if value is not None else []
     spec = f"property:{rule.group_property}" if rule.group_by == "property" else rule.group_by
-    wants_percentile = rule.metric in PERCENTILE_METRICS
-    rows = metrics.grouped(qs, metrics.group_key(spec), exclude_empty=True, with_percentiles=wants_percentile,
-                           percentiles=(rule.metric,) if wants_percentile else None)
+    rows = metrics.grouped(selection, spec, exclude_empty=True, with_percentiles=wants_percentile,
+                           percentiles=wanted or None, limit_seconds=None)
     readings = []
     for row in rows:
         value = _value(rule.metric, row)

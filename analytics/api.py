@@ -24,7 +24,7 @@ from orgs.models import ApiKey
 
 from . import actions, lifecycle, metrics
 from .models import Feedback, RequestLog
-from .queries import FilterError, logs_for
+from .queries import FilterError, Selection, logs_for
 from .writer import without_nul
 
 
@@ -68,6 +68,8 @@ class ValidationErrorOut(Schema):
 # Every operation may answer these; each names the problem in `detail`.
 ERRORS = {400: ErrorOut, 401: ErrorOut, 403: ErrorOut, 422: ValidationErrorOut}
 NOT_FOUND = {404: ErrorOut}
+# A combination of filters the rollups do not keep, which the raw rows could not answer in time.
+TOO_SLOW = {503: ErrorOut}
 
 
 def _iso_timestamp(value: Any) -> Any:
@@ -249,14 +251,19 @@ class TimeseriesOut(Schema):
 METRICS_WINDOW = "Without `created_after` the metrics cover the last 24 hours."
 
 
-def _metrics_logs(request: HttpRequest, filters: RequestFilters) -> QuerySet[RequestLog]:
-    # Bounded by default: an unbounded percentile over a year of logs is a slow query.
+def _metrics_logs(request: HttpRequest, filters: RequestFilters) -> Selection:
+    # Bounded by default: the last 24 hours, as the dashboard shows.
     if filters.created_after is None:
         filters.created_after = timezone.now() - timedelta(hours=24)
-    return filter_logs(request, filters)
+    properties = {param[len("property."):]: value for param, value in request.GET.items()
+                  if param.startswith("property.")}
+    try:
+        return Selection(request.org, filters=filters.dict(exclude_none=True), properties=properties)
+    except FilterError as exc:
+        raise HttpError(400, str(exc)) from None
 
 
-@api.get("/metrics/summary", response={200: GroupsOut | MetricsOut, **ERRORS}, summary="Totals, rates and percentiles",
+@api.get("/metrics/summary", response={200: GroupsOut | MetricsOut, **ERRORS, **TOO_SLOW}, summary="Totals, rates and percentiles",
          description="The same filters as `/requests`. " + METRICS_WINDOW
          + " With `group_by=model|provider|user|prompt|property:<Name>` the metrics per value, most requests first.")
 def metrics_summary(request: HttpRequest, filters: Query[RequestFilters],
@@ -270,9 +277,11 @@ def metrics_summary(request: HttpRequest, filters: Query[RequestFilters],
         return metrics.summary(qs)
     except FilterError as exc:
         raise HttpError(400, str(exc)) from None
+    except metrics.TooSlow as exc:
+        raise HttpError(503, str(exc)) from None
 
 
-@api.get("/metrics/timeseries", response={200: TimeseriesOut, **ERRORS}, summary="The summary metrics per time bucket",
+@api.get("/metrics/timeseries", response={200: TimeseriesOut, **ERRORS, **TOO_SLOW}, summary="The summary metrics per time bucket",
          description="`interval=minute|hour|day`; buckets with no requests are left out, oldest first. "
          + METRICS_WINDOW)
 def metrics_timeseries(request: HttpRequest, filters: Query[RequestFilters],
@@ -283,6 +292,8 @@ def metrics_timeseries(request: HttpRequest, filters: Query[RequestFilters],
         return {"interval": interval, "buckets": metrics.timeseries(qs, interval, filters.created_after, end)}
     except FilterError as exc:
         raise HttpError(400, str(exc)) from None
+    except metrics.TooSlow as exc:
+        raise HttpError(503, str(exc)) from None
 
 
 # --- Feedback, scores, properties ----------------------------------------------------

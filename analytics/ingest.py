@@ -44,6 +44,7 @@ from formats import genai, otlp
 from orgs.api_auth import KeyRefused, key_for
 from orgs.models import ApiKey
 
+from . import rollups
 from .models import RequestLog, TraceSpan
 from .writer import without_nul, write_batch
 
@@ -404,7 +405,14 @@ def _update_logs(org_id: int, resolved: dict[str, tuple[Resolved, str]]) -> None
             if now.context.get("omit_response") and not row["response_omitted"]:
                 changes.update(response_body="", response_omitted=True)
         if any(row.get(name) != value for name, value in changes.items()):
-            RequestLog.objects.filter(org_id=org_id, id=row["id"]).update(**changes)
+            with transaction.atomic():
+                log = (RequestLog.objects.select_for_update().only(*rollups.LOG_FIELDS)
+                       .get(org_id=org_id, id=row["id"]))
+                rollups.subtract([log])  # user, session and properties are rollup dimensions
+                RequestLog.objects.filter(org_id=org_id, id=row["id"]).update(**changes)
+                for name, value in changes.items():
+                    setattr(log, name, value)
+                rollups.add([log])
 
 
 def _expire_structure() -> None:

@@ -26,6 +26,7 @@ from django.utils import timezone
 from orgs import audit
 from orgs.models import ApiKey, AuditEvent, Membership, Organization
 
+from . import rollups
 from .models import AlertEvent, Feedback, RequestLog, Score, WebhookDelivery
 
 DEFAULT_BATCH_SIZE = 5000
@@ -54,12 +55,14 @@ def delete_logs_in_batches(logs: models.QuerySet[RequestLog], *, batch_size: int
         with transaction.atomic():
             # Locked first: feedback or a property written meanwhile waits for the batch, never
             # half-applies to a deleted log. Rows another transaction holds are left to a later run.
-            ids = list(logs.order_by("created_at").select_for_update(skip_locked=True)
-                       .values_list("id", flat=True)[:batch_size])
+            rows = list(logs.order_by("created_at").select_for_update(skip_locked=True)
+                        .only(*rollups.LOG_FIELDS)[:batch_size])
+            ids = [row.id for row in rows]
             if ids:
                 counts["feedback"] += Feedback.objects.filter(request_id__in=ids).delete()[0]
                 counts["scores"] += Score.objects.filter(request_id__in=ids).delete()[0]
                 counts["requests"] += RequestLog.objects.filter(id__in=ids).delete()[0]
+                rollups.subtract(rows)  # the same transaction: the rollups never count a deleted log
         if not ids:
             break
         batch += 1

@@ -10,21 +10,70 @@ SQLite has no such aggregate, so there we read the sorted column of the
 from __future__ import annotations
 
 import math
+import time
 from collections import defaultdict
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
+from django.db import OperationalError, connection, transaction
 from django.db.models import Aggregate, Count, F, FloatField, Q, QuerySet, Sum
 from django.db.models.fields.json import KT, KeyTextTransform
 from django.db.models.functions import TruncDay, TruncHour, TruncMinute
 
+from . import rollup_reads
 from .pricing import UNPRICED
-from .queries import FilterError, check_property_name, is_postgres
+from .queries import ERROR_Q, FilterError, Selection, check_property_name, is_postgres
 
-# Status 0 means no answer reached the client; 4xx and 5xx are errors too.
-ERROR_Q = Q(status__gte=400) | Q(status__lt=200)
+__all__ = ["ERROR_Q", "TooSlow", "summary", "grouped", "group_by", "timeseries"]
+
+
+class TooSlow(Exception):
+    """The raw rows could not answer within the time budget (the rollups could not answer)."""
+
+    def __init__(self, seconds: float):
+        super().__init__(f"This combination of filters is not kept in the rollups, and reading the raw logs took "
+                         f"longer than {seconds:g} s: narrow the time range or use one filter at a time.")
+
+
+@contextmanager
+def budget(seconds: float | None):
+    """Run raw-row aggregates for at most `seconds` (None: no limit); TooSlow past it."""
+    if not seconds:
+        yield
+        return
+    if is_postgres():
+        try:
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute("SHOW statement_timeout")
+                before = cursor.fetchone()[0]
+                cursor.execute("SELECT set_config('statement_timeout', %s, true)", [f"{int(seconds * 1000)}ms"])
+                yield
+                cursor.execute("SELECT set_config('statement_timeout', %s, true)", [before])
+        except OperationalError as exc:
+            if "statement timeout" in str(exc):
+                raise TooSlow(seconds) from None
+            raise
+        return
+    connection.ensure_connection()
+    deadline = time.monotonic() + seconds
+    raw = connection.connection
+    raw.set_progress_handler(lambda: time.monotonic() > deadline, 20_000)
+    try:
+        yield
+    except OperationalError as exc:
+        if "interrupted" in str(exc):
+            raise TooSlow(seconds) from None
+        raise
+    finally:
+        raw.set_progress_handler(None, 0)
+
+
+def _raw_budget() -> float | None:
+    return getattr(settings, "ANALYTICS_RAW_BUDGET_SECONDS", None)
 
 # name -> (column, fraction)
 PERCENTILES: dict[str, tuple[str, float]] = {
@@ -115,8 +164,21 @@ def _finish(row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def summary(qs: QuerySet) -> dict[str, Any]:
-    """count, error_rate, cost_usd, tokens, latency/TTFT percentiles, cache hits of the rows of qs."""
+def summary(source: QuerySet | Selection, *, percentiles: tuple[str, ...] | None = None,
+            limit_seconds: float | None = -1) -> dict[str, Any]:
+    """count, error_rate, cost_usd, tokens, latency/TTFT percentiles, cache hits of the selected
+    logs: from the rollups when they can answer a Selection, else from the rows under a time
+    budget (TooSlow past it; `limit_seconds` None: no limit)."""
+    if isinstance(source, Selection):
+        answer = rollup_reads.summary(source, percentiles)
+        if answer is not None:
+            return answer
+        with budget(_raw_budget() if limit_seconds == -1 else limit_seconds):
+            return _raw_summary(source.qs)
+    return _raw_summary(source)
+
+
+def _raw_summary(qs: QuerySet) -> dict[str, Any]:
     aggregates = _base_aggregates()
     if is_postgres():
         aggregates.update(_percentile_aggregates())
@@ -141,13 +203,43 @@ def group_key(group_by: str):
     raise FilterError("group_by must be model, provider, user, prompt or property:<Name>")
 
 
-def grouped(qs: QuerySet, key, *, order_by: str = "-count", limit: int | None = None,
+def grouped(source: QuerySet | Selection, key, *, order_by: str = "-count", limit: int | None = None,
             exclude_empty: bool = False, with_percentiles: bool = True,
-            percentiles: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
-    """The metrics per value of `key`, as [{"key": ..., "count": ..., ...}].
+            percentiles: tuple[str, ...] | None = None, limit_seconds: float | None = -1) -> list[dict[str, Any]]:
+    """The metrics per value of `key` (a `group_by` name, or an expression over the rows), as
+    [{"key": ..., "count": ..., ...}]: from the rollups when they can answer a Selection.
 
     `percentiles` narrows which of PERCENTILES are computed (None: all).
     """
+    if isinstance(key, str):
+        dim = group_dim(key)
+        if isinstance(source, Selection):
+            answer = rollup_reads.grouped(source, dim, order_by=order_by, limit=limit, exclude_empty=exclude_empty,
+                                          percentiles=percentiles if with_percentiles else ())
+            if answer is not None:
+                return [{name: value for name, value in row.items() if name not in rollup_reads.EXTRAS}
+                        for row in answer]
+        key = group_key(key)
+    if isinstance(source, Selection):
+        with budget(_raw_budget() if limit_seconds == -1 else limit_seconds):
+            return _raw_grouped(source.qs, key, order_by=order_by, limit=limit, exclude_empty=exclude_empty,
+                                with_percentiles=with_percentiles, percentiles=percentiles)
+    return _raw_grouped(source, key, order_by=order_by, limit=limit, exclude_empty=exclude_empty,
+                        with_percentiles=with_percentiles, percentiles=percentiles)
+
+
+def group_dim(group_by: str) -> str:
+    """The rollup dimension of a `group_by` value."""
+    if group_by.startswith("property:"):
+        return rollup_reads.PROPERTY_PREFIX + check_property_name(group_by[len("property:"):], group_by)
+    if group_by in rollup_reads.GROUP_DIMS:
+        return rollup_reads.GROUP_DIMS[group_by]
+    raise FilterError("group_by must be model, provider, user, prompt or property:<Name>")
+
+
+def _raw_grouped(qs: QuerySet, key, *, order_by: str = "-count", limit: int | None = None,
+                 exclude_empty: bool = False, with_percentiles: bool = True,
+                 percentiles: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
     qs = qs.annotate(group_key=key)
     if exclude_empty:
         qs = qs.exclude(group_key__isnull=True)
@@ -183,11 +275,11 @@ def _sqlite_group_percentiles(qs: QuerySet, rows: list[dict[str, Any]]) -> None:
                     row[f"m_{name}"] = percentile(values.get(row["group_key"], []), fraction)
 
 
-def group_by(qs: QuerySet, group_by: str, limit: int = 100) -> list[dict[str, Any]]:
-    return grouped(qs, group_key(group_by), limit=limit)
+def group_by(source: QuerySet | Selection, group_by: str, limit: int = 100) -> list[dict[str, Any]]:
+    return grouped(source, group_by, limit=limit)
 
 
-def timeseries(qs: QuerySet, interval: str, start: datetime, end: datetime,
+def timeseries(qs: QuerySet | Selection, interval: str, start: datetime, end: datetime,
                *, fill: bool = False, percentiles: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
     """Metrics per `interval` bucket between start and end (oldest first)."""
     if interval not in INTERVALS:
@@ -195,10 +287,14 @@ def timeseries(qs: QuerySet, interval: str, start: datetime, end: datetime,
     trunc, step = INTERVALS[interval]
     if (end - start) / step > MAX_BUCKETS:
         raise FilterError(f"Too many {interval} buckets: narrow the time range or use a longer interval")
-    buckets = grouped(qs, trunc("created_at", tzinfo=dt_timezone.utc), order_by="group_key",
-                      percentiles=percentiles)
-    for bucket in buckets:
-        bucket["time"] = _as_utc(bucket.pop("key"))
+    answer = rollup_reads.timeseries(qs, interval, start, end, percentiles) if isinstance(qs, Selection) else None
+    if answer is not None:
+        buckets = [{"time": moment, **row} for moment, row in answer.items()]
+    else:
+        buckets = grouped(qs, trunc("created_at", tzinfo=dt_timezone.utc), order_by="group_key",
+                          percentiles=percentiles)
+        for bucket in buckets:
+            bucket["time"] = _as_utc(bucket.pop("key"))
     if not fill:
         return buckets
     by_time = {bucket["time"]: bucket for bucket in buckets}

@@ -326,3 +326,58 @@ class WebhookDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event_type} #{self.attempt} -> {self.url}"
+
+
+# --- Rollups (issue #17): what the aggregate pages read instead of the raw rows -------------------
+
+
+class Rollup(models.Model):
+    """The measures of an org's logs in one bucket of time (a minute, an hour or a day) for one
+    value of one dimension ("" for all the org's logs). Maintained by analytics.rollups in the
+    transactions that change the logs, so a sum over rollups equals the same sum over the rows.
+
+    Values beyond a dimension's cap per bucket are folded into that bucket's overflow row."""
+
+    org = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+", db_index=False)
+    grain = models.CharField(max_length=1, help_text="m: minute, h: hour, d: day")
+    bucket = models.DateTimeField(help_text="Start of the bucket, UTC")
+    dim = models.CharField(max_length=210, blank=True, help_text="'' (every log), model, user, p:<property>…")
+    value = models.CharField(max_length=255, blank=True)
+    overflow = models.BooleanField(default=False, help_text="Folds the values beyond the cap")
+
+    requests = models.BigIntegerField(default=0)
+    errors = models.BigIntegerField(default=0)
+    cache_hits = models.BigIntegerField(default=0)
+    unpriced = models.BigIntegerField(default=0)
+    prompt_tokens = models.BigIntegerField(default=0)
+    completion_tokens = models.BigIntegerField(default=0)
+    cached_tokens = models.BigIntegerField(default=0)
+    cost_usd = models.DecimalField(max_digits=24, decimal_places=10, default=0)
+    saved_usd = models.DecimalField(max_digits=24, decimal_places=10, default=0)
+    latency = models.JSONField(default=dict, blank=True, help_text="analytics.sketch of latency_ms")
+    ttft = models.JSONField(default=dict, blank=True, help_text="analytics.sketch of ttft_ms")
+    # Users and sessions only: when their requests of the bucket started and ended.
+    first_at = models.DateTimeField(null=True, blank=True)
+    last_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["org", "dim", "grain", "bucket", "overflow", "value"],
+                                    name="unique_rollup"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.org_id}/{self.grain}/{self.bucket:%Y-%m-%d %H:%M}/{self.dim}={self.value}"
+
+
+class RollupCoverage(models.Model):
+    """From when an org's rollups hold every one of its logs: reads of earlier times use the raw
+    rows. A new org is covered from the start; one that had logs before rollups existed is covered
+    once `manage.py rebuild_rollups` has run for it."""
+
+    org = models.OneToOneField(Organization, on_delete=models.CASCADE, primary_key=True, related_name="+")
+    covered_from = models.DateTimeField(null=True, blank=True, help_text="Null: not yet built")
+    rebuilt_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.org_id}: {self.covered_from}"

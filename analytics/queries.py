@@ -6,6 +6,7 @@ narrow an org's logs but never reach another org's.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -30,8 +31,37 @@ RANGES = {
 DEFAULT_RANGE = "24h"
 
 
+# Status 0 means no answer reached the client; 4xx and 5xx are errors too.
+ERROR_Q = Q(status__gte=400) | Q(status__lt=200)
+
+
 class FilterError(ValueError):
     """A filter that cannot be applied; the message names the parameter."""
+
+
+@dataclass
+class Selection:
+    """An org's logs in a time range, narrowed by exact filters, properties and body text: what
+    the aggregates (analytics.metrics) answer from the rollups when they can, else from `qs`."""
+
+    org: Any
+    start: datetime | None = None
+    end: datetime | None = None
+    filters: dict[str, Any] = field(default_factory=dict)
+    properties: dict[str, str] = field(default_factory=dict)
+    search: str = ""
+
+    def __post_init__(self) -> None:
+        filters = {name: value for name, value in self.filters.items() if value is not None}
+        self.start = filters.pop("created_after", None) or self.start
+        self.end = filters.pop("created_before", None) or self.end
+        self.filters = filters
+        self.qs  # noqa: B018  a bad filter is refused now, as logs_for refuses it
+
+    @property
+    def qs(self) -> QuerySet[RequestLog]:
+        bounds = {"created_after": self.start, "created_before": self.end}
+        return logs_for(self.org, {**self.filters, **bounds}, self.properties, self.search)
 
 
 def is_postgres() -> bool:

@@ -79,7 +79,7 @@ class Sketch:
 
     def remove(self, other: "Sketch") -> "Sketch":
         """Take a sketch merged earlier out again (an erase or a purge of the logs it counted).
-        The exact minimum and maximum cannot be taken back: they are kept as bounds."""
+        An extreme that may have been taken out becomes its bucket's value (within the accuracy)."""
         for index, count in other.buckets.items():
             left = self.buckets.get(index, 0) - count
             if left > 0:
@@ -91,14 +91,29 @@ class Sketch:
         self.total = self.total - other.total if self.count else 0.0
         if not self.count:
             self.low, self.high = math.inf, -math.inf
+            return self
+        if other.count and other.low <= self.low:
+            self.low = 0.0 if self.zeros else bucket_value(min(self.buckets))
+        if other.count and other.high >= self.high:
+            self.high = bucket_value(max(self.buckets)) if self.buckets else MIN_VALUE
         return self
 
     def quantile(self, q: float) -> float | None:
-        """The q-quantile (0 <= q <= 1), within RELATIVE_ACCURACY; None when empty."""
+        """The q-quantile (0 <= q <= 1) as PostgreSQL's percentile_cont defines it (interpolated
+        between the two nearest ranks), within RELATIVE_ACCURACY; None when empty."""
         if not self.count:
             return None
         rank = q * (self.count - 1)
-        if rank >= self.count - 1:
+        low = math.floor(rank)
+        below = self._value_at(low)
+        if rank == low or low + 1 >= self.count:
+            return below
+        above = self._value_at(low + 1)
+        return below + (above - below) * (rank - low)
+
+    def _value_at(self, rank: int) -> float:
+        """The value of the rank-th smallest measurement (0-based), within RELATIVE_ACCURACY."""
+        if rank >= self.count - 1 and self.high != -math.inf:
             return self.high  # the extremes are kept exactly
         if rank <= 0 and self.low != math.inf:
             return self.low
@@ -108,7 +123,7 @@ class Sketch:
         for index in sorted(self.buckets):
             seen += self.buckets[index]
             if seen > rank:
-                # Never outside what was measured: the extremes are exact.
+                # Never outside what was measured.
                 return min(max(bucket_value(index), self.low), self.high)
         return self.high
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode
 
@@ -19,10 +20,10 @@ from django.shortcuts import render
 from orgs.access import org_member_required
 from orgs.models import Membership, Organization, Role
 
-from . import charts, metrics
+from . import charts, metrics, rollup_reads
 from .actions import get_log, scores_of
 from .models import Feedback, RequestLog
-from .queries import RANGES, FilterError, logs_for, window
+from .queries import RANGES, FilterError, Selection, logs_for, window
 
 PAGE_SIZE = 50
 # Picker values (models, property keys...) come from the newest logs, not a scan of the range.
@@ -72,26 +73,27 @@ def _pickers(org: Organization, sample: int = PICKER_SAMPLE) -> dict[str, list[s
 @org_member_required()
 def dashboard(request: HttpRequest, org: Organization, membership: Membership) -> HttpResponse:
     ctx = _range_context(request)
-    qs = logs_for(org, {"created_after": ctx["start"]})
-    totals = metrics.summary(qs)
+    # Read from the rollups (analytics.rollup_reads): the cost of a page does not grow with the traffic.
+    selection = Selection(org, ctx["start"], ctx["end"])
+    totals = metrics.summary(selection)
     interval = metrics.pick_interval(ctx["end"] - ctx["start"])
-    series = metrics.timeseries(qs, interval, ctx["start"], ctx["end"], fill=True,
+    series = metrics.timeseries(selection, interval, ctx["start"], ctx["end"], fill=True,
                                 percentiles=("latency_p50_ms", "latency_p95_ms", "latency_p99_ms"))
     times = [bucket["time"] for bucket in series]
-    by_model = metrics.grouped(qs, metrics.group_key("model"), order_by="-cost_usd", limit=8, with_percentiles=False)
-    # Every user of the window, most requests first: its length is the active-user count,
-    # cheaper than a COUNT(DISTINCT) (a sort of the window) in the summary.
-    users = metrics.grouped(qs, metrics.group_key("user"), exclude_empty=True, with_percentiles=False)
+    by_model = metrics.grouped(selection, "model", order_by="-cost_usd", limit=8, with_percentiles=False)
+    # Every user of the window, most requests first: its length is the active-user count.
+    users = metrics.grouped(selection, "user", exclude_empty=True, with_percentiles=False)
     totals["active_users"] = len(users)
     top_users = users[:8]
 
     pickers = _pickers(org, sample=500)
     property_key = request.GET.get("property") or (pickers["property_keys"][0] if pickers["property_keys"] else "")
     top_values = []
-    if property_key and "__" not in property_key:
-        top_values = metrics.grouped(qs, metrics.group_key(f"property:{property_key}"), limit=8,
+    if property_key and "__" not in property_key and len(property_key) <= 200:
+        top_values = metrics.grouped(selection, f"property:{property_key}", limit=8,
                                      exclude_empty=True, with_percentiles=False)
-    recent = list(qs.order_by("-created_at").defer("request_body", "response_body", "request_headers")[:10])
+    recent = list(selection.qs.order_by("-created_at")
+                  .defer("request_body", "response_body", "request_headers")[:10])
 
     ctx.update({
         "org": org,
@@ -389,23 +391,42 @@ def request_detail(request: HttpRequest, org: Organization, membership: Membersh
 @org_member_required()
 def session_list(request: HttpRequest, org: Organization, membership: Membership) -> HttpResponse:
     ctx = _range_context(request)
-    qs = logs_for(org, {"created_after": ctx["start"]}).exclude(session_id="")
     search = request.GET.get("session", "").strip()
-    if search:
-        qs = qs.filter(session_id__icontains=search)
-    sessions = list(
-        qs.values("session_id")
-        .annotate(requests=Count("id"), cost=Sum("cost_usd"), prompt=Sum("prompt_tokens"),
-                  completion=Sum("completion_tokens"), errors=Count("id", filter=metrics.ERROR_Q),
-                  first=Min("created_at"), last=Max("created_at"), name=Max("session_name"),
-                  users=Count("user_id", distinct=True))
-        .order_by("-last")[:200]
-    )
-    for session in sessions:
-        session["duration"] = (session["last"] - session["first"]).total_seconds()
-        session["tokens"] = (session["prompt"] or 0) + (session["completion"] or 0)
+    selection = Selection(org, ctx["start"], ctx["end"])
+    groups = rollup_reads.grouped(selection, "session", order_by="-last", limit=200, exclude_empty=True,
+                                  percentiles=(), contains=search)
+    if groups is None:  # the rollups do not cover the range yet
+        groups = _raw_groups(selection.qs.exclude(session_id=""), "session_id", search, "-last")
+    names = dict(logs_for(org, {"created_after": ctx["start"]})
+                 .filter(session_id__in=[group["key"] for group in groups]).exclude(session_name="")
+                 .values("session_id").annotate(name=Max("session_name")).values_list("session_id", "name"))
+    users = dict(logs_for(org, {"created_after": ctx["start"]})
+                 .filter(session_id__in=[group["key"] for group in groups]).exclude(user_id="")
+                 .values("session_id").annotate(n=Count("user_id", distinct=True)).values_list("session_id", "n"))
+    sessions = [{"session_id": group["key"], "requests": group["count"], "cost": group["cost"],
+                 "errors": group["errors"], "first": group["first"], "last": group["last"],
+                 "tokens": group["total_tokens"], "name": names.get(group["key"], ""),
+                 "users": users.get(group["key"], 0),
+                 "duration": (group["last"] - group["first"]).total_seconds()} for group in groups]
     ctx.update({"org": org, "membership": membership, "sessions": sessions, "search": search})
     return render(request, "analytics/sessions.html", ctx)
+
+
+_RAW_ORDERS = {"-count": "count", "-cost_usd": "cost", "-last": "last", "-errors": "errors"}
+
+
+def _raw_groups(qs, column: str, search: str, order_by: str) -> list[dict[str, Any]]:
+    """The users or sessions list from the raw rows (an org whose rollups are not built yet)."""
+    if search:
+        qs = qs.filter(**{f"{column}__icontains": search})
+    rows = (qs.values(column)
+            .annotate(count=Count("id"), cost=Sum("cost_usd"), prompt=Sum("prompt_tokens"),
+                      completion=Sum("completion_tokens"), errors=Count("id", filter=metrics.ERROR_Q),
+                      first=Min("created_at"), last=Max("created_at"))
+            .order_by(F(_RAW_ORDERS[order_by]).desc(nulls_last=True), column)[:200])
+    return [{"key": row[column], "count": row["count"], "cost": row["cost"] or Decimal(0),
+             "errors": row["errors"], "first": row["first"], "last": row["last"],
+             "total_tokens": (row["prompt"] or 0) + (row["completion"] or 0)} for row in rows]
 
 
 def session_tree(logs: list[RequestLog]) -> list[dict]:
@@ -471,21 +492,18 @@ def session_detail(request: HttpRequest, org: Organization, membership: Membersh
 @org_member_required()
 def user_list(request: HttpRequest, org: Organization, membership: Membership) -> HttpResponse:
     ctx = _range_context(request)
-    qs = logs_for(org, {"created_after": ctx["start"]}).exclude(user_id="")
     search = request.GET.get("user", "").strip()
-    if search:
-        qs = qs.filter(user_id__icontains=search)
-    order = {"requests": "requests", "cost": "cost", "last": "last", "errors": "errors"}.get(
-        request.GET.get("sort", ""), "requests")
-    users = list(
-        qs.values("user_id")
-        .annotate(requests=Count("id"), cost=Sum("cost_usd"), prompt=Sum("prompt_tokens"),
-                  completion=Sum("completion_tokens"), errors=Count("id", filter=metrics.ERROR_Q),
-                  last=Max("created_at"))
-        .order_by(F(order).desc(nulls_last=True), "user_id")[:200]
-    )
+    order = {"requests": "-count", "cost": "-cost_usd", "last": "-last", "errors": "-errors"}.get(
+        request.GET.get("sort", ""), "-count")
+    selection = Selection(org, ctx["start"], ctx["end"])
+    groups = rollup_reads.grouped(selection, "user", order_by=order, limit=200, exclude_empty=True,
+                                  percentiles=(), contains=search)
+    if groups is None:  # the rollups do not cover the range yet
+        groups = _raw_groups(selection.qs.exclude(user_id=""), "user_id", search, order)
+    users = [{"user_id": group["key"], "requests": group["count"], "cost": group["cost"],
+              "errors": group["errors"], "last": group["last"], "tokens": group["total_tokens"]}
+             for group in groups]
     for user in users:
-        user["tokens"] = (user["prompt"] or 0) + (user["completion"] or 0)
         user["query"] = urlencode({"user_id": user["user_id"], "range": ctx["range"]})
         user["erase_query"] = urlencode({"user_id": user["user_id"]})
     ctx.update({"org": org, "membership": membership, "users": users, "search": search,

@@ -33,6 +33,7 @@ from django.db.models.base import ModelState
 
 from orgs.models import ApiKey, Organization
 
+from . import rollups
 from .journal import Journal, recover
 from .models import RequestLog
 from .pricing import cost_usd, refresh_overrides
@@ -99,11 +100,15 @@ def _insert(rows: list[RequestLog]) -> None:
     key_ids = {row.api_key_id for row in rows if row.api_key_id}
     with transaction.atomic():
         if connection.vendor == "postgresql":
-            _copy_insert(rows)
+            inserted = _copy_insert(rows)
         elif connection.vendor == "sqlite":
-            _sqlite_insert(rows)
+            inserted = _sqlite_insert(rows)
         else:
+            stored = set(RequestLog.objects.filter(id__in=[row.id for row in rows]).values_list("id", flat=True))
             RequestLog.objects.bulk_create(rows, ignore_conflicts=True, batch_size=500)
+            inserted = [row for row in rows if row.id not in stored]
+        # In the same transaction: a batch written again (a retry, a replay) adds nothing twice.
+        rollups.add(inserted)
         if key_ids:
             ApiKey.objects.filter(id__in=key_ids).update(last_used_at=rows[-1].created_at)
 
@@ -132,10 +137,12 @@ def _sqlite_converters() -> list[tuple[str, Any]]:
     return [(f.attname, prep(f) if isinstance(f, special) else None) for f in _COLUMNS]
 
 
-def _sqlite_insert(rows: list[RequestLog]) -> None:
+def _sqlite_insert(rows: list[RequestLog]) -> list[RequestLog]:
     """INSERT OR IGNORE with executemany: the in-process writer shares the web
-    process's interpreter lock, and bulk_create's SQL compilation was most of its cost."""
+    process's interpreter lock, and bulk_create's SQL compilation was most of its cost.
+    Returns the rows that were new (transactions begin IMMEDIATE: no other writer interleaves)."""
     table = RequestLog._meta.db_table
+    stored = _stored_ids(rows)
     names = ", ".join(connection.ops.quote_name(f.column) for f in _COLUMNS)
     marks = ", ".join("?" * len(_COLUMNS))
     converters = _sqlite_converters()
@@ -145,9 +152,18 @@ def _sqlite_insert(rows: list[RequestLog]) -> None:
     ]
     with connection.cursor() as cursor, connection.wrap_database_errors:
         cursor.cursor.executemany(f"INSERT OR IGNORE INTO {table} ({names}) VALUES ({marks})", params)
+    return [row for row in rows if row.id not in stored] if stored else rows
 
 
-def _copy_insert(rows: list[RequestLog]) -> None:
+def _stored_ids(rows: list[RequestLog]) -> set[uuid.UUID]:
+    stored = set()
+    ids = [row.id for row in rows]
+    for start in range(0, len(ids), 900):
+        stored.update(RequestLog.objects.filter(id__in=ids[start : start + 900]).values_list("id", flat=True))
+    return stored
+
+
+def _copy_insert(rows: list[RequestLog]) -> list[RequestLog]:
     """COPY the rows in; when some are already stored (a redelivered batch), COPY
     into a session-local staging table and INSERT … ON CONFLICT DO NOTHING.
 
@@ -157,7 +173,7 @@ def _copy_insert(rows: list[RequestLog]) -> None:
     try:
         with transaction.atomic():
             _copy(rows, table)
-        return
+        return rows
     except IntegrityError:
         pass
     names = ", ".join(connection.ops.quote_name(f.column) for f in _COLUMNS)
@@ -166,8 +182,11 @@ def _copy_insert(rows: list[RequestLog]) -> None:
             f"CREATE TEMP TABLE IF NOT EXISTS {_STAGING} (LIKE {table} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
         )
         _copy(rows, _STAGING)
-        cursor.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM {_STAGING} ON CONFLICT (id) DO NOTHING")
+        cursor.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM {_STAGING} ON CONFLICT (id) DO NOTHING"
+                       " RETURNING id")
+        inserted = {row[0] for row in cursor.fetchall()}
         cursor.execute(f"TRUNCATE {_STAGING}")
+    return [row for row in rows if row.id in inserted]
 
 
 def _copy(rows: list[RequestLog], table: str) -> None:
@@ -284,6 +303,7 @@ def recover_journals() -> int:
     if not settings.LOG_JOURNAL_DIR:
         return 0
     return recover(settings.LOG_JOURNAL_DIR, write_with_retry, settings.LOG_WRITER_BATCH_SIZE)
+
 
 
 # The writers wait this long for more records after the first of a batch: at a low or

@@ -395,6 +395,8 @@ LOG_JOURNAL_DIR = None if _journal_dir.lower() in ("", "off", "0") else Path(_jo
 LOG_JOURNAL_FSYNC_SECONDS = env_float("LOG_JOURNAL_FSYNC_SECONDS", 0.0)
 # Days request logs are kept for orgs without their own retention (`purge_logs`); 0 or unset: forever.
 LOG_RETENTION_DAYS = env_int("LOG_RETENTION_DAYS", 0) or None
+# Aggregates the rollups cannot answer read the raw rows for at most this long (then a notice).
+ANALYTICS_RAW_BUDGET_SECONDS = env_float("ANALYTICS_RAW_BUDGET_SECONDS", 3.0) or None
 
 LOGGING = {
     "version": 1,

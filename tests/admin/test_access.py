@@ -2,9 +2,10 @@
 
 from decimal import Decimal
 
-from analytics.models import AlertEvent, AlertRule, ModelPrice, RequestLog, Webhook, WebhookDelivery
+from analytics.models import AlertEvent, AlertRule, ModelPrice, Webhook, WebhookDelivery
 from orgs.models import AuditEvent, Organization, User
 from prompts.models import Prompt, PromptEnvironment, PromptVersion
+from tests.analytics.helpers import create_log
 from tests.base import PASSWORD
 
 from .helpers import AdminTestCase
@@ -14,7 +15,7 @@ class ConsoleFixtures(AdminTestCase):
     def setUp(self):
         super().setUp()
         self.key, _raw = self.make_key()
-        self.log = RequestLog.objects.create(org=self.org, provider="openai", model="gpt-4o", status=200,
+        self.log = create_log(org=self.org, provider="openai", model="gpt-4o", status=200,
                                              request_body='{"messages": []}', response_body="plain text")
         self.price = ModelPrice.objects.create(model="house-model", input_per_mtok=Decimal("1"),
                                                output_per_mtok=Decimal("2"))

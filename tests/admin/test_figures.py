@@ -10,6 +10,7 @@ from django.utils import timezone
 from analytics import site_figures
 from analytics.models import ModelPrice, RequestLog
 from orgs.models import AuditEvent
+from tests.analytics.helpers import create_log
 
 from .helpers import AdminTestCase
 
@@ -20,7 +21,7 @@ UNPRICED = "/admin/analytics/modelprice/unpriced/"
 def log(org, minutes_ago: float, **values) -> RequestLog:
     values.setdefault("provider", "openai")
     values.setdefault("status", 200)
-    return RequestLog.objects.create(org=org, created_at=timezone.now() - timedelta(minutes=minutes_ago), **values)
+    return create_log(org=org, created_at=timezone.now() - timedelta(minutes=minutes_ago), **values)
 
 
 class SiteFiguresTests(AdminTestCase):

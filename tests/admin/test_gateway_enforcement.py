@@ -10,6 +10,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from analytics.models import RequestLog
 from orgs.models import AuditEvent, Organization, User
+from tests.analytics.helpers import store
 from tests.base import PASSWORD, redis_url
 from tests.gateway.conftest import wait_for_log
 from tests.orgs.helpers import token_for
@@ -90,7 +91,7 @@ def _forget_month_counter(org_id: int) -> None:
 def test_the_monthly_limit_counts_from_the_months_logs_and_answers_429(gateway, tenant, mock_provider):
     if gateway.env.get("REDIS_URL"):
         _forget_month_counter(tenant.org.pk)
-    RequestLog.objects.bulk_create([RequestLog(org=tenant.org, provider="openai", status=200) for _ in range(2)])
+    store([RequestLog(org=tenant.org, provider="openai", status=200) for _ in range(2)])
     Organization.objects.filter(pk=tenant.org.pk).update(monthly_request_limit=4)
     mock_provider.reset()
     served = [post(gateway, tenant.raw_key) for _ in range(2)]

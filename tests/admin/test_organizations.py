@@ -6,6 +6,7 @@ from django.utils import timezone
 
 from analytics.models import RequestLog
 from orgs.models import AuditEvent, Organization
+from tests.analytics.helpers import create_log, store
 
 from .helpers import AdminTestCase
 
@@ -86,7 +87,7 @@ class PlanLimitTests(AdminTestCase):
     def test_usage_this_month_is_shown_next_to_the_limit(self):
         now = timezone.now()
         month_start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-        RequestLog.objects.bulk_create(
+        store(
             [RequestLog(org=self.org, provider="openai", status=200, created_at=now) for _ in range(3)]
             + [RequestLog(org=self.org, provider="openai", status=200, created_at=month_start - timedelta(seconds=1)),
                RequestLog(org=self.other_org, provider="openai", status=200, created_at=now)]
@@ -103,7 +104,7 @@ class PlanLimitTests(AdminTestCase):
         self.assertContains(response, "30 days")
         detail = self.client.get(f"/admin/orgs/organization/{self.org.pk}/change/")
         self.assertContains(detail, "3 / 4 (75%)")
-        RequestLog.objects.create(org=self.org, provider="openai", status=200)
+        create_log(org=self.org, provider="openai", status=200)
         self.assertContains(self.client.get(LIST), "3 / 4 (75%)")  # the list counts at most once a minute
         self.assertContains(self.client.get(f"/admin/orgs/organization/{self.org.pk}/change/"), "4 / 4 (100%)")
 
@@ -142,7 +143,7 @@ class PlanLimitTests(AdminTestCase):
 
 class DeletionTests(AdminTestCase):
     def test_an_org_with_request_logs_cannot_be_deleted_one_without_can(self):
-        RequestLog.objects.create(org=self.org, provider="openai", status=200)
+        create_log(org=self.org, provider="openai", status=200)
         self.assertEqual(self.client.post(f"{LIST}{self.org.pk}/delete/", {"post": "yes"}).status_code, 403)
         self.assertNotContains(self.client.get(LIST), 'value="delete_selected"')
         self.assertEqual(self.client.post(f"{LIST}{self.other_org.pk}/delete/", {"post": "yes"}).status_code, 302)

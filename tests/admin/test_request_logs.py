@@ -9,6 +9,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from analytics.models import RequestLog
+from tests.analytics.helpers import create_log, store
 
 from .helpers import AdminTestCase
 
@@ -19,11 +20,11 @@ class RequestLogListTests(AdminTestCase):
     def setUp(self):
         super().setUp()
         now = timezone.now()
-        self.ok = RequestLog.objects.create(org=self.org, provider="openai", model="gpt-4o", status=200,
+        self.ok = create_log(org=self.org, provider="openai", model="gpt-4o", status=200,
                                             user_id="user-7", session_id="sess-1", request_body='{"secret": "BODY"}')
-        self.limited = RequestLog.objects.create(org=self.org, provider="anthropic", model="claude-3-5-haiku",
+        self.limited = create_log(org=self.org, provider="anthropic", model="claude-3-5-haiku",
                                                  status=429, cache_hit=True, created_at=now - timedelta(days=3))
-        self.other = RequestLog.objects.create(org=self.other_org, provider="openai", model="gpt-4o", status=500,
+        self.other = create_log(org=self.other_org, provider="openai", model="gpt-4o", status=500,
                                                user_id="user-7", created_at=now - timedelta(days=40))
 
     def listed(self, query: str = "") -> set:
@@ -69,7 +70,7 @@ class RequestLogListTests(AdminTestCase):
         self.assertEqual(self.listed("?q=nobody"), set())
 
     def test_pages_by_newer_and_older_links(self):
-        RequestLog.objects.bulk_create([RequestLog(org=self.org, provider="openai", status=200) for _ in range(100)])
+        store([RequestLog(org=self.org, provider="openai", status=200) for _ in range(100)])
         first = self.client.get(LIST)
         self.assertContains(first, "Older ›")
         self.assertNotContains(first, "‹ Newer")

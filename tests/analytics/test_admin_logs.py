@@ -4,9 +4,11 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from analytics.models import ModelPrice, RequestLog
+from analytics.models import ModelPrice
 from orgs.models import AuditEvent, User
 from tests.base import BaseTestCase
+
+from .helpers import create_log
 
 
 class AdminLogTests(BaseTestCase):
@@ -17,7 +19,7 @@ class AdminLogTests(BaseTestCase):
         session = self.client.session
         session["otp_device_id"] = device.persistent_id
         session.save()
-        self.log = RequestLog.objects.create(org=self.org, provider="openai", model="gpt-4o", status=200,
+        self.log = create_log(org=self.org, provider="openai", model="gpt-4o", status=200,
                                              request_body='{"messages": [{"role": "user", "content": "hello"}]}')
 
     def test_list_runs_no_count_and_shows_no_bodies(self):

@@ -9,16 +9,19 @@ import pytest
 from django.utils import timezone
 
 from analytics import alerts
+from analytics.lifecycle import delete_logs_in_batches
 from analytics.models import AlertEvent, AlertRule, RequestLog
 from tests.base import BaseTestCase
 from tests.servers import child_env
+
+from .helpers import store
 
 
 def logs(org, n, *, minutes_ago=1, **values):
     now = timezone.now()
     base = dict(org=org, provider="openai", model="gpt-4o-mini", status=200, latency_ms=100.0)
     base.update(values)
-    RequestLog.objects.bulk_create(
+    store(
         [RequestLog(created_at=now - timedelta(minutes=minutes_ago, seconds=i % 30), **base) for i in range(n)])
 
 
@@ -109,7 +112,7 @@ class ExampleRulesTests(BaseTestCase):
         rule = error_rate_rule(self.org, cooldown_seconds=3600, min_requests=1)
         logs(self.org, 2, status=500)
         self.assertEqual(len(self.evaluate(rule)[0]), 1)
-        RequestLog.objects.all().delete()
+        delete_logs_in_batches(RequestLog.objects.all())  # as erase and purge delete them
         self.assertEqual(len(self.evaluate(rule)[1]), 1)
         logs(self.org, 2, status=500)
         self.assertEqual(self.evaluate(rule), ([], []))

@@ -20,6 +20,8 @@ from analytics import alerts, webhooks
 from analytics.models import AlertEvent, AlertRule, RequestLog, Webhook, WebhookDelivery
 from heliconeproj.asgi import application
 
+from .helpers import store
+
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
@@ -119,7 +121,7 @@ def test_failing_upstream_calls_fire_the_rule_on_every_channel_and_recovery_reso
     assert len(mailoutbox) == 1 and mailoutbox[0].to == [tenant.user.email] and "Errors" in mailoutbox[0].subject
 
     # Recovery: successes push the rate under 10 %; the next tick resolves it.
-    RequestLog.objects.bulk_create([RequestLog(org=tenant.org, provider="openai", status=200) for _ in range(200)])
+    store([RequestLog(org=tenant.org, provider="openai", status=200) for _ in range(200)])
     AlertRule.objects.filter(pk=rule.pk).update(next_evaluation_at=timezone.now())
     alerts.tick()
     event.refresh_from_db()

@@ -2,17 +2,18 @@
 
 import uuid
 
-from analytics.models import RequestLog
 from orgs.models import AuditEvent
 from tests.base import BaseTestCase
+
+from .helpers import create_log
 
 
 class FeedbackScoresPropertyTests(BaseTestCase):
     def setUp(self):
         self.key, self.raw = self.make_key(scopes=["read", "write"])
-        self.log = RequestLog.objects.create(org=self.org, provider="openai", model="gpt-4o-mini", status=200,
+        self.log = create_log(org=self.org, provider="openai", model="gpt-4o-mini", status=200,
                                              properties={"Feature": "chat"})
-        self.foreign = RequestLog.objects.create(org=self.other_org, provider="openai", model="m", status=200)
+        self.foreign = create_log(org=self.other_org, provider="openai", model="m", status=200)
 
     def call(self, method, path, data=None, raw=None):
         return getattr(self.client, method)(path, data, content_type="application/json",

@@ -14,6 +14,8 @@ from analytics.models import Feedback, RequestLog, Score
 from tests.analytics.helpers import make_logs
 from tests.base import BaseTestCase
 
+from .helpers import create_log
+
 # Every field of Helicone's HeliconeRequest (its OpenAPI schema), plus cache_hit.
 HELICONE_REQUEST_FIELDS = {
     "response_id", "response_created_at", "response_body", "response_status", "response_model", "request_id",
@@ -204,7 +206,7 @@ class RequestQueryTests(HeliconeQueryTestCase):
 class OneRequestAndAnnotationTests(HeliconeQueryTestCase):
     def setUp(self):
         super().setUp()
-        self.log = RequestLog.objects.create(
+        self.log = create_log(
             org=self.org, provider="openai", model="gpt-4o-mini", requested_model="gpt-4o-mini", status=200,
             request_body='{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}',
             response_body='{"choices":[{"message":{"content":"hello"}}]}', prompt_tokens=3, completion_tokens=4,

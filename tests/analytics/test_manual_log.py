@@ -6,6 +6,8 @@ import uuid
 from analytics.models import RequestLog
 from tests.base import BaseTestCase
 
+from .helpers import create_log
+
 
 def body(**meta):
     start = time.time() - 2
@@ -78,7 +80,7 @@ class ManualLogTests(BaseTestCase):
         assert self.post(body(), raw=writer).status_code == 201
 
     def test_an_id_used_by_another_org_is_refused(self):
-        foreign = RequestLog.objects.create(org=self.other_org, provider="openai", model="m", status=200)
+        foreign = create_log(org=self.other_org, provider="openai", model="m", status=200)
         response = self.post(body(**{"Helicone-Request-Id": str(foreign.id)}))
         assert response.status_code == 400
         assert RequestLog.objects.get(id=foreign.id).org == self.other_org

@@ -25,6 +25,7 @@ from analytics.writer import write_batch
 from orgs.models import ApiKey, Organization
 from tests.base import BaseTestCase
 
+from .helpers import create_log
 from .otlp_helpers import as_json, chat_attributes, export, new_span_id, new_trace, span
 
 PROTOBUF = "application/x-protobuf"
@@ -354,7 +355,7 @@ class ProtocolTests(OtlpTestCase):
     def test_a_key_writes_only_into_its_own_org_and_never_matches_another_orgs_log(self):
         # charlie-org has a proxied log carrying the response id alice-org's span reports.
         attrs = chat_attributes()
-        other = RequestLog.objects.create(org=self.other_org, provider="openai", status=200,
+        other = create_log(org=self.other_org, provider="openai", status=200,
                                           model="gpt-4o-mini-2024-07-18",
                                           response_body=orjson.dumps({"id": attrs["gen_ai.response.id"]}).decode())
         self.send(span(trace=new_trace(), attrs=attrs))
@@ -365,7 +366,7 @@ class ProtocolTests(OtlpTestCase):
 
     def test_proxied_logs_are_matched_by_response_id_unless_the_span_went_elsewhere(self):
         def proxied(attrs):
-            return RequestLog.objects.create(org=self.org, provider="openai", status=200,
+            return create_log(org=self.org, provider="openai", status=200,
                                              model="gpt-4o-mini-2024-07-18",
                                              created_at=timezone.now() - timedelta(seconds=5),
                                              response_body=orjson.dumps({"id": attrs["gen_ai.response.id"]}).decode())

@@ -5,17 +5,17 @@ from decimal import Decimal
 
 from django.utils import timezone
 
-from analytics.models import Feedback, RequestLog, Score
+from analytics.models import Feedback, Score
 from tests.base import BaseTestCase
 
-from .helpers import make_logs
+from .helpers import create_log, make_logs
 
 
 class PagesTests(BaseTestCase):
     def setUp(self):
         self.logs = make_logs(self.org, n=40)
         now = timezone.now()
-        self.chat = RequestLog.objects.create(
+        self.chat = create_log(
             org=self.org, provider="openai", model="gpt-4o-mini", status=200, latency_ms=900, ttft_ms=120,
             prompt_tokens=12, completion_tokens=5, cost_usd=Decimal("0.000123"), user_id="ana",
             session_id="trip-1", session_path="/plan", session_name="Trip planner",
@@ -24,16 +24,16 @@ class PagesTests(BaseTestCase):
                          ' {"role": "user", "content": "Plan a day in Lisbon"}]}',
             response_body='{"choices": [{"message": {"role": "assistant", "content": "Tram 28, then pastel de nata."}}]}',
         )
-        self.step = RequestLog.objects.create(
+        self.step = create_log(
             org=self.org, provider="openai", model="gpt-4o", status=500, latency_ms=200, user_id="ana",
             session_id="trip-1", session_path="/plan/hotels", created_at=now - timedelta(seconds=20),
             error="upstream exploded",
         )
         Feedback.objects.create(org=self.org, request=self.chat, rating=True)
         Score.objects.create(org=self.org, request=self.chat, name="accuracy", value=0.75)
-        self.foreign = RequestLog.objects.create(org=self.other_org, provider="openai", model="secret-model",
+        self.foreign = create_log(org=self.other_org, provider="openai", model="secret-model",
                                                  status=200, user_id="charlie-user", session_id="charlie-session")
-        self.old = RequestLog.objects.create(org=self.org, provider="openai", model="ancient", status=200,
+        self.old = create_log(org=self.org, provider="openai", model="ancient", status=200,
                                              created_at=now - timedelta(days=2))
 
     def login(self, user):

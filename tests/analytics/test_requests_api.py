@@ -6,9 +6,10 @@ from decimal import Decimal
 
 from django.utils import timezone
 
-from analytics.models import RequestLog
 from orgs.models import ApiKey
 from tests.base import BaseTestCase
+
+from .helpers import create_log
 
 
 class RequestsApiTests(BaseTestCase):
@@ -17,14 +18,14 @@ class RequestsApiTests(BaseTestCase):
         now = timezone.now()
         self.logs = []
         for i in range(5):
-            self.logs.append(RequestLog.objects.create(
+            self.logs.append(create_log(
                 org=self.org, provider="openai" if i % 2 == 0 else "anthropic", model=f"model-{i % 2}",
                 status=200 if i != 3 else 500, user_id=f"user-{i % 2}", session_id="s1" if i < 2 else "",
                 properties={"Feature": "chat" if i < 3 else "search"}, request_name="greet" if i == 0 else "",
                 created_at=now - timedelta(minutes=10 - i), prompt_tokens=10, completion_tokens=i,
                 cost_usd=Decimal("0.001") if i else None, request_body='{"messages": []}', response_body="plain text",
             ))
-        self.foreign = RequestLog.objects.create(org=self.other_org, provider="openai", model="model-0", status=200)
+        self.foreign = create_log(org=self.other_org, provider="openai", model="model-0", status=200)
 
     def get(self, path, raw=None, **params):
         return self.client.get(path, params, HTTP_AUTHORIZATION=f"Bearer {raw or self.raw}")

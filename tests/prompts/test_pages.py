@@ -6,10 +6,10 @@ from decimal import Decimal
 
 from django.test import override_settings
 
-from analytics.models import RequestLog
 from orgs.models import AuditEvent, Membership, Role
 from prompts import actions
 from prompts.models import Prompt, PromptVersion
+from tests.analytics.helpers import create_log
 from tests.base import BaseTestCase, make_personas
 
 BASE = "/o/alice-org/prompts/"
@@ -30,7 +30,7 @@ class PromptPagesTests(BaseTestCase):
         actions.set_environment(cls.org, cls.prompt, actor=actor, name="production", version=1)
 
     def test_list_shows_prompts_with_labels_and_request_counts(self):
-        RequestLog.objects.create(org=self.org, provider="openai", status=200, prompt_id="helper", prompt_version=1)
+        create_log(org=self.org, provider="openai", status=200, prompt_id="helper", prompt_version=1)
         self.client.force_login(self.bob)
         response = self.client.get(BASE)
         self.assertContains(response, "helper")
@@ -41,10 +41,10 @@ class PromptPagesTests(BaseTestCase):
 
     def test_versions_page_shows_stats_per_version(self):
         for version, cost, latency in [(1, "0.002", 100), (1, "0.004", 300), (2, None, 50)]:
-            RequestLog.objects.create(org=self.org, provider="openai", status=200, prompt_id="helper",
+            create_log(org=self.org, provider="openai", status=200, prompt_id="helper",
                                       prompt_version=version, latency_ms=latency,
                                       cost_usd=Decimal(cost) if cost else None)
-        RequestLog.objects.create(org=self.other_org, provider="openai", status=200, prompt_id="helper",
+        create_log(org=self.other_org, provider="openai", status=200, prompt_id="helper",
                                   prompt_version=1, latency_ms=9999, cost_usd=Decimal("9"))
         self.client.force_login(self.bob)
         response = self.client.get(BASE + "helper/")

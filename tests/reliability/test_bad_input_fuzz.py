@@ -16,9 +16,9 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.django import TestCase as HypothesisTestCase
 
-from analytics.models import RequestLog
 from formats import headers as h
 from orgs.models import ApiKey, Organization
+from tests.analytics.helpers import create_log
 
 FUZZ = settings(max_examples=300, derandomize=True, database=None, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow])
@@ -179,7 +179,7 @@ class RequestApiFuzzTests(HypothesisTestCase):
         org = Organization.objects.create(name="Fuzz", slug="fuzz")
         _, raw = ApiKey.generate(org, "fuzz", ["read"])
         cls.auth = {"HTTP_AUTHORIZATION": f"Bearer {raw}"}
-        RequestLog.objects.create(org=org, provider="openai", model="gpt-4o-mini", status=200, user_id="u",
+        create_log(org=org, provider="openai", model="gpt-4o-mini", status=200, user_id="u",
                                   properties={"Feature": "chat"})
 
     @API_FUZZ

@@ -29,6 +29,7 @@ from analytics.routing import websocket_urlpatterns
 from heliconeproj.asgi import application
 from orgs.models import ApiKey, AuditEvent, Invitation, Membership
 from prompts.models import Prompt, PromptVersion
+from tests.analytics.helpers import create_log
 from tests.base import make_personas
 from tests.orgs.helpers import FAST_HASHERS, OrgsTestCase
 
@@ -224,7 +225,7 @@ class OrgObjectsTestCase(OrgsTestCase):
         cls.key, cls.raw = ApiKey.generate(cls.org, "alice", ["proxy", "read", "write"], created_by=cls.alice)
         cls.other_key, cls.other_raw = ApiKey.generate(cls.other_org, "charlie", ["proxy", "read", "write"],
                                                        created_by=cls.charlie)
-        cls.log = RequestLog.objects.create(org=cls.org, provider="openai", model="gpt-4o-mini", status=200,
+        cls.log = create_log(org=cls.org, provider="openai", model="gpt-4o-mini", status=200,
                                             session_id="s-alice", user_id="u-alice", created_at=timezone.now())
         cls.rule = AlertRule.objects.create(org=cls.org, name="errors", metric="error_rate", threshold=5)
         cls.webhook = Webhook.objects.create(org=cls.org, url="https://hooks.example.org/x", secret="s")

@@ -1,0 +1,403 @@
+"""Aggregates read from the rollups (analytics.rollups), with the raw rows only at the edges.
+
+A range [start, end) is cut into whole days, whole hours and whole minutes (the coarsest that
+fit, and only grains the question allows: an hourly chart cannot use days), and the seconds
+at either end, which are read from the raw rows. Dimensions kept per hour only (users,
+sessions, properties…) read partial hours from the raw rows too; so does a bucket whose values
+overflowed its cap when the question needs one of the folded values.
+
+Every function returns None when the rollups cannot answer (free-text search, two filters at
+once, a filter no rollup keeps, a time before the org's rollups are complete): the caller then
+reads the raw rows (analytics.metrics, under a time budget).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.db.models import Count, F, Max, Min, Q, QuerySet, Sum
+from django.db.models.fields.json import KT
+from django.utils import timezone
+
+from .models import RequestLog, Rollup
+from .pricing import UNPRICED
+from .queries import ERROR_Q, Selection
+from .rollups import (
+    EPOCH,
+    GRAINS,
+    HIGH_DIMS,
+    LOW_DIMS,
+    PROPERTY_PREFIX,
+    Measures,
+    ceil,
+    covered_from,
+    floor,
+    property_text,
+    utc,
+)
+from .sketch import Sketch
+
+# Filter names (queries.EXACT_FILTERS) -> rollup dimension.
+FILTER_DIMS = {"user_id": "user", "session_id": "session", "model": "model", "provider": "provider",
+               "status": "status", "cache_hit": "cache_hit", "request_name": "name", "prompt_id": "prompt"}
+# metrics.group_key names -> rollup dimension.
+GROUP_DIMS = {"model": "model", "provider": "provider", "user": "user", "prompt": "prompt"}
+INTERVAL_GRAINS = {"minute": ("m",), "hour": ("h", "m"), "day": ("d", "h", "m")}
+PERCENTILES = {"latency_p50_ms": ("latency", 0.50), "latency_p95_ms": ("latency", 0.95),
+               "latency_p99_ms": ("latency", 0.99), "ttft_p50_ms": ("ttft", 0.50)}
+_SCALAR_SUMS = ("requests", "errors", "cache_hits", "unpriced", "prompt_tokens", "completion_tokens",
+                "cached_tokens", "cost_usd", "saved_usd")
+
+
+@dataclass
+class Plan:
+    org_id: int
+    start: datetime
+    end: datetime
+    dim: str = ""  # the filter's dimension ("" for none)
+    value: str = ""
+
+    def grains(self, dim: str, coarsest: tuple[str, ...] = ("d", "h", "m")) -> tuple[str, ...]:
+        return tuple(g for g in coarsest if g != "m" or dim in LOW_DIMS)
+
+
+def plan(selection: Selection, group_dim: str | None = None) -> Plan | None:
+    """How the rollups answer the selection, or None when they cannot."""
+    if selection.search:
+        return None
+    conditions = [(FILTER_DIMS.get(name), value) for name, value in selection.filters.items() if value is not None]
+    conditions += [(PROPERTY_PREFIX + name, value) for name, value in selection.properties.items()]
+    if len(conditions) > 1 or any(dim is None for dim, _ in conditions):
+        return None
+    dim, value = conditions[0] if conditions else ("", "")
+    if dim and group_dim is not None and group_dim != dim:
+        return None  # no rollup keeps two dimensions at once
+    if isinstance(value, bool):
+        value = "1" if value else "0"
+    elif dim.startswith(PROPERTY_PREFIX):
+        value = property_text(value) or ""
+    else:
+        value = str(value)
+    covered = covered_from(selection.org.pk)
+    start = selection.start or EPOCH
+    if covered is None or start < covered:
+        return None
+    now = timezone.now()
+    end = selection.end or floor(now, "d") + GRAINS["d"] * 2  # later logs (clock skew) too
+    if end <= start:
+        end = start
+    return Plan(selection.org.pk, start, end, dim, value)
+
+
+def split(lo: datetime, hi: datetime, grains: tuple[str, ...]) -> tuple[list[tuple[str, datetime, datetime]],
+                                                                      list[tuple[datetime, datetime]]]:
+    """[lo, hi) as whole buckets of the coarsest grains that fit, and the raw remainders."""
+    if lo >= hi:
+        return [], []
+    if not grains:
+        return [], [(lo, hi)]
+    grain, finer = grains[0], grains[1:]
+    a, b = ceil(lo, grain), floor(hi, grain)
+    if a >= b:
+        return split(lo, hi, finer)
+    left, left_raw = split(lo, a, finer)
+    right, right_raw = split(b, hi, finer)
+    return [(grain, a, b), *left, *right], left_raw + right_raw
+
+
+def _pieces_q(pieces: list[tuple[str, datetime, datetime]]) -> Q:
+    q = Q(pk__in=[])
+    for grain, lo, hi in pieces:
+        q |= Q(grain=grain, bucket__gte=lo, bucket__lt=hi)
+    return q
+
+
+def _raw_q(ranges: list[tuple[datetime, datetime]]) -> Q:
+    q = Q(pk__in=[])
+    for lo, hi in ranges:
+        q |= Q(created_at__gte=lo, created_at__lt=hi)
+    return q
+
+
+def _without_overflow(p: Plan, dim: str, pieces, raw, *, value: str | None):
+    """Buckets where the values needed may be folded into the overflow row are read raw instead."""
+    if not dim or not pieces:
+        return pieces, raw
+    overflowing = set(Rollup.objects.filter(_pieces_q(pieces), org_id=p.org_id, dim=dim, overflow=True)
+                      .values_list("grain", "bucket"))
+    if value is not None and overflowing:
+        kept = set(Rollup.objects.filter(_pieces_q(pieces), org_id=p.org_id, dim=dim, overflow=False, value=value)
+                   .values_list("grain", "bucket"))
+        overflowing -= kept
+    if not overflowing:
+        return pieces, raw
+    cut = sorted((grain, utc(bucket)) for grain, bucket in overflowing)
+    pieces = list(pieces)
+    raw = list(raw)
+    for grain, bucket in cut:
+        step = GRAINS[grain]
+        for index, (g, lo, hi) in enumerate(pieces):
+            if g == grain and lo <= bucket < hi:
+                pieces[index:index + 1] = [x for x in ((g, lo, bucket), (g, bucket + step, hi)) if x[1] < x[2]]
+                raw.append((bucket, bucket + step))
+                break
+    return pieces, raw
+
+
+def _rollup_rows(p: Plan, dim: str, pieces, value: str | None) -> QuerySet[Rollup]:
+    qs = Rollup.objects.filter(_pieces_q(pieces), org_id=p.org_id, dim=dim)
+    if value is not None:
+        qs = qs.filter(value=value, overflow=False)
+    return qs
+
+
+def _raw_logs(p: Plan, ranges) -> QuerySet[RequestLog]:
+    qs = RequestLog.objects.filter(_raw_q(ranges), org_id=p.org_id)
+    if p.dim:
+        qs = qs.filter(_dim_q(p.dim, p.value))
+    return qs
+
+
+def _dim_q(dim: str, value: str) -> Q:
+    if dim.startswith(PROPERTY_PREFIX):
+        return Q(**{f"properties__{dim[len(PROPERTY_PREFIX):]}": value})
+    column = {**LOW_DIMS, **HIGH_DIMS}[dim]
+    if dim in ("cache_hit", "streamed"):
+        return Q(**{column: value == "1"})
+    if dim == "status":
+        return Q(status=int(value)) if value.lstrip("-").isdigit() else Q(pk__in=[])
+    return Q(**{column: value})
+
+
+def _group_expr(dim: str):
+    if dim.startswith(PROPERTY_PREFIX):
+        return KT(f"properties__{dim[len(PROPERTY_PREFIX):]}")
+    return F({**LOW_DIMS, **HIGH_DIMS}[dim])
+
+
+_RAW_AGGREGATES = {
+    "m_requests": Count("created_at"), "m_errors": Count("created_at", filter=ERROR_Q),
+    "m_cache_hits": Count("created_at", filter=Q(cache_hit=True)),
+    "m_unpriced": Count("created_at", filter=UNPRICED & ~ERROR_Q),
+    "m_prompt_tokens": Sum("prompt_tokens"), "m_completion_tokens": Sum("completion_tokens"),
+    "m_cached_tokens": Sum("cached_tokens"), "m_cost_usd": Sum("cost_usd"),
+    "m_saved_usd": Sum("cost_usd", filter=Q(cache_hit=True)), "m_first_at": Min("created_at"),
+    "m_last_at": Max("created_at"),
+}
+# Prefixed: annotate() refuses aliases that shadow the model's fields.
+_ROLLUP_AGGREGATES = {**{f"m_{name}": Sum(name) for name in _SCALAR_SUMS}, "m_first_at": Min("first_at"),
+                      "m_last_at": Max("last_at")}
+
+
+def _measures(row: dict[str, Any]) -> Measures:
+    m = Measures()
+    for name in _SCALAR_SUMS:
+        value = row.get(f"m_{name}", row.get(name))
+        if value is not None:
+            setattr(m, name, Decimal(value) if name in ("cost_usd", "saved_usd") else int(value))
+    m.first_at, m.last_at = row.get("m_first_at"), row.get("m_last_at")
+    return m
+
+
+def _merge(into: dict, key, m: Measures) -> None:
+    if key in into:
+        into[key].merge(m)
+    else:
+        into[key] = m
+
+
+def finish(m: Measures, percentiles: tuple[str, ...] | None = ()) -> dict[str, Any]:
+    """Measures -> the metrics JSON shape (analytics.metrics._finish)."""
+    count = m.requests
+    out = {
+        "count": count,
+        "errors": m.errors,
+        "error_rate": m.errors / count if count else 0.0,
+        "cost_usd": float(m.cost_usd),
+        "prompt_tokens": m.prompt_tokens,
+        "completion_tokens": m.completion_tokens,
+        "cache_hits": m.cache_hits,
+        "saved_usd": float(m.saved_usd),
+        "unpriced": m.unpriced,
+    }
+    out["total_tokens"] = out["prompt_tokens"] + out["completion_tokens"]
+    out["cache_hit_rate"] = m.cache_hits / count if count else 0.0
+    for name, (sketch_name, fraction) in PERCENTILES.items():
+        wanted = percentiles is None or name in percentiles
+        value = getattr(m, sketch_name).quantile(fraction) if wanted else None
+        out[name] = None if value is None else round(float(value), 3)
+    return out
+
+
+def _add_raw_sketches(qs: QuerySet[RequestLog], into: dict, key_of: Callable[[Any], Any], group_field=None) -> None:
+    fields = ["latency_ms", "ttft_ms"] + (["created_at"] if group_field == "created_at" else [])
+    if group_field and group_field != "created_at":
+        qs = qs.annotate(group_key=group_field)
+        fields.append("group_key")
+    for values in qs.values_list(*fields).iterator(chunk_size=5000):
+        key = key_of(values[2] if len(values) > 2 else None)
+        m = into.get(key)
+        if m is None:
+            continue
+        if values[0] is not None:
+            m.latency.add(float(values[0]))
+        if values[1] is not None:
+            m.ttft.add(float(values[1]))
+
+
+# --- The three questions the pages and APIs ask -----------------------------------------------
+
+
+def summary(selection: Selection, percentiles: tuple[str, ...] | None = None) -> dict[str, Any] | None:
+    p = plan(selection)
+    if p is None:
+        return None
+    pieces, raw = split(p.start, p.end, p.grains(p.dim))
+    pieces, raw = _without_overflow(p, p.dim, pieces, raw, value=p.value if p.dim else None)
+    total = Measures()
+    rows = _rollup_rows(p, p.dim, pieces, p.value)
+    total.merge(_measures(rows.aggregate(**_ROLLUP_AGGREGATES)))
+    if percentiles != ():
+        for latency, ttft in rows.values_list("latency", "ttft").iterator(chunk_size=2000):
+            total.latency.merge(Sketch.from_json(latency))
+            total.ttft.merge(Sketch.from_json(ttft))
+    if raw:
+        logs = _raw_logs(p, raw)
+        total.merge(_measures(logs.aggregate(**_RAW_AGGREGATES)))
+        if percentiles != ():
+            _add_raw_sketches(logs, {None: total}, lambda _: None)
+    return finish(total, percentiles)
+
+
+ORDERS = {"count": "requests", "cost_usd": "cost_usd", "errors": "errors", "last": "last_at",
+          "prompt_tokens": "prompt_tokens", "completion_tokens": "completion_tokens"}
+
+
+def grouped(selection: Selection, dim: str, *, order_by: str = "-count", limit: int | None = None,
+            exclude_empty: bool = False, percentiles: tuple[str, ...] | None = None,
+            contains: str = "") -> list[dict[str, Any]] | None:
+    """The metrics per value of a dimension, as metrics.grouped returns them (plus first and last
+    for users and sessions), or None when the rollups cannot answer. `contains` narrows the values
+    to those containing it (case-insensitive)."""
+    p = plan(selection, group_dim=dim)
+    if p is None or order_by.lstrip("-") not in {*ORDERS, "group_key"}:
+        return None
+    pieces, raw = split(p.start, p.end, p.grains(dim))
+    only = p.value if p.dim == dim and p.dim else None
+    pieces, raw = _without_overflow(p, dim, pieces, raw, value=only)
+    rows = _rollup_rows(p, dim, pieces, only).filter(overflow=False)
+    if contains:
+        rows = rows.filter(value__icontains=contains)
+    groups: dict[Any, Measures] = {}
+    for row in rows.order_by().values("value").annotate(**_ROLLUP_AGGREGATES):
+        _merge(groups, row["value"], _measures(row))
+    raw_logs = None
+    if raw:
+        raw_logs = _raw_logs(p, raw).annotate(group_key=_group_expr(dim))
+        if contains:
+            raw_logs = raw_logs.filter(group_key__icontains=contains)
+        for row in raw_logs.order_by().values("group_key").annotate(**_RAW_AGGREGATES):
+            key = row["group_key"]
+            if dim in ("cache_hit", "streamed"):
+                key = "1" if key else "0"
+            elif dim == "status" or (dim.startswith(PROPERTY_PREFIX) and key is not None):
+                key = str(key)
+            _merge(groups, key, _measures(row))
+    groups = {key: m for key, m in groups.items() if m.requests > 0}
+    if exclude_empty:
+        groups.pop("", None)
+        groups.pop(None, None)
+    field = order_by.lstrip("-")
+    descending = order_by.startswith("-")
+
+    def sort_key(item):
+        key, m = item
+        if field == "group_key":
+            return (key is None, key or "")
+        value = getattr(m, ORDERS[field])
+        missing = value is None
+        if descending:
+            return (missing, _negate(value), key or "")
+        return (missing, value if not missing else 0, key or "")
+
+    ordered = sorted(groups.items(), key=sort_key)
+    if limit:
+        ordered = ordered[:limit]
+    if percentiles != () and ordered:
+        chosen = {key: m for key, m in ordered}
+        values = [key for key in chosen if key is not None]
+        for start in range(0, len(values), 900):
+            for value, latency, ttft in (rows.filter(value__in=values[start:start + 900])
+                                         .values_list("value", "latency", "ttft").iterator(chunk_size=2000)):
+                chosen[value].latency.merge(Sketch.from_json(latency))
+                chosen[value].ttft.merge(Sketch.from_json(ttft))
+        if raw_logs is not None:
+            _add_raw_sketches(raw_logs, chosen, lambda key: _raw_key(dim, key), group_field=_group_expr(dim))
+    return [{"key": _typed(dim, key), **finish(m, percentiles), **extras(m)} for key, m in ordered]
+
+
+EXTRAS = ("first", "last", "cost")
+
+
+def extras(m: Measures) -> dict[str, Any]:
+    """What the users and sessions lists show beyond the metrics: first and last request, exact cost."""
+    return {"first": m.first_at, "last": m.last_at, "cost": m.cost_usd}
+
+
+def _raw_key(dim: str, key):
+    if dim in ("cache_hit", "streamed"):
+        return "1" if key else "0"
+    if dim == "status" or (dim.startswith(PROPERTY_PREFIX) and key is not None):
+        return str(key)
+    return key
+
+
+def _typed(dim: str, key):
+    """The group key as the raw query returns it (status an int, cache_hit a bool)."""
+    if dim == "status" and key is not None:
+        return int(key)
+    if dim in ("cache_hit", "streamed"):
+        return key == "1"
+    return key
+
+
+def _negate(value):
+    if isinstance(value, datetime):
+        return -value.timestamp()
+    return -value
+
+
+def timeseries(selection: Selection, interval: str, start: datetime, end: datetime,
+               percentiles: tuple[str, ...] | None = None) -> dict[datetime, dict[str, Any]] | None:
+    """Metrics per interval bucket ({bucket start: metrics}), or None when the rollups cannot answer."""
+    p = plan(selection)
+    if p is None:
+        return None
+    p.start, p.end = max(p.start, start), min(p.end, end) if end else p.end
+    pieces, raw = split(p.start, p.end, p.grains(p.dim, INTERVAL_GRAINS[interval]))
+    pieces, raw = _without_overflow(p, p.dim, pieces, raw, value=p.value if p.dim else None)
+    grain = INTERVAL_GRAINS[interval][0]
+    buckets: dict[datetime, Measures] = {}
+    fields = ["bucket", *_SCALAR_SUMS] + (["latency", "ttft"] if percentiles != () else [])
+    for row in _rollup_rows(p, p.dim, pieces, p.value).values(*fields).iterator(chunk_size=2000):
+        m = _measures(row)
+        if percentiles != ():
+            m.latency, m.ttft = Sketch.from_json(row["latency"]), Sketch.from_json(row["ttft"])
+        _merge(buckets, floor(utc(row["bucket"]), grain), m)
+    if raw:
+        for log in _raw_logs(p, raw).only("created_at", "status", "cache_hit", "cost_usd", "prompt_tokens",
+                                          "completion_tokens", "cached_tokens", "latency_ms", "ttft_ms").iterator():
+            key = floor(log.created_at, grain)
+            m = buckets.get(key)
+            if m is None:
+                m = buckets[key] = Measures()
+            m.add_log(log)
+    return {moment: finish(m, percentiles) for moment, m in sorted(buckets.items())}
+
+
+def step(interval: str) -> timedelta:
+    return GRAINS[INTERVAL_GRAINS[interval][0]]

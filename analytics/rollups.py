@@ -1,0 +1,404 @@
+"""Rollups: the measures of an org's logs per bucket of time and value of one dimension, kept
+exact by the transactions that change the logs, so aggregate pages never scan raw rows.
+
+Writing: `add(rows)` after rows are inserted, `subtract(rows)` after they are deleted (or
+before a change, with `add` after it), in the same transaction. Both turn the rows into deltas
+per (org, grain, bucket, dimension, value), then, holding the org's rollup lock (PostgreSQL:
+an advisory transaction lock; SQLite has one writer), read the rows those deltas touch, merge
+and write them back. Sketches (analytics.sketch) merge in Python, so both databases store them
+as plain JSON.
+
+Grains: minutes, hours and days (UTC). Every dimension is kept per hour and per day; the
+low-cardinality ones (LOW_DIMS) per minute too, for the 1 h view. A dimension keeps at most
+CAPS[grain] values per bucket; the logs of values beyond it go to the bucket's overflow row
+(value "", overflow true), so the bucket's totals stay exact and a read that needs one of the
+folded values reads that bucket's raw rows instead. Users per day are never capped: distinct
+users are exact for any range.
+
+Which row a log went to is decided only by what exists: its value's row if there is one, else
+a new one while the bucket has fewer than the cap, else the overflow row. Rows are never
+deleted one by one (a value's row whose logs were all erased stays, at zero), so a later
+subtraction finds the same row the addition used.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
+from decimal import Decimal
+from typing import Any
+
+import orjson
+from django.db import connection, models, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from .models import RequestLog, Rollup, RollupCoverage
+from .sketch import Sketch
+
+GRAINS: dict[str, timedelta] = {"m": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(days=1)}
+# Dimension -> the log's attribute. "" is the row of every log; "p:<Name>" a property.
+LOW_DIMS: dict[str, str] = {"": "", "model": "model", "provider": "provider", "status": "status",
+                            "cache_hit": "cache_hit", "streamed": "streamed"}
+HIGH_DIMS: dict[str, str] = {"user": "user_id", "session": "session_id", "name": "request_name", "prompt": "prompt_id"}
+DIM_COLUMNS = {**LOW_DIMS, **HIGH_DIMS}
+PROPERTY_PREFIX = "p:"
+# Values kept per bucket and dimension; None: every value. Minutes keep only LOW_DIMS.
+CAPS: dict[str, int] = {"m": 100, "h": 1_000, "d": 10_000}
+UNCAPPED = {("d", "user")}
+# Users and sessions keep when their requests of a bucket started and ended.
+SPAN_DIMS = ("user", "session")
+MAX_VALUE = 255
+MAX_PROPERTY_NAME = 200
+# The columns a log's contribution is computed from (the rest of the row is never read).
+LOG_FIELDS = ("org_id", "created_at", "status", "model", "provider", "cache_hit", "streamed", "user_id",
+              "session_id", "request_name", "prompt_id", "properties", "latency_ms", "ttft_ms", "prompt_tokens",
+              "completion_tokens", "cached_tokens", "cost_usd")
+SCALARS = ("requests", "errors", "cache_hits", "unpriced", "prompt_tokens", "completion_tokens", "cached_tokens",
+           "cost_usd", "saved_usd")
+_LOCK_CLASS = 17017  # pg_advisory_xact_lock(class, org id): one rollup writer per org at a time
+EPOCH = datetime(2000, 1, 1, tzinfo=dt_timezone.utc)
+
+
+def is_error(status: int) -> bool:
+    return status >= 400 or status < 200
+
+
+def floor(moment: datetime, grain: str) -> datetime:
+    moment = moment.astimezone(dt_timezone.utc)
+    if grain == "m":
+        return moment.replace(second=0, microsecond=0)
+    if grain == "h":
+        return moment.replace(minute=0, second=0, microsecond=0)
+    return moment.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def property_text(value: Any) -> str | None:
+    """A property's value as the rollups and filters see it (JSON for non-strings); None for null."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    return orjson.dumps(value).decode()
+
+
+def dim_values(log: Any, grain: str) -> list[tuple[str, str]]:
+    """(dimension, value) pairs a log counts under at a grain."""
+    pairs = []
+    for dim, column in LOW_DIMS.items():
+        if not dim:
+            pairs.append(("", ""))
+            continue
+        value = getattr(log, column)
+        if isinstance(value, bool):
+            value = "1" if value else "0"
+        pairs.append((dim, str(value) if value is not None else ""))
+    if grain == "m":
+        return pairs
+    for dim, column in HIGH_DIMS.items():
+        pairs.append((dim, getattr(log, column) or ""))
+    for name, value in (log.properties or {}).items() if isinstance(log.properties, dict) else ():
+        text = property_text(value)
+        if text is not None and name and len(name) <= MAX_PROPERTY_NAME and "__" not in name:
+            pairs.append((PROPERTY_PREFIX + name, text))
+    return pairs
+
+
+@dataclass
+class Measures:
+    """What a set of logs adds up to; `sign` -1 holds what a removal takes away."""
+
+    requests: int = 0
+    errors: int = 0
+    cache_hits: int = 0
+    unpriced: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    cost_usd: Decimal = Decimal(0)
+    saved_usd: Decimal = Decimal(0)
+    latency: Sketch = field(default_factory=Sketch)
+    ttft: Sketch = field(default_factory=Sketch)
+    first_at: datetime | None = None
+    last_at: datetime | None = None
+
+    def add_log(self, log: Any) -> None:
+        self.requests += 1
+        self.errors += is_error(log.status)
+        self.cache_hits += bool(log.cache_hit)
+        if log.cost_usd is None:
+            # As the metrics count it: an error has no answer to price.
+            tokens = log.prompt_tokens is not None or log.completion_tokens is not None
+            self.unpriced += tokens and not is_error(log.status)
+        else:
+            cost = Decimal(log.cost_usd)
+            self.cost_usd += cost
+            if log.cache_hit:
+                self.saved_usd += cost
+        self.prompt_tokens += log.prompt_tokens or 0
+        self.completion_tokens += log.completion_tokens or 0
+        self.cached_tokens += log.cached_tokens or 0
+        if log.latency_ms is not None:
+            self.latency.add(float(log.latency_ms))
+        if log.ttft_ms is not None:
+            self.ttft.add(float(log.ttft_ms))
+        self.first_at = log.created_at if self.first_at is None else min(self.first_at, log.created_at)
+        self.last_at = log.created_at if self.last_at is None else max(self.last_at, log.created_at)
+
+    def merge(self, other: "Measures", sign: int = 1) -> None:
+        for name in SCALARS:
+            setattr(self, name, getattr(self, name) + sign * getattr(other, name))
+        if sign > 0:
+            self.latency.merge(other.latency)
+            self.ttft.merge(other.ttft)
+            if other.first_at is not None:
+                self.first_at = other.first_at if self.first_at is None else min(self.first_at, other.first_at)
+                self.last_at = other.last_at if self.last_at is None else max(self.last_at, other.last_at)
+        else:
+            self.latency.remove(other.latency)
+            self.ttft.remove(other.ttft)
+
+    @classmethod
+    def of_row(cls, row: Rollup) -> "Measures":
+        return cls(**{name: getattr(row, name) for name in SCALARS}, latency=Sketch.from_json(row.latency),
+                   ttft=Sketch.from_json(row.ttft), first_at=row.first_at, last_at=row.last_at)
+
+
+Key = tuple[int, str, datetime, str, str]  # org, grain, bucket, dim, value
+
+
+def deltas(logs: Iterable[Any]) -> dict[Key, Measures]:
+    """The logs' measures per rollup key (before caps)."""
+    out: dict[Key, Measures] = {}
+    for log in logs:
+        for grain in GRAINS:
+            bucket = floor(log.created_at, grain)
+            for dim, value in dim_values(log, grain):
+                key = (log.org_id, grain, bucket, dim, value)
+                measures = out.get(key)
+                if measures is None:
+                    measures = out[key] = Measures()
+                measures.add_log(log)
+    return out
+
+
+def add(logs: Iterable[Any]) -> None:
+    """Count logs just inserted (in the caller's transaction)."""
+    _apply(deltas(logs), 1)
+
+
+def subtract(logs: Iterable[Any]) -> None:
+    """Take out logs just deleted, or about to change (in the caller's transaction)."""
+    _apply(deltas(logs), -1)
+
+
+def _apply(changes: dict[Key, Measures], sign: int) -> None:
+    if not changes:
+        return
+    by_org: dict[int, dict[Key, Measures]] = {}
+    for key, measures in changes.items():
+        by_org.setdefault(key[0], {})[key] = measures
+    with transaction.atomic():
+        for org_id in sorted(by_org):
+            _apply_org(org_id, by_org[org_id], sign)
+
+
+def _lock(org_id: int) -> None:
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_LOCK_CLASS, org_id])
+
+
+def _cap(grain: str, dim: str) -> int | None:
+    return None if (grain, dim) in UNCAPPED or dim == "" else CAPS[grain]
+
+
+def _apply_org(org_id: int, changes: dict[Key, Measures], sign: int) -> None:
+    _lock(org_id)
+    existing, counts = _existing(org_id, changes)
+    targets: dict[tuple, Measures] = {}  # (grain, bucket, dim, overflow, value) -> delta
+    for (_, grain, bucket, dim, value), measures in changes.items():
+        target = (grain, bucket, dim, False, value)
+        if target not in existing:
+            cap = _cap(grain, dim)
+            full = cap is not None and counts.get((grain, bucket, dim), 0) >= cap
+            if sign < 0 or full or len(value) > MAX_VALUE:
+                target = (grain, bucket, dim, True, "")
+            else:
+                counts[(grain, bucket, dim)] = counts.get((grain, bucket, dim), 0) + 1
+        if target in targets:
+            targets[target].merge(measures)
+        else:
+            targets[target] = measures
+    updates, inserts, spans = [], [], []
+    for target, delta in targets.items():
+        row = existing.get(target)
+        if row is None:
+            row = Rollup(org_id=org_id, grain=target[0], bucket=target[1], dim=target[2], overflow=target[3],
+                         value=target[4])
+            current = Measures()
+            inserts.append(row)
+        else:
+            current = Measures.of_row(row)
+            updates.append(row)
+        current.merge(delta, sign)
+        _store(row, current)
+        if row.dim in SPAN_DIMS and not row.overflow:
+            if sign < 0 and current.requests > 0 and (delta.first_at == current.first_at
+                                                       or delta.last_at == current.last_at):
+                spans.append(row)  # the first or last request may be the one removed
+            elif sign < 0 and current.requests <= 0:
+                row.first_at = row.last_at = None
+        else:
+            row.first_at = row.last_at = None
+    for row in spans:
+        _recount_span(row)
+    if inserts:
+        Rollup.objects.bulk_create(inserts, batch_size=1000)
+    if updates:
+        Rollup.objects.bulk_update(updates, [*SCALARS, "latency", "ttft", "first_at", "last_at"], batch_size=500)
+
+
+def _store(row: Rollup, measures: Measures) -> None:
+    for name in SCALARS:
+        setattr(row, name, getattr(measures, name))
+    row.latency = measures.latency.to_json()
+    row.ttft = measures.ttft.to_json()
+    row.first_at, row.last_at = measures.first_at, measures.last_at
+
+
+def _existing(org_id: int, changes: dict[Key, Measures]) -> tuple[dict[tuple, Rollup], dict[tuple, int]]:
+    """The rows the changes touch, and how many values each (grain, bucket, dim) keeps."""
+    buckets: dict[str, set[datetime]] = {}
+    dims, values = set(), set()
+    for _, grain, bucket, dim, value in changes:
+        buckets.setdefault(grain, set()).add(bucket)
+        dims.add(dim)
+        values.add(value)
+    when = Q()
+    for grain, moments in buckets.items():
+        when |= Q(grain=grain, bucket__in=sorted(moments))
+    base = Rollup.objects.filter(when, org_id=org_id, dim__in=sorted(dims))
+    existing = {}
+    wanted = sorted(v for v in values if len(v) <= MAX_VALUE)
+    for start in range(0, len(wanted), 2000):
+        chunk = wanted[start : start + 2000]
+        for row in base.filter(Q(value__in=chunk) | Q(overflow=True)):
+            existing[(row.grain, row.bucket, row.dim, row.overflow, row.value)] = row
+    if not wanted:
+        for row in base.filter(overflow=True):
+            existing[(row.grain, row.bucket, row.dim, row.overflow, row.value)] = row
+    capped = [d for d in dims if d]
+    counts = {}
+    if capped:
+        rows = (base.filter(dim__in=sorted(capped), overflow=False).order_by()
+                .values_list("grain", "bucket", "dim").annotate(n=models.Count("id")))
+        counts = {(grain, utc(bucket), dim): n for grain, bucket, dim, n in rows}
+    existing = {(g, utc(b), d, o, v): row for (g, b, d, o, v), row in existing.items()}
+    return existing, counts
+
+
+def utc(moment: datetime) -> datetime:
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt_timezone.utc)
+    return moment.astimezone(dt_timezone.utc)
+
+
+def _recount_span(row: Rollup) -> None:
+    column = HIGH_DIMS[row.dim]
+    bucket = utc(row.bucket)
+    span = RequestLog.objects.filter(org_id=row.org_id, **{column: row.value}, created_at__gte=bucket,
+                                     created_at__lt=bucket + GRAINS[row.grain]).aggregate(
+        first=models.Min("created_at"), last=models.Max("created_at"))
+    row.first_at, row.last_at = span["first"], span["last"]
+
+
+# --- Coverage and rebuilding ------------------------------------------------------------------
+
+
+def covered_from(org_id: int) -> datetime | None:
+    """From when the org's rollups hold all its logs (None: not built)."""
+    return RollupCoverage.objects.filter(org_id=org_id).values_list("covered_from", flat=True).first()
+
+
+def cover_new_org(org_id: int) -> None:
+    """A new org has no logs: its rollups are complete from the start."""
+    RollupCoverage.objects.get_or_create(org_id=org_id, defaults={"covered_from": EPOCH})
+
+
+def rebuild(org_id: int, since: datetime | None = None, *, chunk: int = 20_000, progress=None) -> int:
+    """Recompute an org's rollups from its rows (from `since`, rounded down to a day; else all).
+
+    One transaction per day with logs, holding the org's rollup lock: the rollups from the end
+    of the previous such day to the end of this one are deleted and this day's rows counted
+    again. A log the writer inserts meanwhile is counted once either way: committed before its
+    day's turn, the rebuild counts it; after, its own transaction adds it (it waits for the
+    lock). Returns the number of logs counted."""
+    logs = RequestLog.objects.filter(org_id=org_id)
+    cursor = floor(since, "d") if since else EPOCH
+    start = cursor
+    total = logs.filter(created_at__gte=start).count()
+    done = 0
+    while cursor is not None:
+        with transaction.atomic():
+            _lock(org_id)
+            first = logs.filter(created_at__gte=cursor).aggregate(first=models.Min("created_at"))["first"]
+            if first is None:
+                Rollup.objects.filter(org_id=org_id, bucket__gte=cursor).delete()
+                cursor = None
+                continue
+            day = floor(first, "d")
+            following = day + GRAINS["d"]
+            Rollup.objects.filter(org_id=org_id, bucket__gte=cursor, bucket__lt=following).delete()
+            rows = (logs.filter(created_at__gte=day, created_at__lt=following).order_by("created_at")
+                    .only(*LOG_FIELDS))
+            batch: list[RequestLog] = []
+            for row in rows.iterator(chunk_size=chunk):
+                batch.append(row)
+                if len(batch) >= chunk:
+                    add(batch)
+                    done += len(batch)
+                    batch = []
+                    if progress:
+                        progress(done, total)
+            add(batch)
+            done += len(batch)
+            cursor = following
+        if progress:
+            progress(done, total)
+    with transaction.atomic():
+        coverage, _ = RollupCoverage.objects.select_for_update().get_or_create(org_id=org_id)
+        if coverage.covered_from is None or coverage.covered_from > start:
+            coverage.covered_from = start
+        coverage.rebuilt_at = timezone.now()
+        coverage.save()
+    return done
+
+
+def forget_before(org_id: int, cutoff: datetime) -> int:
+    """Delete the rollup buckets that end at or before `cutoff` (a purge removed all their logs)."""
+    deleted = 0
+    for grain, step in GRAINS.items():
+        deleted += Rollup.objects.filter(org_id=org_id, grain=grain, bucket__lte=cutoff - step).delete()[0]
+    return deleted
+
+
+def ceil(moment: datetime, grain: str) -> datetime:
+    low = floor(moment, grain)
+    return low if low == moment else low + GRAINS[grain]
+
+
+def approx_bytes_per_row() -> float | None:
+    """PostgreSQL: the rollup table's size on disk per row (for the benchmark)."""
+    if connection.vendor != "postgresql":
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_total_relation_size(%s), (SELECT count(*) FROM analytics_rollup)",
+                       [Rollup._meta.db_table])
+        size, rows = cursor.fetchone()
+    return size / rows if rows else math.nan
