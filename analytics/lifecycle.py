@@ -101,6 +101,7 @@ def purge_plan(org: Organization, now: datetime | None = None) -> PurgePlan | No
 def purge(plan: PurgePlan, *, batch_size: int = DEFAULT_BATCH_SIZE, progress: Progress | None = None) -> int:
     """Delete the plan's logs in batches; audited once for the org when anything was deleted."""
     counts = delete_logs_in_batches(plan.logs, batch_size=batch_size, progress=progress)
+    rollups.forget_empty(plan.org.pk, plan.cutoff)
     if counts["requests"]:
         audit.record("logs.purge", org=plan.org, target=plan.org,
                      changes={**counts, "retention_days": plan.days, "older_than": plan.cutoff.isoformat(),

@@ -380,11 +380,17 @@ def rebuild(org_id: int, since: datetime | None = None, *, chunk: int = 20_000, 
     return done
 
 
-def forget_before(org_id: int, cutoff: datetime) -> int:
-    """Delete the rollup buckets that end at or before `cutoff` (a purge removed all their logs)."""
+def forget_empty(org_id: int, before: datetime) -> int:
+    """Delete the rollup buckets before `before` that no log is counted in any more (a purge
+    emptied them). Only whole empty buckets: a value's row goes only when nothing can need it."""
+    empty = list(Rollup.objects.filter(org_id=org_id, dim="", overflow=False, requests=0, bucket__lt=before)
+                 .values_list("grain", "bucket"))
     deleted = 0
-    for grain, step in GRAINS.items():
-        deleted += Rollup.objects.filter(org_id=org_id, grain=grain, bucket__lte=cutoff - step).delete()[0]
+    for grain in GRAINS:
+        moments = [bucket for g, bucket in empty if g == grain]
+        for start in range(0, len(moments), 500):
+            deleted += Rollup.objects.filter(org_id=org_id, grain=grain,
+                                             bucket__in=moments[start:start + 500]).delete()[0]
     return deleted
 
 

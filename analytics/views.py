@@ -24,6 +24,7 @@ from . import charts, metrics, rollup_reads
 from .actions import get_log, scores_of
 from .models import Feedback, RequestLog
 from .queries import RANGES, FilterError, Selection, logs_for, window
+from .rollups import Measures
 
 PAGE_SIZE = 50
 # Picker values (models, property keys...) come from the newest logs, not a scan of the range.
@@ -75,29 +76,39 @@ def dashboard(request: HttpRequest, org: Organization, membership: Membership) -
     ctx = _range_context(request)
     # Read from the rollups (analytics.rollup_reads): the cost of a page does not grow with the traffic.
     selection = Selection(org, ctx["start"], ctx["end"])
-    totals = metrics.summary(selection)
     interval = metrics.pick_interval(ctx["end"] - ctx["start"])
-    series = metrics.timeseries(selection, interval, ctx["start"], ctx["end"], fill=True,
-                                percentiles=("latency_p50_ms", "latency_p95_ms", "latency_p99_ms"))
-    times = [bucket["time"] for bucket in series]
-    by_model = metrics.grouped(selection, "model", order_by="-cost_usd", limit=8, with_percentiles=False)
-    # Every user of the window, most requests first: its length is the active-user count.
-    users = metrics.grouped(selection, "user", exclude_empty=True, with_percentiles=False)
-    totals["active_users"] = len(users)
-    top_users = users[:8]
-
     pickers = _pickers(org, sample=500)
     property_key = request.GET.get("property") or (pickers["property_keys"][0] if pickers["property_keys"] else "")
-    top_values = []
-    if property_key and "__" not in property_key and len(property_key) <= 200:
-        top_values = metrics.grouped(selection, f"property:{property_key}", limit=8,
-                                     exclude_empty=True, with_percentiles=False)
+    notice = ""
+    try:
+        totals = metrics.summary(selection)
+        series = metrics.timeseries(selection, interval, ctx["start"], ctx["end"], fill=True,
+                                    percentiles=("latency_p50_ms", "latency_p95_ms", "latency_p99_ms"))
+        by_model = metrics.grouped(selection, "model", order_by="-cost_usd", limit=8, with_percentiles=False)
+        # Every user of the window, most requests first: its length is the active-user count.
+        users = metrics.grouped(selection, "user", exclude_empty=True, with_percentiles=False)
+        top_values = []
+        if property_key and "__" not in property_key and len(property_key) <= 200:
+            top_values = metrics.grouped(selection, f"property:{property_key}", limit=8,
+                                         exclude_empty=True, with_percentiles=False)
+    except metrics.TooSlow:
+        # Only an org whose rollups are not built yet reads raw rows here.
+        notice = ("This range takes too long to read from the raw logs: the organization's rollups are not "
+                  "built yet (an operator runs `manage.py rebuild_rollups`). Choose a shorter range meanwhile.")
+        totals = rollup_reads.finish(Measures())
+        series = metrics.timeseries(Selection(org, ctx["end"], ctx["end"]), interval, ctx["start"], ctx["end"],
+                                    fill=True)
+        by_model, users, top_values = [], [], []
+    times = [bucket["time"] for bucket in series]
+    totals["active_users"] = len(users)
+    top_users = users[:8]
     recent = list(selection.qs.order_by("-created_at")
                   .defer("request_body", "response_body", "request_headers")[:10])
 
     ctx.update({
         "org": org,
         "membership": membership,
+        "notice": notice,
         "totals": totals,
         "interval": interval,
         "requests_chart": charts.column_chart(
