@@ -45,7 +45,7 @@ COLUMNS = ["id", "org_id", "created_at", "provider", "method", "target_url", "pa
            "status", "error", "cancelled", "streamed", "request_headers", "request_body", "response_body",
            "request_omitted", "response_omitted", "latency_ms", "ttft_ms", "prompt_tokens", "completion_tokens",
            "cached_tokens", "cost_usd", "user_id", "session_id", "session_path", "session_name", "properties",
-           "request_name", "cache_hit", "retries", "prompt_id"]
+           "request_name", "cache_hit", "retries", "prompt_id", "source"]
 
 
 class Command(BaseCommand):
@@ -139,7 +139,7 @@ class Command(BaseCommand):
             "session_name": "Agent run" if in_session else "",
             "properties": {"Feature": rng.choice(FEATURES), "Env": "prod" if rng.random() < 0.9 else "staging"},
             "request_name": rng.choice(NAMES), "cache_hit": cache_hit, "retries": 1 if status == 429 else 0,
-            "prompt_id": "",
+            "prompt_id": "", "source": "proxy",
         }
 
     @staticmethod

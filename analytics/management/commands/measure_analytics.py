@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import statistics
 import time
+from datetime import timedelta
 
 from django.core.management.base import BaseCommand, CommandError
 from django.test import Client
+from django.utils import timezone
 
 from orgs.models import ApiKey, Membership, Organization
 
@@ -38,15 +40,26 @@ class Command(BaseCommand):
             page.force_login(membership.user)
             api = Client(HTTP_AUTHORIZATION=f"Bearer {raw}")
             s = org.slug
+            month_ago = (timezone.now() - timedelta(days=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
             targets = [
                 ("dashboard 24h", page, f"/o/{s}/"),
                 ("dashboard 7d", page, f"/o/{s}/?range=7d"),
+                ("dashboard 30d", page, f"/o/{s}/?range=30d"),
+                ("dashboard 1h", page, f"/o/{s}/?range=1h"),
                 ("explorer 24h", page, f"/o/{s}/requests/"),
                 ("explorer 24h, model + property", page,
                  f"/o/{s}/requests/?model=gpt-4o&prop_key=Feature&prop_value=chat"),
                 ("explorer 7d, slowest first", page, f"/o/{s}/requests/?range=7d&sort=slowest"),
                 ("users 24h", page, f"/o/{s}/users/"),
                 ("sessions 24h", page, f"/o/{s}/sessions/"),
+                ("users 30d", page, f"/o/{s}/users/?range=30d"),
+                ("sessions 30d", page, f"/o/{s}/sessions/?range=30d"),
+                ("API summary 30d", api, f"/api/v1/metrics/summary?created_after={month_ago}"),
+                ("API summary 30d group_by=user", api,
+                 f"/api/v1/metrics/summary?created_after={month_ago}&group_by=user"),
+                ("API summary 30d property:Feature", api,
+                 f"/api/v1/metrics/summary?created_after={month_ago}&group_by=property:Feature"),
+                ("API timeseries 30d day", api, f"/api/v1/metrics/timeseries?interval=day&created_after={month_ago}"),
                 ("API summary (24h default)", api, "/api/v1/metrics/summary"),
                 ("API summary group_by=model", api, "/api/v1/metrics/summary?group_by=model"),
                 ("API timeseries hour", api, "/api/v1/metrics/timeseries?interval=hour"),
