@@ -52,7 +52,10 @@ class Sketch:
     def add(self, value: float, count: int = 1) -> None:
         if value is None or count <= 0 or value != value:  # None and NaN are not measurements
             return
-        index = bucket_of(value)
+        self.add_indexed(bucket_of(value), value, count)
+
+    def add_indexed(self, index: int | None, value: float, count: int = 1) -> None:
+        """add() with the value's bucket already known (one log counts in many sketches)."""
         if index is None:
             self.zeros += count
         else:
