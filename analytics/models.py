@@ -362,9 +362,12 @@ class Rollup(models.Model):
 
     class Meta:
         constraints = [
+            # Also the index of a dimension's values in a time range (group by).
             models.UniqueConstraint(fields=["org", "dim", "grain", "bucket", "overflow", "value"],
                                     name="unique_rollup"),
         ]
+        # One value of a dimension in a time range (a filter).
+        indexes = [models.Index(fields=["org", "dim", "value", "grain", "bucket"], name="rollup_value")]
 
     def __str__(self) -> str:
         return f"{self.org_id}/{self.grain}/{self.bucket:%Y-%m-%d %H:%M}/{self.dim}={self.value}"

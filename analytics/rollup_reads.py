@@ -2,8 +2,8 @@
 
 A range [start, end) is cut into whole days, whole hours and whole minutes (the coarsest that
 fit, and only grains the question allows: an hourly chart cannot use days), and the seconds
-at either end, which are read from the raw rows. Dimensions kept per hour only (users,
-sessions, properties…) read partial hours from the raw rows too; so does a bucket whose values
+at either end, which are read from the raw rows. A question about one value of a dimension
+(kept per hour, not per minute) reads the partial hours from the raw rows too; so does a bucket whose values
 overflowed its cap when the question needs one of the folded values.
 
 Every function returns None when the rollups cannot answer (free-text search, two filters at
@@ -62,7 +62,7 @@ class Plan:
     value: str = ""
 
     def grains(self, dim: str, coarsest: tuple[str, ...] = ("d", "h", "m")) -> tuple[str, ...]:
-        return tuple(g for g in coarsest if g != "m" or dim in LOW_DIMS)
+        return tuple(g for g in coarsest if g != "m" or dim == "")
 
 
 def plan(selection: Selection, group_dim: str | None = None) -> Plan | None:
@@ -150,7 +150,7 @@ def _without_overflow(p: Plan, dim: str, pieces, raw, *, value: str | None):
 
 def _rollup_rows(p: Plan, dim: str, pieces, value: str | None) -> QuerySet[Rollup]:
     qs = Rollup.objects.filter(_pieces_q(pieces), org_id=p.org_id, dim=dim)
-    if value is not None:
+    if value is not None and dim:  # the all-logs row has one value
         qs = qs.filter(value=value, overflow=False)
     return qs
 
@@ -179,6 +179,8 @@ def _group_expr(dim: str):
     return F({**LOW_DIMS, **HIGH_DIMS}[dim])
 
 
+# Plain fetches, never .iterator(): a server-side cursor on PostgreSQL is planned for its first
+# rows (cursor_tuple_fraction) and scanned a whole minute index instead of a few buckets.
 _RAW_AGGREGATES = {
     "m_requests": Count("created_at"), "m_errors": Count("created_at", filter=ERROR_Q),
     "m_cache_hits": Count("created_at", filter=Q(cache_hit=True)),
@@ -238,7 +240,7 @@ def _add_raw_sketches(qs: QuerySet[RequestLog], into: dict, key_of: Callable[[An
     if group_field and group_field != "created_at":
         qs = qs.annotate(group_key=group_field)
         fields.append("group_key")
-    for values in qs.values_list(*fields).iterator(chunk_size=5000):
+    for values in qs.values_list(*fields):
         key = key_of(values[2] if len(values) > 2 else None)
         m = into.get(key)
         if m is None:
@@ -262,7 +264,7 @@ def summary(selection: Selection, percentiles: tuple[str, ...] | None = None) ->
     rows = _rollup_rows(p, p.dim, pieces, p.value)
     total.merge(_measures(rows.aggregate(**_ROLLUP_AGGREGATES)))
     if percentiles != ():
-        for latency, ttft in rows.values_list("latency", "ttft").iterator(chunk_size=2000):
+        for latency, ttft in rows.values_list("latency", "ttft"):
             total.latency.merge(Sketch.from_json(latency))
             total.ttft.merge(Sketch.from_json(ttft))
     if raw:
@@ -332,7 +334,7 @@ def grouped(selection: Selection, dim: str, *, order_by: str = "-count", limit: 
         values = [key for key in chosen if key is not None]
         for start in range(0, len(values), 900):
             for value, latency, ttft in (rows.filter(value__in=values[start:start + 900])
-                                         .values_list("value", "latency", "ttft").iterator(chunk_size=2000)):
+                                         .values_list("value", "latency", "ttft")):
                 chosen[value].latency.merge(Sketch.from_json(latency))
                 chosen[value].ttft.merge(Sketch.from_json(ttft))
         if raw_logs is not None:
@@ -383,14 +385,14 @@ def timeseries(selection: Selection, interval: str, start: datetime, end: dateti
     grain = INTERVAL_GRAINS[interval][0]
     buckets: dict[datetime, Measures] = {}
     fields = ["bucket", *_SCALAR_SUMS] + (["latency", "ttft"] if percentiles != () else [])
-    for row in _rollup_rows(p, p.dim, pieces, p.value).values(*fields).iterator(chunk_size=2000):
+    for row in _rollup_rows(p, p.dim, pieces, p.value).values(*fields):
         m = _measures(row)
         if percentiles != ():
             m.latency, m.ttft = Sketch.from_json(row["latency"]), Sketch.from_json(row["ttft"])
         _merge(buckets, floor(utc(row["bucket"]), grain), m)
     if raw:
         for log in _raw_logs(p, raw).only("created_at", "status", "cache_hit", "cost_usd", "prompt_tokens",
-                                          "completion_tokens", "cached_tokens", "latency_ms", "ttft_ms").iterator():
+                                          "completion_tokens", "cached_tokens", "latency_ms", "ttft_ms"):
             key = floor(log.created_at, grain)
             m = buckets.get(key)
             if m is None:

@@ -8,8 +8,9 @@ an advisory transaction lock; SQLite has one writer), read the rows those deltas
 and write them back. Sketches (analytics.sketch) merge in Python, so both databases store them
 as plain JSON.
 
-Grains: minutes, hours and days (UTC). Every dimension is kept per hour and per day; the
-low-cardinality ones (LOW_DIMS) per minute too, for the 1 h view. A dimension keeps at most
+Grains: minutes, hours and days (UTC). Every dimension is kept per hour and per day; the row
+of all logs per minute too, for the 1 h view's chart (a question about one value of a dimension
+reads the partial hours at a range's ends from the raw rows). A dimension keeps at most
 CAPS[grain] values per bucket; the logs of values beyond it go to the bucket's overflow row
 (value "", overflow true), so the bucket's totals stay exact and a read that needs one of the
 folded values reads that bucket's raw rows instead. Users per day are never capped: distinct
@@ -46,7 +47,9 @@ LOW_DIMS: dict[str, str] = {"": "", "model": "model", "provider": "provider", "s
 HIGH_DIMS: dict[str, str] = {"user": "user_id", "session": "session_id", "name": "request_name", "prompt": "prompt_id"}
 DIM_COLUMNS = {**LOW_DIMS, **HIGH_DIMS}
 PROPERTY_PREFIX = "p:"
-# Values kept per bucket and dimension; None: every value. Minutes keep only LOW_DIMS.
+# Sessions keep no latency sketches: no page shows a session's percentiles (a third of the bytes).
+UNSKETCHED = ("session",)
+# Values kept per bucket and dimension; None: every value. Minutes keep only the all-logs row.
 CAPS: dict[str, int] = {"m": 100, "h": 1_000, "d": 10_000}
 UNCAPPED = {("d", "user")}
 # Users and sessions keep when their requests of a bucket started and ended.
@@ -87,17 +90,16 @@ def property_text(value: Any) -> str | None:
 
 def dim_values(log: Any, grain: str) -> list[tuple[str, str]]:
     """(dimension, value) pairs a log counts under at a grain."""
-    pairs = []
+    pairs = [("", "")]
+    if grain == "m":
+        return pairs
     for dim, column in LOW_DIMS.items():
         if not dim:
-            pairs.append(("", ""))
             continue
         value = getattr(log, column)
         if isinstance(value, bool):
             value = "1" if value else "0"
         pairs.append((dim, str(value) if value is not None else ""))
-    if grain == "m":
-        return pairs
     for dim, column in HIGH_DIMS.items():
         pairs.append((dim, getattr(log, column) or ""))
     for name, value in (log.properties or {}).items() if isinstance(log.properties, dict) else ():
@@ -184,7 +186,7 @@ def deltas(logs: Iterable[Any]) -> dict[Key, Measures]:
                     grouped[key] = [contribution]
                 else:
                     entries.append(contribution)
-    return {key: _measures_of(entries) for key, entries in grouped.items()}
+    return {key: _measures_of(entries, key[3] not in UNSKETCHED) for key, entries in grouped.items()}
 
 
 def _contribution(log: Any) -> tuple:
@@ -200,7 +202,7 @@ def _contribution(log: Any) -> tuple:
             ttft, None if ttft is None else bucket_of(ttft), log.created_at)
 
 
-def _measures_of(entries: list[tuple]) -> Measures:
+def _measures_of(entries: list[tuple], sketches: bool = True) -> Measures:
     m = Measures()
     m.requests = len(entries)
     first = last = entries[0][11]
@@ -216,9 +218,9 @@ def _measures_of(entries: list[tuple]) -> Measures:
             m.cost_usd += cost
             if hit:
                 m.saved_usd += cost
-        if latency is not None:
+        if latency is not None and sketches:
             m.latency.add_indexed(latency_index, latency)
-        if ttft is not None:
+        if ttft is not None and sketches:
             m.ttft.add_indexed(ttft_index, ttft)
         if created < first:
             first = created

@@ -16,13 +16,14 @@ from urllib.parse import urlencode
 from django.db.models import Count, F, Max, Min, Sum
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.utils import timezone
 
 from orgs.access import org_member_required
 from orgs.models import Membership, Organization, Role
 
-from . import charts, metrics, rollup_reads
+from . import charts, metrics, rollup_reads, rollups
 from .actions import get_log, scores_of
-from .models import Feedback, RequestLog
+from .models import Feedback, RequestLog, Rollup
 from .queries import RANGES, FilterError, Selection, logs_for, window
 from .rollups import Measures
 
@@ -46,26 +47,44 @@ def _range_context(request: HttpRequest) -> dict[str, Any]:
 
 
 def _pickers(org: Organization, sample: int = PICKER_SAMPLE) -> dict[str, list[str]]:
-    """Values seen in the newest logs, for the explorer's pickers."""
+    """Values seen in the last 30 days (the rollups' days), else in the newest logs, for the pickers."""
+    days = Rollup.objects.filter(org=org, grain="d", overflow=False, requests__gt=0,
+                                 bucket__gte=rollups.floor(timezone.now() - timedelta(days=30), "d")).order_by()
+    # A range of dim for the properties ("p:" up to "p;"), so each query is a range of the rollup index.
+    seen = [days.filter(dim=dim).values_list("dim", "value").distinct()[:1000] for dim in ("model", "provider", "name")]
+    seen.append(days.filter(dim__gte=rollups.PROPERTY_PREFIX, dim__lt="p;").values_list("dim", "value").distinct()[:5000])
+    values: dict[str, set[str]] = {}
+    for dim, value in (pair for query in seen for pair in query):
+        bucket = values.setdefault(dim, set())
+        if len(bucket) < 50:
+            bucket.add(value)
+    if not values:
+        values = _recent_values(org, sample)
+    properties = {dim[len(rollups.PROPERTY_PREFIX):]: found for dim, found in values.items()
+                  if dim.startswith(rollups.PROPERTY_PREFIX)}
+    return {
+        "models": sorted(m for m in values.get("model", ()) if m),
+        "providers": sorted(p for p in values.get("provider", ()) if p),
+        "request_names": sorted(n for n in values.get("name", ()) if n),
+        "property_keys": sorted(properties),
+        "property_values": {key: sorted(found) for key, found in sorted(properties.items())},
+    }
+
+
+def _recent_values(org: Organization, sample: int) -> dict[str, set[str]]:
+    """The same from the newest logs (an org whose rollups are not built yet)."""
     recent = (RequestLog.objects.filter(org=org).order_by("-created_at")
               .values_list("model", "provider", "properties", "request_name")[:sample])
-    models, providers, names = set(), set(), set()
-    properties: dict[str, set[str]] = {}
+    values: dict[str, set[str]] = {"model": set(), "provider": set(), "name": set()}
     for model, provider, props, name in recent:
-        models.add(model)
-        providers.add(provider)
-        names.add(name)
+        values["model"].add(model)
+        values["provider"].add(provider)
+        values["name"].add(name)
         for key, value in (props or {}).items():
-            values = properties.setdefault(key, set())
-            if len(values) < 50:
-                values.add(str(value))
-    return {
-        "models": sorted(m for m in models if m),
-        "providers": sorted(p for p in providers if p),
-        "request_names": sorted(n for n in names if n),
-        "property_keys": sorted(properties),
-        "property_values": {key: sorted(values) for key, values in sorted(properties.items())},
-    }
+            found = values.setdefault(rollups.PROPERTY_PREFIX + key, set())
+            if len(found) < 50:
+                found.add(str(value))
+    return values
 
 
 # --- Dashboard ---------------------------------------------------------------------------

@@ -48,6 +48,7 @@ class Migration(migrations.Migration):
             ],
             options={
                 'constraints': [models.UniqueConstraint(fields=('org', 'dim', 'grain', 'bucket', 'overflow', 'value'), name='unique_rollup')],
+                'indexes': [models.Index(fields=['org', 'dim', 'value', 'grain', 'bucket'], name='rollup_value')],
             },
         ),
     ]

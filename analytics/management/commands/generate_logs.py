@@ -40,6 +40,7 @@ FEATURES = ["chat", "search", "summarize", "classify", "extract"]
 NAMES = ["answer", "rewrite", "route", "title", "embed-query", ""]
 PROMPTS = ["Summarize this support ticket", "Translate to French", "Write a haiku about", "Classify the intent of",
            "Extract the invoice total from", "Plan a weekend in"]
+SESSION_SECONDS = 1800
 STATUSES = [200] * 95 + [429, 429, 500, 400, 503]
 COLUMNS = ["id", "org_id", "created_at", "provider", "method", "target_url", "path", "requested_model", "model",
            "status", "error", "cancelled", "streamed", "request_headers", "request_body", "response_body",
@@ -70,7 +71,8 @@ class Command(BaseCommand):
         span = timedelta(days=options["days"]).total_seconds()
         started = time.monotonic()
         done = 0
-        sessions: list[str] = [uuid.uuid4().hex[:12] for _ in range(max(total // 40, 1))]
+        # About 40 requests a session, each session within half an hour, as agent runs are.
+        sessions = max(1, round(total / 40 / max(span / SESSION_SECONDS, 1)))
         while done < total:
             # Oldest first, as the log writer appends them: a time range then sits in
             # neighbouring pages of the table, like in production (random order would not).
@@ -134,7 +136,7 @@ class Command(BaseCommand):
             "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
             "cached_tokens": prompt_tokens // 2 if rng.random() < 0.1 else None,
             "cost_usd": cost, "user_id": user,
-            "session_id": rng.choice(sessions) if in_session else "",
+            "session_id": f"{int(age_seconds // SESSION_SECONDS):05d}-{rng.randrange(sessions):04d}" if in_session else "",
             "session_path": rng.choice(["/", "/plan", "/plan/search", "/plan/search/rank", "/answer"]) if in_session else "",
             "session_name": "Agent run" if in_session else "",
             "properties": {"Feature": rng.choice(FEATURES), "Env": "prod" if rng.random() < 0.9 else "staging"},
