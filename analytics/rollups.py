@@ -38,7 +38,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from .models import RequestLog, Rollup, RollupCoverage
-from .sketch import Sketch, bucket_of
+from .sketch import Sketch, bucket_of, merge_json
 
 GRAINS: dict[str, timedelta] = {"m": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(days=1)}
 # Dimension -> the log's attribute. "" is the row of every log; "p:<Name>" a property.
@@ -308,9 +308,9 @@ def _apply_org(org_id: int, changes: dict[Key, Measures], sign: int) -> None:
 
 
 def _upsert(org_id: int, changes: dict[Key, Measures]) -> None:
-    """PostgreSQL, adding: one INSERT … ON CONFLICT DO UPDATE that adds the deltas to the stored
-    rows in the database (sketches merged by helicone_sketch_merge, migration 0009), so the writer
-    reads no rollup back. Rows are looked up only where a dimension is near its cap."""
+    """PostgreSQL, adding: one INSERT … ON CONFLICT DO UPDATE that adds the deltas' counts to the
+    stored rows in the database; sketches are read, merged here and written whole. Which rows exist
+    is looked up only where a dimension is near its cap."""
     candidates: dict[tuple[str, datetime, str], set[str]] = {}
     for _, grain, bucket, dim, value in changes:
         if _cap(grain, dim) is not None:
@@ -333,34 +333,77 @@ def _upsert(org_id: int, changes: dict[Key, Measures]) -> None:
             targets[target].merge(measures)
         else:
             targets[target] = measures
+    sketches = _merged_sketches(org_id, targets)
     rows = []
-    for (grain, bucket, dim, overflow, value), m in targets.items():
+    for key, m in targets.items():
+        grain, bucket, dim, overflow, value = key
         span = dim in SPAN_DIMS and not overflow
+        latency, ttft = sketches.get(key) or (m.latency.to_json(), m.ttft.to_json())
         rows.append([org_id, grain, bucket, dim, value, overflow, *(getattr(m, name) for name in SCALARS),
-                     orjson.dumps(m.latency.to_json()).decode(), orjson.dumps(m.ttft.to_json()).decode(),
-                     m.first_at if span else None, m.last_at if span else None])
+                     latency, ttft, m.first_at if span else None, m.last_at if span else None])
     rows.sort(key=lambda row: (row[3], row[1], row[2], row[5], row[4]))  # one lock order for every writer
     table = Rollup._meta.db_table
     names = [*_KEY, *_WRITTEN]
     casts = ["bigint", "text", "timestamptz", "text", "text", "boolean", *(_PG_TYPES[name] for name in _WRITTEN)]
-    # One array per column (unnest): a statement of any size is planned once, cheaply.
-    arrays = ", ".join(f"%s::{cast}[]" for cast in casts)
+    # One array per column (unnest): a statement of any size is planned once, cheaply. The sketches
+    # go as one JSON array each: as text[] elements psycopg escaped every quote of them in Python.
+    arrays = ", ".join("jsonb_array_elements(%s::jsonb)" if cast == "jsonb" else f"unnest(%s::{cast}[])"
+                       for cast in casts)
     added = ", ".join(f"{name} = t.{name} + excluded.{name}" for name in SCALARS)
-    with connection.cursor() as cursor:
+    with _bound_cursor() as cursor:
         cursor.execute(
-            f"INSERT INTO {table} AS t ({', '.join(names)}) SELECT * FROM unnest({arrays}) "
+            f"INSERT INTO {table} AS t ({', '.join(names)}) SELECT * FROM ROWS FROM ({arrays}) "
             "ON CONFLICT (org_id, dim, grain, bucket, overflow, value) DO UPDATE SET "
-            f"{added}, latency = helicone_sketch_merge(t.latency, excluded.latency), "
-            "ttft = helicone_sketch_merge(t.ttft, excluded.ttft), "
+            f"{added}, latency = excluded.latency, ttft = excluded.ttft, "
             "first_at = LEAST(t.first_at, excluded.first_at), last_at = GREATEST(t.last_at, excluded.last_at)",
-            [list(column) for column in zip(*rows)])
+            [_json_array(column) if cast == "jsonb" else list(column) for column, cast in zip(zip(*rows), casts)])
+
+
+def _merged_sketches(org_id: int, targets: dict[tuple, Measures]) -> dict[tuple, tuple[dict, dict]]:
+    """The target rows' stored sketches merged with the deltas' (PostgreSQL, under the org's lock):
+    the upsert writes them whole. Merging here costs a tenth of a JSON merge in SQL."""
+    keys = [key for key in targets if key[2] not in UNSKETCHED]
+    if not keys:
+        return {}
+    out = {}
+    with _bound_cursor() as cursor:
+        cursor.execute(
+            f"SELECT r.grain, r.bucket, r.dim, r.overflow, r.value, r.latency, r.ttft FROM {Rollup._meta.db_table} r "
+            "JOIN unnest(%s::text[], %s::timestamptz[], %s::text[], %s::boolean[], %s::text[]) "
+            "AS k(grain, bucket, dim, overflow, value) ON r.grain = k.grain AND r.bucket = k.bucket "
+            "AND r.dim = k.dim AND r.overflow = k.overflow AND r.value = k.value WHERE r.org_id = %s",
+            [[k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys], [k[3] for k in keys],
+             [k[4] for k in keys], org_id])
+        for grain, bucket, dim, overflow, value, latency, ttft in cursor.fetchall():
+            key = (grain, utc(bucket), dim, overflow, value)
+            delta = targets[key]
+            out[key] = (merge_json(_json(latency), delta.latency.to_json()),
+                        merge_json(_json(ttft), delta.ttft.to_json()))
+    return out
+
+
+def _bound_cursor():
+    """A psycopg cursor that sends parameters apart from the SQL (server-side binding): Django's
+    client-side cursor quotes each array element into the SQL text in Python."""
+    import psycopg
+
+    connection.ensure_connection()
+    return psycopg.Cursor(connection.connection)
+
+
+def _json_array(values) -> str:
+    return orjson.dumps(list(values)).decode()
+
+
+def _json(value: Any) -> Any:
+    return orjson.loads(value) if isinstance(value, (str, bytes)) else value
 
 
 def _value_counts(org_id: int, keys: list[tuple[str, datetime, str]]) -> dict[tuple, int]:
     """How many values each (grain, bucket, dim) keeps a row for (PostgreSQL)."""
     if not keys:
         return {}
-    with connection.cursor() as cursor:
+    with _bound_cursor() as cursor:
         cursor.execute(
             f"SELECT r.grain, r.bucket, r.dim, count(*) FROM {Rollup._meta.db_table} r "
             "JOIN unnest(%s::text[], %s::timestamptz[], %s::text[]) AS k(grain, bucket, dim) "
@@ -375,7 +418,7 @@ def _existing_values(org_id: int, wanted: dict[tuple[str, datetime, str], set[st
     keys = [(*key, value) for key, values in wanted.items() for value in values]
     if not keys:
         return set()
-    with connection.cursor() as cursor:
+    with _bound_cursor() as cursor:
         cursor.execute(
             f"SELECT r.grain, r.bucket, r.dim, r.value FROM {Rollup._meta.db_table} r "
             "JOIN unnest(%s::text[], %s::timestamptz[], %s::text[], %s::text[]) AS k(grain, bucket, dim, value) "

@@ -159,6 +159,23 @@ class Sketch:
         return sketch
 
 
+def merge_json(a: dict[str, Any] | None, b: dict[str, Any] | None) -> dict[str, Any]:
+    """Sketch.merge on the stored JSON itself (the log writer's hot path: no parsing of bucket keys)."""
+    if not a:
+        return b or {}
+    if not b:
+        return a
+    out = dict(a)
+    for key, value in b.items():
+        if key == "lo":
+            out[key] = min(out.get(key, value), value)
+        elif key == "hi":
+            out[key] = max(out.get(key, value), value)
+        else:  # bucket counts, zeros ("z"), the count ("n") and the sum ("s") add up
+            out[key] = out.get(key, 0) + value
+    return out
+
+
 def merged(sketches: Iterable[dict[str, Any] | None]) -> Sketch:
     """One sketch of many stored ones (what a page does with a range of rollup rows)."""
     result = Sketch()

@@ -69,39 +69,15 @@ def cover_orgs(apps, schema_editor):
               "\n  until you run `manage.py rebuild_rollups` (docs/operations.md, \"Rollups\").")
 
 
-# PostgreSQL: the log writer adds its deltas to the rollups in one INSERT … ON CONFLICT DO UPDATE,
-# merging the sketches (analytics.sketch's JSON: bucket -> count, "z" zeros, "n" count, "s" sum,
-# "lo"/"hi" extremes) in the database.
-SKETCH_MERGE = """
-CREATE OR REPLACE FUNCTION helicone_sketch_merge(a jsonb, b jsonb) RETURNS jsonb
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-SELECT CASE
-  WHEN a IS NULL OR a = '{}'::jsonb THEN b
-  WHEN b IS NULL OR b = '{}'::jsonb THEN a
-  ELSE (SELECT jsonb_object_agg(k, merged)
-        FROM (SELECT k, CASE k WHEN 'lo' THEN to_jsonb(min(v::float8) FILTER (WHERE k = 'lo'))
-                               WHEN 'hi' THEN to_jsonb(max(v::float8) FILTER (WHERE k = 'hi'))
-                               WHEN 's' THEN to_jsonb(sum(v::float8) FILTER (WHERE k = 's'))
-                               ELSE to_jsonb(sum(v::bigint) FILTER (WHERE k NOT IN ('lo', 'hi', 's'))) END AS merged
-              FROM (SELECT key AS k, value AS v FROM jsonb_each_text(a)
-                    UNION ALL SELECT key, value FROM jsonb_each_text(b)) AS e
-              GROUP BY k) AS g)
-END
-$$;
-"""
-
-
-def create_sketch_merge(apps, schema_editor):
+def tune_for_updates(apps, schema_editor):
+    """PostgreSQL: the log writer rewrites the rollup rows of each batch it writes."""
     if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute(SKETCH_MERGE)
         # Room on each page for the updated row: updates stay HOT (no index entry per update).
         schema_editor.execute("ALTER TABLE analytics_rollup SET (fillfactor = 70)")
-
-
-def drop_sketch_merge(apps, schema_editor):
-    if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute("DROP FUNCTION IF EXISTS helicone_sketch_merge(jsonb, jsonb)")
+        # Sketches stay in the row, compressed, rather than in TOAST chunks rewritten with each update.
+        schema_editor.execute("ALTER TABLE analytics_rollup ALTER COLUMN latency SET STORAGE MAIN, "
+                              "ALTER COLUMN ttft SET STORAGE MAIN")
 
 
 Migration.operations.append(migrations.RunPython(cover_orgs, migrations.RunPython.noop))
-Migration.operations.append(migrations.RunPython(create_sketch_merge, drop_sketch_merge))
+Migration.operations.append(migrations.RunPython(tune_for_updates, migrations.RunPython.noop))

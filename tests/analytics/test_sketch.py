@@ -92,3 +92,17 @@ def test_the_sketch_stays_small_whatever_the_volume():
     assert len(sketch.buckets) < 1_500
     assert len(json.dumps(sketch.to_json())) < 20_000
     assert RELATIVE_ACCURACY <= 0.01
+
+
+def test_merging_the_stored_json_equals_merging_sketches():
+    """The log writer merges stored sketches as JSON (merge_json); a page reads them as Sketches."""
+    from analytics.sketch import merge_json
+
+    a = Sketch().extend(latencies(3000, seed=21))
+    b = Sketch().extend(latencies(500, seed=22))
+    joined = Sketch.from_json(merge_json(json.loads(json.dumps(a.to_json())), b.to_json()))
+    both = Sketch.from_json(a.to_json()).merge(b)
+    assert joined.buckets == both.buckets and joined.count == both.count == 3500
+    assert (joined.low, joined.high, joined.zeros) == (both.low, both.high, both.zeros)
+    assert joined.total == pytest.approx(both.total)
+    assert merge_json({}, b.to_json()) == b.to_json() and merge_json(a.to_json(), {}) == a.to_json()
