@@ -13,7 +13,7 @@ from django.contrib import admin
 from django.core.cache import cache
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.db.models import Count, Q
+from django.db.models import Count, Q, Sum
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
@@ -24,8 +24,8 @@ from formats.providers import NAMED_PROVIDERS
 from orgs import admin as orgs_admin
 from orgs.models import Organization
 
-from . import site_figures
-from .models import ModelPrice, RequestLog
+from . import rollups, site_figures
+from .models import ModelPrice, RequestLog, Rollup
 
 PROVIDERS = ("openai", "anthropic", "azure", *NAMED_PROVIDERS, "custom")
 
@@ -240,7 +240,12 @@ def month_usage(org_ids: list[int], *, cached: bool = True) -> dict[int, int]:
     usage = {pk: found[key] for pk, key in keys.items() if key in found}
     missing = [pk for pk in org_ids if pk not in usage]
     if missing:
-        counted = dict(RequestLog.objects.filter(org_id__in=missing, created_at__gte=start).order_by()
+        # The rollups' days of the month; the raw rows of orgs whose rollups are not built yet.
+        covered = rollups.covered_orgs(missing, start)
+        counted = dict(Rollup.objects.filter(org_id__in=covered, dim="", grain="d", bucket__gte=start).order_by()
+                       .values("org_id").annotate(n=Sum("requests")).values_list("org_id", "n"))
+        counted.update(RequestLog.objects.filter(org_id__in=[pk for pk in missing if pk not in covered],
+                                                 created_at__gte=start).order_by()
                        .values("org_id").annotate(n=Count("id")).values_list("org_id", "n"))
         fresh = {pk: counted.get(pk, 0) for pk in missing}
         cache.set_many({keys[pk]: n for pk, n in fresh.items()}, USAGE_CACHE_SECONDS)

@@ -556,6 +556,16 @@ def covered_from(org_id: int) -> datetime | None:
     return RollupCoverage.objects.filter(org_id=org_id).values_list("covered_from", flat=True).first()
 
 
+def covered_orgs(org_ids: list[int], start: datetime) -> set[int]:
+    """Which of the orgs have rollups holding all their logs from `start` on."""
+    return set(RollupCoverage.objects.filter(org_id__in=org_ids, covered_from__lte=start)
+               .values_list("org_id", flat=True))
+
+
+# metrics.INTERVALS names -> the rollup grain of their buckets.
+INTERVAL_GRAIN = {"minute": "m", "hour": "h", "day": "d"}
+
+
 def cover_new_org(org_id: int) -> None:
     """A new org has no logs: its rollups are complete from the start."""
     RollupCoverage.objects.get_or_create(org_id=org_id, defaults={"covered_from": EPOCH})
