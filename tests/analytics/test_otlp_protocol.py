@@ -195,6 +195,28 @@ class TraceContextTests(OtlpTestCase):
             "ana", "case-7", "Refund", "/support flow")
         assert log.properties == {"Tier": "gold", "customer": "acme", "Step": "draft"}
 
+    def test_context_arriving_after_the_call_moves_it_in_the_rollups_too(self):
+        from analytics import metrics, rollups
+        from analytics.queries import Selection
+
+        from .test_rollups import snapshot
+
+        trace = new_trace()
+        root_id = new_span_id()
+        association = "traceloop.association.properties."
+        self.send(span(trace=trace, parent=root_id, attrs=chat_attributes()))
+        self.send(span("support flow", trace=trace, span_id=root_id, duration_ms=5000, attrs={
+            association + "Helicone-User-Id": "ana", association + "Helicone-Property-Tier": "gold"}))
+        assert self.only_log().user_id == "ana"
+        selection = Selection(self.org, timezone.now() - timedelta(hours=1), timezone.now() + timedelta(minutes=1))
+        users = metrics.grouped(selection, "user", exclude_empty=True, with_percentiles=False)
+        assert [(row["key"], row["count"]) for row in users] == [("ana", 1)]
+        tiers = metrics.grouped(selection, "property:Tier", exclude_empty=True, with_percentiles=False)
+        assert [(row["key"], row["count"]) for row in tiers] == [("gold", 1)]
+        kept = snapshot(self.org)
+        rollups.rebuild(self.org.id)
+        assert snapshot(self.org) == kept
+
     def test_a_trace_is_a_session_whose_path_is_the_parent_spans(self):
         trace = new_trace()
         agent, step = new_span_id(), new_span_id()
