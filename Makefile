@@ -85,6 +85,14 @@ bench-smoke: $(VENV)/.installed-dev
 	@$(WRK_INSTALL)
 	$(PY) -m bench.run --smoke $(BENCH_ARGS)
 
+# The analytics benchmark (issue #17, docs/benchmark.md): LOGS logs of one org over 30 days on a fresh
+# PostgreSQL database (helicone_bench_analytics; ANALYTICS_ARGS=--sqlite for SQLite): rollup build,
+# size, P50/P95 of every aggregate page and API, writer rows/s with rollups, purge rate.
+.PHONY: bench-analytics
+LOGS ?= 1000000
+bench-analytics: $(VENV)/.installed-dev
+	$(PY) -m bench.analytics --logs $(LOGS) $(ANALYTICS_ARGS)
+
 # The soak test (issue #9, docs/reliability.md): 10 minutes of mixed traffic through two daphne
 # processes (PostgreSQL database helicone_soak, recreated; Redis db 3); writes bench/results/soak-*.json.
 .PHONY: soak

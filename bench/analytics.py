@@ -1,0 +1,166 @@
+"""The analytics benchmark (issue #17): `make bench-analytics`, or
+`python -m bench.analytics --logs 1000000`.
+
+On a fresh database (PostgreSQL ``helicone_bench_analytics``, dropped and recreated; with
+``--sqlite`` a SQLite file under var/), it:
+
+1. generates ``--logs`` realistic logs of one org over 30 days (`manage.py generate_logs`, which
+   then builds the org's rollups) and reports both times;
+2. reports the rollups' size: rows and bytes per million logs (PostgreSQL);
+3. times every aggregate page and API (`manage.py measure_analytics`: P50 and P95 of ``--runs``);
+4. measures the log writer maintaining rollups: 20,000 more logs through `write_batch` in batches
+   of 500 (what `run_log_writer` does per Redis batch);
+5. purges the oldest day of logs (retention), and reports logs deleted per second.
+
+Prints a table and writes JSON to bench/results/analytics-<time>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PG_ADMIN = "postgres://postgres@127.0.0.1:5432/postgres"
+
+
+def run(args: list[str], env: dict[str, str]) -> str:
+    done = subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True)
+    if done.returncode:
+        sys.stderr.write(done.stdout + done.stderr)
+        raise SystemExit(f"manage.py {' '.join(args)} failed")
+    return done.stdout
+
+
+def fresh_database(sqlite: bool) -> str:
+    if sqlite:
+        path = ROOT / "var" / "bench-analytics" / "helicone.sqlite3"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+        return f"sqlite:///{path}"
+    import psycopg
+
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute("DROP DATABASE IF EXISTS helicone_bench_analytics")
+        conn.execute("CREATE DATABASE helicone_bench_analytics")
+    return "postgres://postgres@127.0.0.1:5432/helicone_bench_analytics"
+
+
+SETUP = """
+from orgs.models import Membership, Organization, Role, User
+user = User.objects.create_user("bench@example.org", "bench-password-0123456789")
+for slug in ("scale", "writer"):
+    org = Organization.objects.create(name=slug.title(), slug=slug)
+    Membership.objects.create(org=org, user=user, role=Role.OWNER)
+"""
+
+WRITER = """
+import random, time, json
+from datetime import datetime, timezone
+from analytics.management.commands.generate_logs import Command
+from analytics.writer import write_batch
+from orgs.models import Organization
+org = Organization.objects.get(slug="writer")
+rng = random.Random(7)
+prices = Command._prices()
+end = datetime.now(timezone.utc)
+n = 20_000
+ages = sorted((rng.uniform(0, 86_400) for _ in range(n)), reverse=True)
+records = []
+for age in ages:
+    row = Command._row(org.id, rng, prices, end, age, 2000, 40)
+    row.update(id=str(row["id"]), created_at=row["created_at"].timestamp())
+    records.append(row)
+started = time.perf_counter()
+for start in range(0, n, 500):
+    write_batch(records[start:start + 500])
+print(json.dumps({"rows": n, "seconds": time.perf_counter() - started}))
+"""
+
+PURGE = """
+import json, time
+from datetime import timedelta
+from django.utils import timezone
+from analytics import lifecycle
+from orgs.models import Organization
+org = Organization.objects.get(slug="scale")
+org.retention_days = 29
+org.save()
+plan = lifecycle.purge_plan(org)
+started = time.perf_counter()
+deleted = lifecycle.purge(plan)
+print(json.dumps({"rows": deleted, "seconds": time.perf_counter() - started}))
+"""
+
+SIZE = """
+import json
+from django.db import connection
+from analytics.models import Rollup, RequestLog
+out = {"rollup_rows": Rollup.objects.count(), "logs": RequestLog.objects.count()}
+if connection.vendor == "postgresql":
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_total_relation_size('analytics_rollup'), pg_total_relation_size('analytics_requestlog')")
+        out["rollup_bytes"], out["log_bytes"] = cursor.fetchone()
+print(json.dumps(out))
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.analytics", description=__doc__.split("\n\n")[0])
+    p.add_argument("--logs", type=int, default=1_000_000)
+    p.add_argument("--runs", type=int, default=20)
+    p.add_argument("--sqlite", action="store_true", help="SQLite instead of PostgreSQL")
+    p.add_argument("--out", type=Path, default=None)
+    args = p.parse_args(argv)
+    env = {**os.environ, "DATABASE_URL": fresh_database(args.sqlite), "DEBUG": "0",
+           "SECRET_KEY": os.environ.get("SECRET_KEY", "bench-analytics-secret-key-0123456789-abcdefghijkl")}
+    env.pop("REDIS_URL", None)
+    result: dict = {"logs": args.logs, "store": "sqlite" if args.sqlite else "postgresql",
+                    "started": datetime.now(timezone.utc).isoformat()}
+    run(["migrate", "--noinput", "-v", "0"], env)
+    run(["shell", "-c", SETUP], env)
+    out = run(["generate_logs", "--org", "scale", "--count", str(args.logs), "--days", "30", "--seed", "1"], env)
+    result["insert_seconds"] = float(re.search(r"logs into scale in ([\d.]+)s", out).group(1))
+    result["rebuild_seconds"] = float(re.search(r"Rollups rebuilt in ([\d.]+)s", out).group(1))
+    result["size"] = json.loads(run(["shell", "-c", SIZE], env).strip().splitlines()[-1])
+    pages = run(["measure_analytics", "--org", "scale", "--runs", str(args.runs)], env)
+    result["pages"] = {}
+    for line in pages.splitlines():
+        match = re.match(r"(.+?)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)$", line)
+        if match:
+            result["pages"][match.group(1).strip()] = {"p50_ms": float(match.group(2)), "p95_ms": float(match.group(3))}
+    result["writer"] = json.loads(run(["shell", "-c", WRITER], env).strip().splitlines()[-1])
+    result["purge"] = json.loads(run(["shell", "-c", PURGE], env).strip().splitlines()[-1])
+
+    size = result["size"]
+    print(f"\nAnalytics benchmark: {args.logs:,} logs of one org over 30 days, {result['store']}")
+    print(f"  generate: {result['insert_seconds']:.0f} s; rollups built from them: {result['rebuild_seconds']:.0f} s")
+    line = f"  rollups: {size['rollup_rows']:,} rows"
+    if "rollup_bytes" in size:
+        line += (f", {size['rollup_bytes'] / size['logs'] * 1e6 / 2**20:,.0f} MiB per million logs "
+                 f"(the logs: {size['log_bytes'] / size['logs'] * 1e6 / 2**20:,.0f} MiB)")
+    print(line)
+    print(f"  {'page or API':<36} {'P50 ms':>8} {'P95 ms':>8}")
+    for name, figures in result["pages"].items():
+        print(f"  {name:<36} {figures['p50_ms']:>8.1f} {figures['p95_ms']:>8.1f}")
+    writer = result["writer"]
+    print(f"  log writer with rollups: {writer['rows'] / writer['seconds']:,.0f} rows/s")
+    purge = result["purge"]
+    print(f"  purge of the oldest day: {purge['rows']:,} logs in {purge['seconds']:.1f} s "
+          f"({purge['rows'] / max(purge['seconds'], 1e-9):,.0f} logs/s)")
+    out_path = args.out or ROOT / "bench" / "results" / f"analytics-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}.json"
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(json.dumps(result, indent=2))
+    print(f"  written to {out_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
