@@ -163,6 +163,13 @@ class Measures:
             self.latency.remove(other.latency)
             self.ttft.remove(other.ttft)
 
+    def copy(self) -> "Measures":
+        other = Measures(**{name: getattr(self, name) for name in SCALARS}, first_at=self.first_at,
+                         last_at=self.last_at)
+        other.latency.merge(self.latency)
+        other.ttft.merge(self.ttft)
+        return other
+
     @classmethod
     def of_row(cls, row: Rollup) -> "Measures":
         return cls(**{name: getattr(row, name) for name in SCALARS}, latency=Sketch.from_json(row.latency),
@@ -173,20 +180,35 @@ Key = tuple[int, str, datetime, str, str]  # org, grain, bucket, dim, value
 
 
 def deltas(logs: Iterable[Any]) -> dict[Key, Measures]:
-    """The logs' measures per rollup key (before caps)."""
+    """The logs' measures per rollup key (before caps). Each log is counted once per hour key; a
+    day's keys are the merge of its hours' (fewer objects than logs in any batch)."""
     grouped: dict[Key, list[tuple]] = {}
     for log in logs:
         contribution = _contribution(log)
-        for grain in GRAINS:
-            bucket = floor(log.created_at, grain)
-            for dim, value in dim_values(log, grain):
-                key = (log.org_id, grain, bucket, dim, value)
-                entries = grouped.get(key)
-                if entries is None:
-                    grouped[key] = [contribution]
-                else:
-                    entries.append(contribution)
-    return {key: _measures_of(entries, key[3] not in UNSKETCHED) for key, entries in grouped.items()}
+        minute = (log.org_id, "m", floor(log.created_at, "m"), "", "")
+        entries = grouped.get(minute)
+        if entries is None:
+            grouped[minute] = [contribution]
+        else:
+            entries.append(contribution)
+        hour = floor(log.created_at, "h")
+        for dim, value in dim_values(log, "h"):
+            key = (log.org_id, "h", hour, dim, value)
+            entries = grouped.get(key)
+            if entries is None:
+                grouped[key] = [contribution]
+            else:
+                entries.append(contribution)
+    out = {key: _measures_of(entries, key[3] not in UNSKETCHED) for key, entries in grouped.items()}
+    for (org_id, grain, bucket, dim, value), measures in list(out.items()):
+        if grain != "h":
+            continue
+        day = (org_id, "d", floor(bucket, "d"), dim, value)
+        if day in out:
+            out[day].merge(measures)
+        else:
+            out[day] = measures.copy()
+    return out
 
 
 def _contribution(log: Any) -> tuple:
@@ -263,7 +285,7 @@ def _cap(grain: str, dim: str) -> int | None:
 
 def _apply_org(org_id: int, changes: dict[Key, Measures], sign: int) -> None:
     _lock(org_id)
-    if sign > 0 and connection.vendor == "postgresql":
+    if sign > 0 and connection.vendor in ("postgresql", "sqlite"):
         _upsert(org_id, changes)
         return
     existing, counts = _existing(org_id, changes)
@@ -342,6 +364,9 @@ def _upsert(org_id: int, changes: dict[Key, Measures]) -> None:
         rows.append([org_id, grain, bucket, dim, value, overflow, *(getattr(m, name) for name in SCALARS),
                      latency, ttft, m.first_at if span else None, m.last_at if span else None])
     rows.sort(key=lambda row: (row[3], row[1], row[2], row[5], row[4]))  # one lock order for every writer
+    if connection.vendor == "sqlite":
+        _sqlite_upsert(rows)
+        return
     table = Rollup._meta.db_table
     names = [*_KEY, *_WRITTEN]
     casts = ["bigint", "text", "timestamptz", "text", "text", "boolean", *(_PG_TYPES[name] for name in _WRITTEN)]
@@ -359,13 +384,53 @@ def _upsert(org_id: int, changes: dict[Key, Measures]) -> None:
             [_json_array(column) if cast == "jsonb" else list(column) for column, cast in zip(zip(*rows), casts)])
 
 
+def _sqlite_upsert(rows: list[list[Any]]) -> None:
+    """SQLite (one writer at a time): the same upsert, a row per execution."""
+    names = [*_KEY, *_WRITTEN]
+    converters = dict(_converters(names))
+    converters["latency"] = converters["ttft"] = lambda value: orjson.dumps(value).decode()
+    params = []
+    for row in rows:
+        params.append([converters[name](value) if converters[name] else value for name, value in zip(names, row)])
+    added = ", ".join(f"{name} = {name} + excluded.{name}" for name in SCALARS)
+    with connection.cursor() as cursor:
+        cursor.executemany(
+            f"INSERT INTO {Rollup._meta.db_table} ({', '.join(names)}) VALUES ({', '.join(['%s'] * len(names))}) "
+            "ON CONFLICT (org_id, dim, grain, bucket, overflow, value) DO UPDATE SET "
+            f"{added}, latency = excluded.latency, ttft = excluded.ttft, "
+            "first_at = coalesce(min(first_at, excluded.first_at), first_at, excluded.first_at), "
+            "last_at = coalesce(max(last_at, excluded.last_at), last_at, excluded.last_at)", params)
+
+
+def _matching(org_id: int, keys: list[tuple], fields: tuple[str, ...]) -> list[tuple]:
+    """SQLite: the stored rows of the keys ((grain, bucket, dim, overflow, value)) with `fields`, by
+    a superset query on the unique index, filtered here."""
+    grains, buckets, dims = {k[0] for k in keys}, {k[1] for k in keys}, {k[2] for k in keys}
+    qs = Rollup.objects.filter(org_id=org_id, grain__in=grains, bucket__in=sorted(buckets), dim__in=sorted(dims))
+    values = sorted({k[4] for k in keys})
+    if len(values) <= 900:
+        qs = qs.filter(value__in=values)
+    wanted = set(keys)
+    found = []
+    for row in qs.values_list("grain", "bucket", "dim", "overflow", "value", *fields):
+        key = (row[0], utc(row[1]), row[2], row[3], row[4])
+        if key in wanted:
+            found.append((key, row[5:]))
+    return found
+
+
 def _merged_sketches(org_id: int, targets: dict[tuple, Measures]) -> dict[tuple, tuple[dict, dict]]:
-    """The target rows' stored sketches merged with the deltas' (PostgreSQL, under the org's lock):
-    the upsert writes them whole. Merging here costs a tenth of a JSON merge in SQL."""
+    """The target rows' stored sketches merged with the deltas' (under the org's lock): the upsert
+    writes them whole. Merging here costs a tenth of a JSON merge in SQL."""
     keys = [key for key in targets if key[2] not in UNSKETCHED]
     if not keys:
         return {}
     out = {}
+    if connection.vendor == "sqlite":
+        for key, (latency, ttft) in _matching(org_id, keys, ("latency", "ttft")):
+            delta = targets[key]
+            out[key] = (merge_json(latency, delta.latency.to_json()), merge_json(ttft, delta.ttft.to_json()))
+        return out
     with _bound_cursor() as cursor:
         cursor.execute(
             f"SELECT r.grain, r.bucket, r.dim, r.overflow, r.value, r.latency, r.ttft FROM {Rollup._meta.db_table} r "
@@ -403,6 +468,15 @@ def _value_counts(org_id: int, keys: list[tuple[str, datetime, str]]) -> dict[tu
     """How many values each (grain, bucket, dim) keeps a row for (PostgreSQL)."""
     if not keys:
         return {}
+    if connection.vendor == "sqlite":
+        counts: dict[tuple, int] = {}
+        qs = Rollup.objects.filter(org_id=org_id, overflow=False, grain__in={k[0] for k in keys},
+                                   bucket__in=sorted({k[1] for k in keys}), dim__in=sorted({k[2] for k in keys}))
+        wanted = set(keys)
+        for grain, bucket, dim, n in qs.order_by().values_list("grain", "bucket", "dim").annotate(n=models.Count("id")):
+            if (grain, utc(bucket), dim) in wanted:
+                counts[(grain, utc(bucket), dim)] = n
+        return counts
     with _bound_cursor() as cursor:
         cursor.execute(
             f"SELECT r.grain, r.bucket, r.dim, count(*) FROM {Rollup._meta.db_table} r "
@@ -418,6 +492,9 @@ def _existing_values(org_id: int, wanted: dict[tuple[str, datetime, str], set[st
     keys = [(*key, value) for key, values in wanted.items() for value in values]
     if not keys:
         return set()
+    if connection.vendor == "sqlite":
+        rows = _matching(org_id, [(g, b, d, False, v) for g, b, d, v in keys], ())
+        return {(g, b, d, v) for (g, b, d, _, v), _ in rows}
     with _bound_cursor() as cursor:
         cursor.execute(
             f"SELECT r.grain, r.bucket, r.dim, r.value FROM {Rollup._meta.db_table} r "
