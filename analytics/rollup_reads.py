@@ -294,41 +294,54 @@ def grouped(selection: Selection, dim: str, *, order_by: str = "-count", limit: 
     rows = _rollup_rows(p, dim, pieces, only).filter(overflow=False)
     if contains:
         rows = rows.filter(value__icontains=contains)
-    groups: dict[Any, Measures] = {}
-    for row in rows.order_by().values("value").annotate(**_ROLLUP_AGGREGATES):
-        _merge(groups, row["value"], _measures(row))
+    # Plain lists while grouping (a user or session list can have tens of thousands of values);
+    # Measures only for the groups returned.
+    if exclude_empty:
+        rows = rows.exclude(value="")
+    field = order_by.lstrip("-")
+    descending = order_by.startswith("-")
+    index = None if field == "group_key" else _TOTALS.index(ORDERS[field])
+    groups: dict[Any, list] = {}
     raw_logs = None
     if raw:
         raw_logs = _raw_logs(p, raw).annotate(group_key=_group_expr(dim))
         if contains:
             raw_logs = raw_logs.filter(group_key__icontains=contains)
-        for row in raw_logs.order_by().values("group_key").annotate(**_RAW_AGGREGATES):
-            key = row["group_key"]
-            if dim in ("cache_hit", "streamed"):
-                key = "1" if key else "0"
-            elif dim == "status" or (dim.startswith(PROPERTY_PREFIX) and key is not None):
-                key = str(key)
-            _merge(groups, key, _measures(row))
-    groups = {key: m for key, m in groups.items() if m.requests > 0}
+        for row in raw_logs.order_by().values_list("group_key").annotate(**_RAW_AGGREGATES):
+            _add_totals(groups, _raw_key(dim, row[0]), row[1:])
+    sums = rows.values_list("value").annotate(**_ROLLUP_AGGREGATES)
+    if limit and descending and index is not None:
+        # Sums only grow: the top `limit` are among the rollups' top `limit` + one per value the raw
+        # edges hold (each can overtake one), plus those values' own rollup sums.
+        ordering = F(f"m_{ORDERS[field]}").desc(nulls_last=True)
+        found = list(sums.order_by(ordering, "value")[:limit + len(groups)])
+        found += list(sums.filter(value__in=[key for key in groups if isinstance(key, str)][:5000]).order_by())
+        seen = set()
+        for row in found:
+            if row[0] not in seen:
+                seen.add(row[0])
+                _add_totals(groups, row[0], row[1:])
+    else:
+        for row in sums.order_by():
+            _add_totals(groups, row[0], row[1:])
     if exclude_empty:
         groups.pop("", None)
         groups.pop(None, None)
-    field = order_by.lstrip("-")
-    descending = order_by.startswith("-")
 
     def sort_key(item):
-        key, m = item
-        if field == "group_key":
+        key, totals = item
+        if index is None:
             return (key is None, key or "")
-        value = getattr(m, ORDERS[field])
+        value = totals[index]
         missing = value is None
         if descending:
-            return (missing, _negate(value), key or "")
+            return (missing, _negate(value) if not missing else 0, key or "")
         return (missing, value if not missing else 0, key or "")
 
-    ordered = sorted(groups.items(), key=sort_key)
+    ordered = sorted(((key, totals) for key, totals in groups.items() if totals[0] > 0), key=sort_key)
     if limit:
         ordered = ordered[:limit]
+    ordered = [(key, _measures(dict(zip(_TOTAL_NAMES, totals)))) for key, totals in ordered]
     if percentiles != () and ordered:
         chosen = {key: m for key, m in ordered}
         values = [key for key in chosen if key is not None]
@@ -340,6 +353,26 @@ def grouped(selection: Selection, dim: str, *, order_by: str = "-count", limit: 
         if raw_logs is not None:
             _add_raw_sketches(raw_logs, chosen, lambda key: _raw_key(dim, key), group_field=_group_expr(dim))
     return [{"key": _typed(dim, key), **finish(m, percentiles), **extras(m)} for key, m in ordered]
+
+
+_TOTALS = (*_SCALAR_SUMS, "first_at", "last_at")
+_TOTAL_NAMES = [f"m_{name}" for name in _TOTALS]
+
+
+def _add_totals(groups: dict[Any, list], key, values) -> None:
+    """Add one aggregate row (in _TOTALS order) to a group's running totals."""
+    totals = groups.get(key)
+    if totals is None:
+        groups[key] = [0 if value is None and i < len(_SCALAR_SUMS) else value for i, value in enumerate(values)]
+        return
+    for i in range(len(_SCALAR_SUMS)):
+        if values[i] is not None:
+            totals[i] += values[i]
+    first, last = values[-2], values[-1]
+    if first is not None and (totals[-2] is None or first < totals[-2]):
+        totals[-2] = first
+    if last is not None and (totals[-1] is None or last > totals[-1]):
+        totals[-1] = last
 
 
 EXTRAS = ("first", "last", "cost")
