@@ -39,7 +39,7 @@ from .rollups import (
     property_text,
     utc,
 )
-from .sketch import Sketch
+from .sketch import Sketch, add_json
 
 # Filter names (queries.EXACT_FILTERS) -> rollup dimension.
 FILTER_DIMS = {"user_id": "user", "session_id": "session", "model": "model", "provider": "provider",
@@ -264,9 +264,12 @@ def summary(selection: Selection, percentiles: tuple[str, ...] | None = None) ->
     rows = _rollup_rows(p, p.dim, pieces, p.value)
     total.merge(_measures(rows.aggregate(**_ROLLUP_AGGREGATES)))
     if percentiles != ():
-        for latency, ttft in rows.values_list("latency", "ttft"):
-            total.latency.merge(Sketch.from_json(latency))
-            total.ttft.merge(Sketch.from_json(ttft))
+        latency, ttft = {}, {}
+        for stored_latency, stored_ttft in rows.values_list("latency", "ttft"):
+            add_json(latency, stored_latency)
+            add_json(ttft, stored_ttft)
+        total.latency.merge(Sketch.from_json(latency))
+        total.ttft.merge(Sketch.from_json(ttft))
     if raw:
         logs = _raw_logs(p, raw)
         total.merge(_measures(logs.aggregate(**_RAW_AGGREGATES)))
@@ -345,11 +348,16 @@ def grouped(selection: Selection, dim: str, *, order_by: str = "-count", limit: 
     if percentiles != () and ordered:
         chosen = {key: m for key, m in ordered}
         values = [key for key in chosen if key is not None]
+        stored: dict[str, tuple[dict, dict]] = {}
         for start in range(0, len(values), 900):
             for value, latency, ttft in (rows.filter(value__in=values[start:start + 900])
                                          .values_list("value", "latency", "ttft")):
-                chosen[value].latency.merge(Sketch.from_json(latency))
-                chosen[value].ttft.merge(Sketch.from_json(ttft))
+                into = stored.setdefault(value, ({}, {}))
+                add_json(into[0], latency)
+                add_json(into[1], ttft)
+        for value, (latency, ttft) in stored.items():
+            chosen[value].latency.merge(Sketch.from_json(latency))
+            chosen[value].ttft.merge(Sketch.from_json(ttft))
         if raw_logs is not None:
             _add_raw_sketches(raw_logs, chosen, lambda key: _raw_key(dim, key), group_field=_group_expr(dim))
     return [{"key": _typed(dim, key), **finish(m, percentiles), **extras(m)} for key, m in ordered]

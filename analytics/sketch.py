@@ -165,8 +165,12 @@ def merge_json(a: dict[str, Any] | None, b: dict[str, Any] | None) -> dict[str, 
         return b or {}
     if not b:
         return a
-    out = dict(a)
-    for key, value in b.items():
+    return add_json(dict(a), b)
+
+
+def add_json(out: dict[str, Any], b: dict[str, Any] | None) -> dict[str, Any]:
+    """merge_json into `out` itself (a page adding up many stored sketches)."""
+    for key, value in (b or {}).items():
         if key == "lo":
             out[key] = min(out.get(key, value), value)
         elif key == "hi":
