@@ -3,10 +3,11 @@ exact by the transactions that change the logs, so aggregate pages never scan ra
 
 Writing: `add(rows)` after rows are inserted, `subtract(rows)` after they are deleted (or
 before a change, with `add` after it), in the same transaction. Both turn the rows into deltas
-per (org, grain, bucket, dimension, value), then, holding the org's rollup lock (PostgreSQL:
-an advisory transaction lock; SQLite has one writer), read the rows those deltas touch, merge
-and write them back. Sketches (analytics.sketch) merge in Python, so both databases store them
-as plain JSON.
+per (org, grain, bucket, dimension, value) and apply them holding the org's rollup lock
+(PostgreSQL: an advisory transaction lock; SQLite has one writer). Adding, the log writer's
+path, is one INSERT … ON CONFLICT DO UPDATE: the database adds the counts, and the sketches
+(analytics.sketch, plain JSON in both databases) are read, merged here and written whole.
+Subtracting (erase, purge, edits: rare) reads the rows, takes the deltas out and writes them.
 
 Grains: minutes, hours and days (UTC). Every dimension is kept per hour and per day; the row
 of all logs per minute too, for the 1 h view's chart (a question about one value of a dimension
@@ -49,8 +50,8 @@ DIM_COLUMNS = {**LOW_DIMS, **HIGH_DIMS}
 PROPERTY_PREFIX = "p:"
 # Sessions keep no latency sketches: no page shows a session's percentiles (a third of the bytes).
 UNSKETCHED = ("session",)
-# Values kept per bucket and dimension; None: every value. Minutes keep only the all-logs row.
-CAPS: dict[str, int] = {"m": 100, "h": 1_000, "d": 10_000}
+# Values kept per bucket and dimension (minutes keep only the all-logs row, which has one).
+CAPS: dict[str, int] = {"h": 1_000, "d": 10_000}
 UNCAPPED = {("d", "user")}
 # Users and sessions keep when their requests of a bucket started and ended.
 SPAN_DIMS = ("user", "session")

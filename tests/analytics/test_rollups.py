@@ -109,7 +109,7 @@ class RollupsEqualTheRowsTests(BaseTestCase):
         assert not Rollup.objects.filter(org=self.org, bucket__lt=plan.cutoff - timedelta(days=1)).exists()
 
     def test_values_beyond_the_cap_stay_exact_and_are_read_from_the_rows(self):
-        caps = {"m": 3, "h": 3, "d": 4}
+        caps = {"h": 3, "d": 4}
         with pytest.MonkeyPatch.context() as patch:
             patch.setattr(rollups, "CAPS", caps)
             patch.setattr(rollups, "UNCAPPED", set())
