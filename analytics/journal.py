@@ -10,6 +10,10 @@ clients were answered. So every record is first appended to the journal:
   as long as it lives: the kernel releases the lock when the process dies, however it dies.
 - A record is done once it is in the database (embedded) or in the Redis stream or the
   spool (scaled). A segment is deleted once every record in it is done.
+- Tailed (embedded, served by daphne): the journal is the queue. A writer process of its
+  own (analytics/writer_process.py) reads the segments as they grow and deletes each one
+  once it is closed (the process has moved on to the next) and written; the process only
+  appends, and learns from the writer how far it got (`progress`).
 - `recover` takes the directories whose lock is free (their process is gone), writes their
   records through the writer (idempotent: the log id is the key, so a record written
   before the death is not written twice) and deletes them. The writers call it when they
@@ -51,10 +55,14 @@ SEGMENT_SECONDS = 2.0
 class Journal:
     """This process's journal directory. `append` is called on the event loop (a write of
     about one kilobyte to the page cache: a few microseconds), `done` by whoever moved the
-    records on; both are thread-safe."""
+    records on; both are thread-safe.
 
-    def __init__(self, root: Path, fsync_seconds: float = 0.0):
+    `tailed`: a writer process reads and deletes the segments; this process never deletes
+    one, and counts what is not yet written from the writer's `progress` reports."""
+
+    def __init__(self, root: Path, fsync_seconds: float = 0.0, tailed: bool = False):
         self.root = Path(root)
+        self.tailed = tailed
         self.root.mkdir(parents=True, exist_ok=True)
         name = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         # Made under a dot name, locked, then renamed: a recoverer never sees it unlocked.
@@ -69,12 +77,17 @@ class Journal:
         self._fd: int | None = None
         self._count = 0
         self._opened_at = 0.0
-        self._pending: Counter[int] = Counter()  # segment -> records not done yet
+        self._pending: Counter[int] = Counter()  # segment -> records not done yet (tailed: appended)
+        # Tailed: segment -> records the writer process has written, and the monotonic time of
+        # each append (for the lag /metrics reports).
+        self._written: dict[int, int] = {}
+        self._appended_at: dict[int, list[float]] = {}
         self._dirty = False
         self.closed = False
-        if fsync_seconds > 0:
-            threading.Thread(target=self._fsync_loop, args=(fsync_seconds,), name="journal-fsync",
-                             daemon=True).start()
+        # Started with the first segment, not here: a process with no other thread yet can
+        # still fork its writer process (writer_process.py).
+        self._fsync_seconds = fsync_seconds
+        self._fsync_started = False
 
     def _path(self, segment: int) -> Path:
         return self.directory / f"{segment:010d}.jsonl"
@@ -83,24 +96,34 @@ class Journal:
         """Write one record; returns (its segment, the JSON it was written as)."""
         data = orjson.dumps(record)
         with self.lock:
-            if self._fd is None or self._count >= SEGMENT_RECORDS or (
-                    time.monotonic() - self._opened_at >= SEGMENT_SECONDS):
+            now = time.monotonic()
+            if self._fd is None or self._count >= SEGMENT_RECORDS or now - self._opened_at >= SEGMENT_SECONDS:
                 self._next_segment()
             os.write(self._fd, data + b"\n")
             self._count += 1
             self._pending[self.segment] += 1
+            if self.tailed:
+                self._appended_at[self.segment].append(now)
             self._dirty = True
             return self.segment, data
 
     def _next_segment(self) -> None:
+        # The old segment is closed before the next one exists: a reader that sees a later
+        # segment knows the earlier ones are complete.
         if self._fd is not None:
             os.close(self._fd)
-            if not self._pending[self.segment]:
+            if not self.tailed and not self._pending[self.segment]:
                 self._unlink(self.segment)
+        if self._fsync_seconds > 0 and not self._fsync_started:
+            self._fsync_started = True
+            threading.Thread(target=self._fsync_loop, args=(self._fsync_seconds,), name="journal-fsync",
+                             daemon=True).start()
         self.segment += 1
         self._fd = os.open(self._path(self.segment), os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o600)
         self._count = 0
         self._opened_at = time.monotonic()
+        if self.tailed:
+            self._appended_at[self.segment] = []
 
     def done(self, segments: Iterable[int]) -> None:
         """The records (one segment number each) are safe elsewhere now."""
@@ -124,13 +147,53 @@ class Journal:
         except FileNotFoundError:
             pass
 
+    def progress(self, written: dict[int, int], removed: Iterable[int] = ()) -> None:
+        """Tailed: the writer process has written `written[segment]` records of each segment
+        (counts only grow: a restarted writer counts again from the start of a segment) and
+        deleted the `removed` segments."""
+        with self.lock:
+            for segment, count in written.items():
+                if segment in self._pending:
+                    self._written[segment] = max(count, self._written.get(segment, 0))
+            for segment in removed:
+                self._pending.pop(segment, None)
+                self._written.pop(segment, None)
+                self._appended_at.pop(segment, None)
+
     def pending(self) -> int:
         with self.lock:
+            if self.tailed:
+                return sum(max(0, count - self._written.get(segment, 0)) for segment, count in self._pending.items())
             return sum(self._pending.values())
 
+    def oldest_pending_age(self) -> float:
+        """Tailed: seconds since the oldest record not yet written was appended (0 if none)."""
+        with self.lock:
+            for segment in sorted(self._pending):
+                times = self._appended_at.get(segment, ())
+                written = self._written.get(segment, 0)
+                if written < len(times):
+                    return max(0.0, time.monotonic() - times[written])
+            return 0.0
+
+    @property
+    def lock_fd(self) -> int:
+        """The descriptor holding the directory's lock (a writer process inherits it, so the
+        directory stays locked while the writer finishes it after this process died)."""
+        return self._lock_fd
+
+    def seal(self) -> None:
+        """Close the open segment: everything appended so far is complete on disk (at a
+        graceful exit, before the writer process is asked to finish)."""
+        with self.lock:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+
     def close(self) -> None:
-        """At a graceful exit: remove the directory when every record is done; else leave it
-        for `recover` (the lock goes with the process)."""
+        """At a graceful exit: remove the directory when every record is done (tailed: when
+        the writer process has deleted every segment); else leave it for `recover` (the lock
+        goes with the process)."""
         with self.lock:
             if self.closed:
                 return
@@ -138,7 +201,11 @@ class Journal:
             if self._fd is not None:
                 os.close(self._fd)
                 self._fd = None
-            if not any(self._pending.values()):
+            if self.tailed:
+                finished = not any(self.directory.glob("*.jsonl"))
+            else:
+                finished = not any(self._pending.values())
+            if finished:
                 shutil.rmtree(self.directory, ignore_errors=True)
             os.close(self._lock_fd)
 

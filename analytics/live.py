@@ -10,6 +10,10 @@ one WebSocket message per request), without waiting for the send:
   ever connected to this process: there is nobody to tell.
 - channels-redis (REDIS_URL): sent from a private event-loop thread, so the
   writer never waits for Redis and the connection pool lives on one loop.
+- The embedded writer process (analytics/writer_process.py): its layer would be
+  its own memory, where no socket listens. `forward_to` makes every send go back
+  to the web process over a pipe instead; the web process, on its event loop,
+  hands the messages to its own layer with `send_to_groups`.
 
 A failed send is logged with the number of requests it carried.
 """
@@ -36,6 +40,8 @@ EVENT_TYPE = "requests.logged"  # -> LiveConsumer.requests_logged
 ALERT_EVENT_TYPE = "alert.fired"  # -> LiveConsumer.alert_fired
 
 _daphne_loop: asyncio.AbstractEventLoop | None = None
+# In the embedded writer process: where group messages go instead of a channel layer.
+_forward: Callable[[list[tuple[str, dict[str, Any]]]], None] | None = None
 
 
 def group_name(org_id: int) -> str:
@@ -54,6 +60,12 @@ def remember_loop() -> None:
     """Called from async code in the serving process (the consumer's connect)."""
     global _daphne_loop
     _daphne_loop = asyncio.get_running_loop()
+
+
+def forward_to(send: Callable[[list[tuple[str, dict[str, Any]]]], None] | None) -> None:
+    """Hand every group message to `send` (the writer process's pipe) instead of a layer."""
+    global _forward
+    _forward = send
 
 
 def summary(row: RequestLog) -> dict[str, Any]:
@@ -94,10 +106,13 @@ def broadcast_alert(org_id: int, alert: dict[str, Any]) -> None:
     send_to_groups([(group_name(org_id), {"type": ALERT_EVENT_TYPE, "alert": alert})])
 
 
-def send_to_groups(messages: list[tuple[str, dict[str, Any]]]) -> Future | None:
+def send_to_groups(messages: list[tuple[str, dict[str, Any]]]) -> Future | asyncio.Future | None:
     """Hand the messages to the channel layer without waiting; returns the pending send."""
     from channels.layers import InMemoryChannelLayer, get_channel_layer
 
+    if _forward is not None and messages:
+        _forward(messages)
+        return None
     layer = get_channel_layer()
     if layer is None or not messages:
         return None
@@ -111,7 +126,14 @@ def send_to_groups(messages: list[tuple[str, dict[str, Any]]]) -> Future | None:
         loop = _daphne_loop
         if loop is None or loop.is_closed():
             return None
-        future = asyncio.run_coroutine_threadsafe(send_all(), loop)
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:  # relayed from the writer process, on the loop already
+            future = loop.create_task(send_all())
+        else:
+            future = asyncio.run_coroutine_threadsafe(send_all(), loop)
     else:
         future = _publisher().submit(send_all())
     future.add_done_callback(lambda f: _report(f, count))

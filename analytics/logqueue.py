@@ -3,7 +3,11 @@
 Every record is first appended to this process's journal (journal.py), so a process that
 dies abruptly loses none of the logs its clients were answered for. Then:
 
-- Embedded default: an in-process queue drained by a writer thread in batches.
+- Embedded default served by daphne: the journal is the queue, written by a writer
+  process of its own (writer_process.py), so no batch ever holds the event loop's
+  interpreter lock.
+- Embedded elsewhere (tests, management commands, another ASGI server, or the journal off):
+  an in-process queue drained by a writer thread in batches.
 - With REDIS_URL: records are appended to a Redis Stream (pipelined by a background task,
   so a request never waits for Redis) and written by `manage.py run_log_writer` workers, or
   by a writer thread in this process. When Redis cannot be reached, records go to a spool
@@ -32,6 +36,7 @@ from django.conf import settings
 from .journal import Journal
 from .spool import Spool
 from .writer import QueueWriter, StreamWriter, recover_journals
+from .writer_process import WriterProcess
 
 log = logging.getLogger(__name__)
 # Seconds records wait in memory before they are appended to the Redis stream.
@@ -64,6 +69,33 @@ class InProcessQueue:
 
     def flush(self, timeout: float = 30.0) -> None:
         if self.writer is not None:
+            self.writer.stop(timeout)
+
+
+class JournalQueue:
+    """Embedded, served by daphne: each record is appended to the journal, and that is all the
+    web process does; a writer process tails the journal (writer_process.py)."""
+
+    def __init__(self, journal: Journal, loop: asyncio.AbstractEventLoop):
+        self.journal = journal
+        self.writer = WriterProcess(journal, loop)
+        self.started = False
+
+    def put(self, record: dict[str, Any]) -> None:
+        self.journal.append(record)
+        if not self.started:
+            self.start()
+
+    def start(self) -> None:
+        if not self.started:
+            self.started = True
+            self.writer.start()
+
+    def pending(self) -> int:
+        return self.journal.pending()
+
+    def flush(self, timeout: float = 30.0) -> None:
+        if self.started:
             self.writer.stop(timeout)
 
 
@@ -175,23 +207,29 @@ def _json_list(batch: list[tuple[int | None, bytes]]) -> bytes:
     return b"[" + b",".join(data for _, data in batch) + b"]"
 
 
-_queue: InProcessQueue | RedisStreamQueue | None = None
+LogQueue = InProcessQueue | JournalQueue | RedisStreamQueue
+_queue: LogQueue | None = None
+# The event loop of the server this process serves with, when a writer process makes sense
+# (set by `start`, from heliconeproj/asgi.py under daphne).
+_serving_loop: asyncio.AbstractEventLoop | None = None
 
 
 _queue_lock = threading.Lock()
 
 
-def get_queue() -> InProcessQueue | RedisStreamQueue:
+def get_queue() -> LogQueue:
     global _queue
     if _queue is None:
         with _queue_lock:
             if _queue is None:
+                tailed = not settings.REDIS_URL and _serving_loop is not None and bool(settings.LOG_JOURNAL_DIR)
                 journal = None
                 if settings.LOG_JOURNAL_DIR:
-                    journal = Journal(settings.LOG_JOURNAL_DIR, settings.LOG_JOURNAL_FSYNC_SECONDS)
+                    journal = Journal(settings.LOG_JOURNAL_DIR, settings.LOG_JOURNAL_FSYNC_SECONDS, tailed=tailed)
                 if settings.REDIS_URL:
-                    made: InProcessQueue | RedisStreamQueue = RedisStreamQueue(
-                        settings.REDIS_URL, settings.LOG_STREAM_KEY, journal)
+                    made: LogQueue = RedisStreamQueue(settings.REDIS_URL, settings.LOG_STREAM_KEY, journal)
+                elif tailed:
+                    made = JournalQueue(journal, _serving_loop)
                 else:
                     made = InProcessQueue(journal)
                 atexit.register(_shutdown, made)
@@ -199,14 +237,19 @@ def get_queue() -> InProcessQueue | RedisStreamQueue:
     return _queue
 
 
-def _shutdown(made: InProcessQueue | RedisStreamQueue) -> None:
+def _shutdown(made: LogQueue) -> None:
     made.flush()
     if made.journal is not None:
         made.journal.close()
 
 
-def start() -> None:
-    """At process start (heliconeproj/asgi.py): the writer begins at once."""
+def start(serving_loop: asyncio.AbstractEventLoop | None = None) -> None:
+    """At process start (heliconeproj/asgi.py): the writer begins at once. `serving_loop`:
+    daphne's event loop; in the embedded default the writer is then a process of its own,
+    whose live events that loop relays."""
+    global _serving_loop
+    if serving_loop is not None and _queue is None:
+        _serving_loop = serving_loop
     get_queue().start()
 
 

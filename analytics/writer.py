@@ -302,8 +302,37 @@ def recover_journals() -> int:
     """Write the journals of processes that died on this machine (journal.py)."""
     if not settings.LOG_JOURNAL_DIR:
         return 0
-    return recover(settings.LOG_JOURNAL_DIR, write_with_retry, settings.LOG_WRITER_BATCH_SIZE)
+    return recover(settings.LOG_JOURNAL_DIR, write_unstored, settings.LOG_WRITER_BATCH_SIZE)
 
+
+def write_unstored(records: list[dict[str, Any]], stopping: threading.Event | None = None) -> None:
+    """write_with_retry for records of which some may be stored already (a journal replayed after
+    a crash): those are left out, so the live events and webhooks of a log are sent once."""
+    ids = {record_id for record_id in map(_record_id, records) if record_id is not None}
+    stored: set[uuid.UUID] = set()
+    delay = 0.2
+    while ids:
+        try:
+            stored = set(RequestLog.objects.filter(id__in=ids).values_list("id", flat=True))
+            break
+        except (OperationalError, InterfaceError) as exc:
+            if stopping is not None and stopping.is_set():
+                break  # write_with_retry spools them all: replaying a stored one is harmless
+            log.warning("stored log ids not read (%s); retrying in %.1fs", exc, delay)
+            close_old_connections()
+            _drop_broken_connection()
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+    fresh = [record for record in records if _record_id(record) not in stored]
+    if fresh:
+        write_with_retry(fresh, stopping)
+
+
+def _record_id(record: dict[str, Any]) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(str(record["id"]))
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 # The writers wait this long for more records after the first of a batch: at a low or

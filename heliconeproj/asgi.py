@@ -8,6 +8,7 @@ middleware, each a thread hop) would cost more than our whole latency budget.
 
 import gc
 import os
+import sys
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "heliconeproj.settings")
 
@@ -16,7 +17,6 @@ from django.core.asgi import get_asgi_application  # noqa: E402
 django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-
 from django.conf import settings  # noqa: E402
 
 from analytics import logqueue, pricing  # noqa: E402
@@ -46,7 +46,12 @@ if not settings.TESTING:
     # The log writer starts with the process, not with its first request: what a process that
     # died left in its journal (or the stream) is written even while no traffic comes. (A test
     # run imports this module before its database exists: there the writer starts on demand.)
-    logqueue.start()
+    # Under daphne the embedded writer is a process of its own, its live events relayed by
+    # daphne's event loop (analytics/writer_process.py). daphne.server (imported by every
+    # process, daphne being an installed app) made that loop; only daphne's own command line
+    # or runserver will run it.
+    served_by_daphne = "daphne.cli" in sys.modules or "daphne.management.commands.runserver" in sys.modules
+    logqueue.start(sys.modules["daphne.server"].twisted_loop if served_by_daphne else None)
 
 # Everything loaded so far (Django, the apps, Twisted, the price tables: ~145k
 # objects) lives as long as the process. Move it out of the cyclic collector's

@@ -1,10 +1,14 @@
-"""daphne restarted under load: every request that got a complete 200 has its log
-row, once. Embedded, the stopping process's in-process writer drains its queue at
-exit; scaled (REDIS_URL), it hands what is left to the Redis stream, which the
-new process's writer consumes."""
+"""daphne restarted or killed under load: every request that got a complete 200 has its
+log row, once. Embedded, the stopping process asks its writer process to write what its
+journal holds; scaled (REDIS_URL), it hands what is left to the Redis stream, which the new
+process's writer consumes. Killed with SIGKILL, daphne's writer process writes its journal
+alone; killed together, the next daphne recovers the journal."""
 
+import os
+import signal
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -18,6 +22,52 @@ pytestmark = pytest.mark.django_db(transaction=True)
 BODY = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "restart"}]}
 # Streams of ~0.2 s, so some are in flight when the old process is told to stop.
 STREAM_HEADERS = {"X-Mock-Chunks": "10", "X-Mock-Chunk-Delay-Ms": "20"}
+
+
+def embedded_env(mock_provider, tmp_path: Path, **extra: str) -> dict[str, str]:  # noqa: F811
+    """daphne's environment for the embedded default whatever the test run's setup (no Redis,
+    SQLite or PostgreSQL), with a journal directory of the test's own."""
+    return {"UPSTREAM_OPENAI_URL": mock_provider.url, "REDIS_URL": "", "LOG_JOURNAL_DIR": str(tmp_path / "journal"),
+            "LOG_SPOOL_DIR": str(tmp_path / "spool"), **extra}
+
+
+def writer_processes(pid: int) -> list[int]:
+    """The log writer processes process `pid` started (named `log-writer` in ps), from /proc."""
+    children = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children += (task / "children").read_text().split()
+        except OSError:
+            pass
+    found = []
+    for child in map(int, children):
+        try:
+            name = Path(f"/proc/{child}/comm").read_text().strip()
+        except OSError:
+            continue
+        if name == "log-writer" and not exited(child):
+            found.append(child)
+    return found
+
+
+def exited(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state in ("Z", "X")
+
+
+def wait_until(predicate, timeout: float = 30.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+    return value
+
+
+def process_journals(tmp_path: Path) -> list[Path]:
+    return [p for p in (tmp_path / "journal").iterdir() if not p.name.startswith(".")]
 
 
 class Load:
@@ -98,9 +148,10 @@ def test_no_log_is_lost_from_requests_completed_across_a_restart(tenant, mock_pr
 
 
 def test_no_answered_request_loses_its_log_when_daphne_is_killed(tenant, mock_provider, tmp_path):  # noqa: F811
-    """SIGKILL under load (an OOM kill, `kill -9` in a deploy): the process gets no chance to
-    flush. Every request answered with a complete 200 was in its journal before its last byte,
-    and the next process writes what the dead one had not: each log once."""
+    """SIGKILL under load (an OOM kill of the whole group, `kill -9` in a deploy): the process,
+    and its writer process in the embedded setup, get no chance to flush. Every request answered
+    with a complete 200 was in its journal before its last byte, and the next process writes what
+    the dead one had not: each log once."""
     env = {"UPSTREAM_OPENAI_URL": mock_provider.url, "LOG_STREAM_KEY": unique_stream_key(),
            "LOG_SPOOL_DIR": str(tmp_path / "spool"), "LOG_JOURNAL_DIR": str(tmp_path / "journal")}
     old = Daphne(**env).start()
@@ -110,7 +161,10 @@ def test_no_answered_request_loses_its_log_when_daphne_is_killed(tenant, mock_pr
     load = Load(old.url, tenant.raw_key, threads=12, streams=False).start()
     try:
         time.sleep(3)
+        writers = writer_processes(old.proc.pid)  # none with REDIS_URL
         old.proc.kill()
+        for pid in writers:
+            os.kill(pid, signal.SIGKILL)
         old.proc.wait(30)
         load.stop()
         complete = [r for r in load.results if r[3]]
@@ -125,10 +179,59 @@ def test_no_answered_request_loses_its_log_when_daphne_is_killed(tenant, mock_pr
         rows = RequestLog.objects.filter(org=tenant.org)
         assert rows.filter(id__in=ids).count() == len(ids) == len(set(ids))
         assert rows.count() <= len(load.results) + load.failures, "a log was written twice"
-        journals = [p for p in (tmp_path / "journal").iterdir() if not p.name.startswith(".")]
+        journals = process_journals(tmp_path)
         assert len(journals) == 1, "the dead process's journal is removed once written (the new one's remains)"
     finally:
         load.stop()
         old.stop()
         if new is not None:
             new.stop()
+
+
+def test_when_daphne_alone_is_killed_its_writer_process_writes_every_answered_log(tenant, mock_provider, tmp_path):  # noqa: F811,E501
+    """Embedded (whatever the run's setup): SIGKILL of daphne under load leaves its writer process
+    behind. It sees its web process gone, writes what the journal holds, removes the journal and
+    exits: every answered request is logged once without any restart."""
+    server = Daphne(**embedded_env(mock_provider, tmp_path)).start()
+    load = Load(server.url, tenant.raw_key, threads=12, streams=False).start()
+    try:
+        [writer] = wait_until(lambda: writer_processes(server.proc.pid), what="daphne's writer process")
+        time.sleep(3)
+        server.proc.kill()
+        server.proc.wait(30)
+        load.stop()
+        ids = [r[2] for r in load.results if r[3]]
+        assert len(ids) > 50, "the load should have been answered for a while"
+        for log_id in ids:
+            wait_for_log(log_id, timeout=60)
+        rows = RequestLog.objects.filter(org=tenant.org)
+        assert rows.filter(id__in=ids).count() == len(ids) == len(set(ids))
+        assert rows.count() <= len(load.results) + load.failures, "a log was written twice"
+        wait_until(lambda: exited(writer), what="the writer process to exit once its web process is gone")
+        assert process_journals(tmp_path) == [], "the writer removes the journal of its dead web process"
+    finally:
+        load.stop()
+        server.stop()
+
+
+def test_a_graceful_stop_waits_for_the_writer_process_to_write_the_journal(tenant, mock_provider, tmp_path):  # noqa: F811
+    """Embedded: SIGTERM under load. daphne asks its writer process to write the rest of the
+    journal and waits for it: when daphne has exited, every answered request is stored, the writer
+    has exited and the journal is gone."""
+    server = Daphne(**embedded_env(mock_provider, tmp_path)).start()
+    load = Load(server.url, tenant.raw_key, threads=6).start()
+    try:
+        [writer] = wait_until(lambda: writer_processes(server.proc.pid), what="daphne's writer process")
+        time.sleep(3)
+        server.proc.terminate()
+        server.proc.wait(30)
+        assert server.proc.returncode == 0, server.output()
+        load.stop()
+        ids = [r[2] for r in load.results if r[3]]
+        assert len(ids) > 20, "the load should have been answered for a while"
+        assert RequestLog.objects.filter(id__in=ids).count() == len(ids), "logged before daphne exited"
+        assert exited(writer)
+        assert process_journals(tmp_path) == []
+    finally:
+        load.stop()
+        server.stop()

@@ -1,18 +1,24 @@
-"""Write queued request logs to the database: one worker of the Redis consumer group.
+"""Write queued request logs to the database.
 
-Run any number of these (on any machines); each entry is written once and
-acknowledged only after its rows are committed. Entries a crashed worker left
-unacknowledged are claimed by another after --claim-idle seconds.
+With REDIS_URL: one worker of the Redis consumer group. Run any number of these (on any
+machines); each entry is written once and acknowledged only after its rows are committed.
+Entries a crashed worker left unacknowledged are claimed by another after --claim-idle seconds.
+
+With --journal DIR: the embedded default's writer process, which daphne starts (forks, or
+runs this command to replace one that died) for its own journal directory
+(analytics/writer_process.py); not meant to be run by hand.
 """
 
 import os
 import signal
 import socket
+from pathlib import Path
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from analytics.writer import StreamWriter
+from analytics.writer_process import run_child
 
 
 class Command(BaseCommand):
@@ -22,8 +28,15 @@ class Command(BaseCommand):
         parser.add_argument("--name", default="", help="Consumer name (default: host-pid)")
         parser.add_argument("--claim-idle", type=float, default=30.0,
                             help="Seconds before another worker's unacknowledged entries are claimed")
+        parser.add_argument("--journal", type=Path, default=None,
+                            help="Embedded: write this web process's journal directory as it grows (daphne "
+                                 "starts this writer itself; stdin is its control pipe)")
+        parser.add_argument("--events-fd", type=int, default=None,
+                            help="With --journal: the pipe that takes live events and progress back to daphne")
 
     def handle(self, *args, **options):
+        if options["journal"] is not None:
+            return self.write_journal(options["journal"], options["events_fd"])
         if not settings.REDIS_URL:
             raise CommandError(
                 "REDIS_URL is not set: in the embedded default the web process writes its own logs, "
@@ -42,3 +55,13 @@ class Command(BaseCommand):
         self.stdout.flush()
         writer.run()
         self.stdout.write(f"log writer {name}: stopped, {writer.written} records written")
+
+    def write_journal(self, directory: Path, events_fd: int | None) -> None:
+        if not directory.is_dir():
+            raise CommandError(f"--journal {directory}: no such journal directory")
+        if events_fd is not None:
+            try:
+                os.fstat(events_fd)
+            except OSError:
+                raise CommandError(f"--events-fd {events_fd}: not an open descriptor") from None
+        run_child(directory, events_fd)
