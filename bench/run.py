@@ -791,7 +791,7 @@ def render(result: dict) -> str:
         f"(the machine may be shared; busiest processes are in the JSON)",
         "",
         "Non-streamed chat completions (wrk; latency ms; overhead = gateway - direct, same run; x = gateway/direct;",
-        " CPU ms/req = the server process's CPU per request; other% = machine CPU used by processes this run did",
+        " CPU ms/req = the server's CPU per request (daphne and the log writer it forks); other% = machine CPU used by processes this run did",
         " not start (other sessions, PostgreSQL, Redis): above ~10% the figures are disturbed)",
     ]
     head = (f"{'setup':9} {'scenario':46} {'c':>3} {'P50':>7} {'P95':>7} {'P99':>7} {'req/s':>8}  "

@@ -424,6 +424,20 @@ def cpu_seconds(pid: int) -> float:
         return 0.0
 
 
+def children_of(pid: int) -> list[int]:
+    """The processes a process started (daphne's embedded log writer): the server's own work."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    if int(fh.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        found.append(int(entry))
+            except (OSError, IndexError, ValueError):
+                continue
+    return found
+
+
 def machine_jiffies() -> tuple[int, int]:
     """(busy, total) jiffies over all CPUs, from /proc/stat."""
     with open("/proc/stat") as fh:
@@ -444,8 +458,10 @@ class CpuMeter:
 
     def __init__(self, pid: int | None, ours: list[int] = ()):
         self.pid = pid
-        self.ours = [p for p in {pid, *ours} if p]
-        self.cpu0 = cpu_seconds(pid) if pid else 0.0
+        # The server's CPU includes its children (the embedded writer process daphne forks).
+        self.server = [pid, *children_of(pid)] if pid else []
+        self.ours = [p for p in {*self.server, *ours} if p]
+        self.cpu0 = sum(cpu_seconds(p) for p in self.server)
         self.ours0 = sum(cpu_seconds(p) for p in self.ours) + _own_cpu_seconds()
         self.jiffies0 = machine_jiffies()
         self.t0 = time.monotonic()
@@ -462,7 +478,7 @@ class CpuMeter:
             # Busy time of processes the harness did not start: other sessions, and PostgreSQL/Redis.
             out["other_cpu_pct"] = round(max(0.0, 100 * (busy / hz - ours) / (total / hz)), 1)
         if self.pid:
-            used = cpu_seconds(self.pid) - self.cpu0
+            used = sum(cpu_seconds(p) for p in self.server) - self.cpu0
             out["gateway_cpu_pct_of_one_core"] = round(100 * used / wall, 1) if wall else None
             if requests:
                 out["gateway_cpu_ms_per_request"] = round(1000 * used / requests, 3)
