@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -27,15 +27,15 @@ from .models import RequestLog, Rollup
 from .pricing import UNPRICED
 from .queries import ERROR_Q, Selection
 from .rollups import (
+    DIM_COLUMNS,
     EPOCH,
     GRAINS,
-    HIGH_DIMS,
-    LOW_DIMS,
     PROPERTY_PREFIX,
     Measures,
     ceil,
     covered_from,
     floor,
+    measures_of,
     property_text,
     utc,
 )
@@ -165,7 +165,7 @@ def _raw_logs(p: Plan, ranges) -> QuerySet[RequestLog]:
 def _dim_q(dim: str, value: str) -> Q:
     if dim.startswith(PROPERTY_PREFIX):
         return Q(**{f"properties__{dim[len(PROPERTY_PREFIX):]}": value})
-    column = {**LOW_DIMS, **HIGH_DIMS}[dim]
+    column = DIM_COLUMNS[dim]
     if dim in ("cache_hit", "streamed"):
         return Q(**{column: value == "1"})
     if dim == "status":
@@ -176,7 +176,7 @@ def _dim_q(dim: str, value: str) -> Q:
 def _group_expr(dim: str):
     if dim.startswith(PROPERTY_PREFIX):
         return KT(f"properties__{dim[len(PROPERTY_PREFIX):]}")
-    return F({**LOW_DIMS, **HIGH_DIMS}[dim])
+    return F(DIM_COLUMNS[dim])
 
 
 # Plain fetches, never .iterator(): a server-side cursor on PostgreSQL is planned for its first
@@ -432,15 +432,11 @@ def timeseries(selection: Selection, interval: str, start: datetime, end: dateti
             m.latency, m.ttft = Sketch.from_json(row["latency"]), Sketch.from_json(row["ttft"])
         _merge(buckets, floor(utc(row["bucket"]), grain), m)
     if raw:
+        logs_by_bucket: dict[datetime, list[RequestLog]] = {}
         for log in _raw_logs(p, raw).only("created_at", "status", "cache_hit", "cost_usd", "prompt_tokens",
                                           "completion_tokens", "cached_tokens", "latency_ms", "ttft_ms"):
-            key = floor(log.created_at, grain)
-            m = buckets.get(key)
-            if m is None:
-                m = buckets[key] = Measures()
-            m.add_log(log)
+            logs_by_bucket.setdefault(floor(log.created_at, grain), []).append(log)
+        for moment, logs in logs_by_bucket.items():
+            _merge(buckets, moment, measures_of(logs))
     return {moment: finish(m, percentiles) for moment, m in sorted(buckets.items())}
 
-
-def step(interval: str) -> timedelta:
-    return GRAINS[INTERVAL_GRAINS[interval][0]]

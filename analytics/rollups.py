@@ -25,7 +25,6 @@ subtraction finds the same row the addition used.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -128,29 +127,6 @@ class Measures:
     first_at: datetime | None = None
     last_at: datetime | None = None
 
-    def add_log(self, log: Any) -> None:
-        self.requests += 1
-        self.errors += is_error(log.status)
-        self.cache_hits += bool(log.cache_hit)
-        if log.cost_usd is None:
-            # As the metrics count it: an error has no answer to price.
-            tokens = log.prompt_tokens is not None or log.completion_tokens is not None
-            self.unpriced += tokens and not is_error(log.status)
-        else:
-            cost = Decimal(log.cost_usd)
-            self.cost_usd += cost
-            if log.cache_hit:
-                self.saved_usd += cost
-        self.prompt_tokens += log.prompt_tokens or 0
-        self.completion_tokens += log.completion_tokens or 0
-        self.cached_tokens += log.cached_tokens or 0
-        if log.latency_ms is not None:
-            self.latency.add(float(log.latency_ms))
-        if log.ttft_ms is not None:
-            self.ttft.add(float(log.ttft_ms))
-        self.first_at = log.created_at if self.first_at is None else min(self.first_at, log.created_at)
-        self.last_at = log.created_at if self.last_at is None else max(self.last_at, log.created_at)
-
     def merge(self, other: "Measures", sign: int = 1) -> None:
         for name in SCALARS:
             setattr(self, name, getattr(self, name) + sign * getattr(other, name))
@@ -223,6 +199,11 @@ def _contribution(log: Any) -> tuple:
             log.completion_tokens or 0, log.cached_tokens or 0, cost,
             latency, None if latency is None else bucket_of(latency),
             ttft, None if ttft is None else bucket_of(ttft), log.created_at)
+
+
+def measures_of(logs: Iterable[Any]) -> Measures:
+    """What some logs add up to (a page's raw rows at the edges of a range)."""
+    return _measures_of([_contribution(log) for log in logs])
 
 
 def _measures_of(entries: list[tuple], sketches: bool = True) -> Measures:
@@ -640,10 +621,6 @@ def covered_orgs(org_ids: list[int], start: datetime) -> set[int]:
                .values_list("org_id", flat=True))
 
 
-# metrics.INTERVALS names -> the rollup grain of their buckets.
-INTERVAL_GRAIN = {"minute": "m", "hour": "h", "day": "d"}
-
-
 def cover_new_org(org_id: int) -> None:
     """A new org has no logs: its rollups are complete from the start."""
     RollupCoverage.objects.get_or_create(org_id=org_id, defaults={"covered_from": EPOCH})
@@ -715,14 +692,3 @@ def forget_empty(org_id: int, before: datetime) -> int:
 def ceil(moment: datetime, grain: str) -> datetime:
     low = floor(moment, grain)
     return low if low == moment else low + GRAINS[grain]
-
-
-def approx_bytes_per_row() -> float | None:
-    """PostgreSQL: the rollup table's size on disk per row (for the benchmark)."""
-    if connection.vendor != "postgresql":
-        return None
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_total_relation_size(%s), (SELECT count(*) FROM analytics_rollup)",
-                       [Rollup._meta.db_table])
-        size, rows = cursor.fetchone()
-    return size / rows if rows else math.nan

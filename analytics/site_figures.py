@@ -23,6 +23,7 @@ from orgs.models import Organization
 from . import charts, rollups
 from .metrics import ERROR_Q, INTERVALS, _as_utc, _floor
 from .models import RequestLog, Rollup
+from .rollup_reads import INTERVAL_GRAINS
 
 # Window -> (span, bucket). Each is one grouped query of (bucket, org) rows.
 WINDOWS = {
@@ -100,7 +101,7 @@ def _compute(window: str, slug: str) -> Figures:
     covered = rollups.covered_orgs(orgs, start)
     # The orgs' rollups (the all-logs rows of the chart's grain); the raw rows of orgs not built yet.
     rows = list(
-        Rollup.objects.filter(org_id__in=covered, dim="", grain=rollups.INTERVAL_GRAIN[interval],
+        Rollup.objects.filter(org_id__in=covered, dim="", grain=INTERVAL_GRAINS[interval][0],
                               bucket__gte=start)
         .values("bucket", "org_id").annotate(n=Sum("requests"), errors=Sum("errors"), cost=Sum("cost_usd"))
         .order_by()

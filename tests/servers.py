@@ -8,6 +8,7 @@ import sys
 import uuid
 from pathlib import Path
 
+import httpx
 from django.db import connection
 
 from bench.stack import free_port, wait_for_port  # noqa: F401  (also used by test modules)
@@ -167,3 +168,16 @@ def node_project(directory: Path, name: str, packages: dict[str, str], script: s
     app = directory / "app.js"
     app.write_text(script)
     return app
+
+
+def proxy_calls(base_url: str, raw_key: str, n: int, timeout: float = 10) -> list[str]:
+    """n chat completions through the gateway at base_url (the mock answers); their Helicone-Ids."""
+    ids = []
+    with httpx.Client(base_url=base_url, timeout=timeout) as client:
+        for i in range(n):
+            response = client.post("/oai/v1/chat/completions",
+                                   json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": f"hi {i}"}]},
+                                   headers={"Helicone-Auth": f"Bearer {raw_key}", "Authorization": "Bearer sk-x"})
+            assert response.status_code == 200, response.text
+            ids.append(response.headers["helicone-id"])
+    return ids

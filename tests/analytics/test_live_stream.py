@@ -5,7 +5,6 @@ import time
 import uuid
 
 import aiohttp
-import httpx
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
 from channels.testing import WebsocketCommunicator
@@ -16,7 +15,7 @@ from analytics.writer import write_batch
 from heliconeproj.asgi import application
 from orgs.models import ApiKey, Membership, Organization, Role, User
 from tests.base import redis_url
-from tests.servers import Daphne, unique_stream_key
+from tests.servers import Daphne, proxy_calls, unique_stream_key
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -141,18 +140,6 @@ async def _tail(url: str, raw_key: str, request_ids: asyncio.Future, ready: asyn
             return seen
 
 
-def _proxy_calls(base_url: str, raw_key: str, n: int) -> list[str]:
-    ids = []
-    with httpx.Client(base_url=base_url, timeout=10) as client:
-        for i in range(n):
-            response = client.post("/oai/v1/chat/completions",
-                                   json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": f"hi {i}"}]},
-                                   headers={"Helicone-Auth": f"Bearer {raw_key}", "Authorization": "Bearer sk-x"})
-            assert response.status_code == 200, response.text
-            ids.append(response.headers["helicone-id"])
-    return ids
-
-
 def _live_roundtrip(ws_base: str, http_base: str, raw_key: str, n: int = 3) -> dict:
     async def scenario():
         loop = asyncio.get_running_loop()
@@ -160,7 +147,7 @@ def _live_roundtrip(ws_base: str, http_base: str, raw_key: str, n: int = 3) -> d
         ready = asyncio.Event()
         tail = asyncio.create_task(_tail(f"{ws_base}/ws/orgs/acme/live/", raw_key, request_ids, ready))
         await asyncio.wait_for(ready.wait(), 10)
-        ids = await asyncio.to_thread(_proxy_calls, http_base, raw_key, n)
+        ids = await asyncio.to_thread(proxy_calls, http_base, raw_key, n)
         request_ids.set_result((ids, time.monotonic()))
         seen = await tail
         return ids, seen

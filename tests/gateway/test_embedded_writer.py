@@ -30,7 +30,7 @@ from analytics.writer_process import JournalTail
 from tests.analytics.helpers import create_log
 from tests.ops.helpers import sample
 from tests.reliability.test_faults_restart import Load, embedded_env, exited, wait_until, writer_processes
-from tests.servers import Daphne
+from tests.servers import Daphne, proxy_calls
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -166,18 +166,6 @@ class LiveTail:
                         self.alerts.append(message)
 
 
-def proxy_calls(server: Daphne, raw_key: str, n: int) -> list[str]:
-    ids = []
-    with httpx.Client(base_url=server.url, timeout=15) as client:
-        for i in range(n):
-            response = client.post("/oai/v1/chat/completions",
-                                   json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": f"hi {i}"}]},
-                                   headers={"Helicone-Auth": f"Bearer {raw_key}", "Authorization": "Bearer sk-x"})
-            assert response.status_code == 200, response.text
-            ids.append(response.headers["helicone-id"])
-    return ids
-
-
 def scrape(server: Daphne) -> str:
     response = httpx.get(server.url + "/metrics")
     assert response.status_code == 200
@@ -200,7 +188,7 @@ def test_under_daphne_a_writer_process_writes_the_logs_and_their_live_events_arr
         assert os.sched_getscheduler(writer) == os.SCHED_BATCH
         assert os.getpriority(os.PRIO_PROCESS, writer) == os.getpriority(os.PRIO_PROCESS, server.proc.pid)
         with LiveTail(server, tenant.raw_key) as tail:
-            ids = proxy_calls(server, tenant.raw_key, 5)
+            ids = proxy_calls(server.url, tenant.raw_key, 5, timeout=15)
             wait_until(lambda: set(ids) <= set(tail.requests), what="a live event for each request")
             # The embedded alert evaluator runs beside the writer; its event reaches the socket too.
             alert = wait_until(lambda: tail.alerts, what="the alert the writer's evaluator fired")[0]
@@ -235,7 +223,7 @@ def test_a_killed_writer_process_is_replaced_and_nothing_is_written_or_announced
                                   what="a new writer process")
             time.sleep(1)
             load.stop()
-            after = proxy_calls(server, tenant.raw_key, 3)
+            after = proxy_calls(server.url, tenant.raw_key, 3, timeout=15)
             ids = [r[2] for r in load.results if r[3]] + after
             wait_until(lambda: RequestLog.objects.filter(id__in=ids).count() == len(ids), timeout=60,
                        what="every answered request's log")
@@ -262,7 +250,7 @@ def test_metrics_count_what_the_writer_process_has_not_written_yet(tenant, mock_
         [writer] = wait_until(lambda: writer_processes(server.proc.pid), what="daphne's writer process")
         os.kill(writer, signal.SIGSTOP)  # a writer that cannot keep up, or a database that does not answer
         try:
-            ids = proxy_calls(server, tenant.raw_key, 3)
+            ids = proxy_calls(server.url, tenant.raw_key, 3, timeout=15)
             time.sleep(1.5)  # margin for a busy machine
             stalled = scrape(server)
             assert sample(stalled, "helicone_log_queue_depth") == 3

@@ -23,6 +23,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connection, transaction
 
 from analytics import rollups
+from analytics.management.progress import progress_bar
 from analytics.models import RequestLog
 from analytics.pricing import cost_usd
 from orgs.models import Organization
@@ -70,6 +71,7 @@ class Command(BaseCommand):
         end = datetime.now(timezone.utc)
         span = timedelta(days=options["days"]).total_seconds()
         started = time.monotonic()
+        progress = progress_bar()
         done = 0
         # About 40 requests a session, each session within half an hour, as agent runs are.
         sessions = max(1, round(total / 40 / max(span / SESSION_SECONDS, 1)))
@@ -83,7 +85,7 @@ class Command(BaseCommand):
             rows = [self._row(org.id, rng, prices, end, age, options["users"], sessions) for age in ages]
             self._insert(rows)
             done += len(rows)
-            self._progress(done, total, started)
+            progress(done, total)
         sys.stderr.write("\n")
         self.stdout.write(f"Inserted {total:,} logs into {org.slug} in {time.monotonic() - started:.1f}s")
         if connection.vendor == "postgresql":
@@ -94,7 +96,7 @@ class Command(BaseCommand):
         # The rows went in without the log writer: count them into the rollups the pages read.
         started = time.monotonic()
         rollups.rebuild(org.id, end - timedelta(days=options["days"]) - timedelta(days=1),
-                        progress=lambda done, total: self._progress(done, total, started))
+                        progress=progress_bar("rollups", "logs"))
         sys.stderr.write("\n")
         self.stdout.write(f"Rollups rebuilt in {time.monotonic() - started:.1f}s")
         if connection.vendor == "postgresql":
@@ -162,14 +164,3 @@ class Command(BaseCommand):
                                         for c in COLUMNS])
             return
         RequestLog.objects.bulk_create([RequestLog(**row) for row in rows], batch_size=2000)
-
-    @staticmethod
-    def _progress(done: int, total: int, started: float) -> None:
-        width = 40
-        filled = int(width * done / total)
-        elapsed = time.monotonic() - started
-        rate = done / elapsed if elapsed else 0
-        eta = (total - done) / rate if rate else 0
-        sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done:,}/{total:,} "
-                         f"{rate:,.0f} rows/s, {eta:,.0f}s left ")
-        sys.stderr.flush()

@@ -6,7 +6,7 @@ the log writer inserts: each batch is its own short transaction and a rerun simp
 from django.core.management.base import BaseCommand, CommandError
 
 from analytics import lifecycle
-from orgs.models import Organization
+from analytics.management.progress import selected_orgs
 
 
 class Command(BaseCommand):
@@ -21,13 +21,8 @@ class Command(BaseCommand):
     def handle(self, *args, org: str | None, batch_size: int, dry_run: bool, **options):
         if batch_size < 1:
             raise CommandError("--batch-size must be at least 1")
-        orgs = Organization.objects.order_by("slug")
-        if org is not None:
-            orgs = orgs.filter(slug=org)
-            if not orgs.exists():
-                raise CommandError(f"no organization with slug {org!r}")
         total = 0
-        for one in orgs:
+        for one in selected_orgs(org):
             plan = lifecycle.purge_plan(one)
             if plan is None:
                 self.stdout.write(f"{one.slug}: logs kept forever (no retention set)")

@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from django.core.management.base import BaseCommand, CommandError
 
 from analytics import rollups
-from orgs.models import Organization
+from analytics.management.progress import progress_bar, selected_orgs
 
 
 def _date(text: str) -> datetime:
@@ -33,29 +33,11 @@ class Command(BaseCommand):
                             help="Only logs from this day on (UTC; default: all)")
 
     def handle(self, *args, org: str | None, since: datetime | None, **options):
-        orgs = Organization.objects.order_by("slug")
-        if org is not None:
-            orgs = orgs.filter(slug=org)
-            if not orgs.exists():
-                raise CommandError(f"no organization with slug {org!r}")
         total = 0
-        for one in orgs:
+        for one in selected_orgs(org):
             started = time.monotonic()
-            count = rollups.rebuild(one.pk, since, progress=self._bar(one.slug, started))
-            if self.stderr.isatty():
-                sys.stderr.write("\n")
+            count = rollups.rebuild(one.pk, since, progress=progress_bar(one.slug, "logs"))
+            sys.stderr.write("\n")
             self.stdout.write(f"{one.slug}: {count:,} log(s) counted in {time.monotonic() - started:.1f}s")
             total += count
         self.stdout.write(f"Done: {total:,} log(s) in the rollups.")
-
-    def _bar(self, slug: str, started: float):
-        def progress(done: int, total: int) -> None:
-            width = 40
-            filled = int(width * done / total) if total else width
-            elapsed = time.monotonic() - started
-            rate = done / elapsed if elapsed else 0
-            sys.stderr.write(f"\r{slug}: [{'#' * filled}{'.' * (width - filled)}] {done:,}/{total:,} "
-                             f"{rate:,.0f} logs/s ")
-            sys.stderr.flush()
-
-        return progress
