@@ -17,7 +17,7 @@ from formats.helicone_log import LogBodyError, parse_log
 from orgs import audit
 from orgs.models import ApiKey, Organization
 
-from . import rollups
+from . import rollups, semantic_store
 from .models import Feedback, RequestLog, Score
 
 MAX_SCORES = 50
@@ -42,7 +42,12 @@ def get_log(org: Organization, log_id, *, for_update: bool = False) -> RequestLo
 def set_feedback(org: Organization, log: RequestLog, rating: bool) -> Feedback:
     # Feedback and scores are end-user data sent by programs at request volume:
     # they are not audited (the audit log is for who changed the org's setup).
-    feedback, _ = Feedback.objects.update_or_create(request=log, defaults={"org": org, "rating": rating})
+    with transaction.atomic():
+        feedback, _ = Feedback.objects.update_or_create(request=log, defaults={"org": org, "rating": rating})
+        if not rating and log.cache_match == "semantic" and log.source_request_id:
+            # A 👎 on a semantic hit says the cached answer did not fit this question: the entry
+            # that matched is evicted, so no later paraphrase is served it either.
+            semantic_store.evict_source(org.id, log.source_request_id)
     return feedback
 
 

@@ -128,6 +128,9 @@ class RequestOut(Schema):
     properties: dict[str, Any]
     request_name: str
     cache_hit: bool
+    cache_match: str = Field(description="exact or semantic on a hit, shadow for a shadow-mode semantic candidate")
+    similarity: float | None = Field(None, description="Of the semantic match (served or shadow)")
+    source_request_id: uuid.UUID | None = Field(None, description="The request whose cached answer was served")
     retries: int
     fallback_index: int | None
     prompt_id: str
@@ -265,10 +268,12 @@ def _metrics_logs(request: HttpRequest, filters: RequestFilters) -> Selection:
 
 @api.get("/metrics/summary", response={200: GroupsOut | MetricsOut, **ERRORS, **TOO_SLOW}, summary="Totals, rates and percentiles",
          description="The same filters as `/requests`. " + METRICS_WINDOW
-         + " With `group_by=model|provider|user|prompt|property:<Name>` the metrics per value, most requests first.")
+         + " With `group_by=model|provider|user|prompt|cache_match|shadow_similarity|property:<Name>` the metrics"
+         " per value, most requests first (`cache_match`: exact, semantic, shadow or empty; `shadow_similarity`:"
+         " the similarity bands of shadow-mode semantic candidates, e.g. 0.93).")
 def metrics_summary(request: HttpRequest, filters: Query[RequestFilters],
                     group_by: str | None = Query(
-                        None, pattern=rf"^(?:model|provider|user|prompt|property:(?:{PROPERTY_NAME}))$"),
+                        None, pattern=rf"^(?:model|provider|user|prompt|cache_match|shadow_similarity|property:(?:{PROPERTY_NAME}))$"),
                     limit: int = Query(100, ge=1, le=1000)):
     qs = _metrics_logs(request, filters)
     try:
@@ -402,14 +407,15 @@ class ErasedOut(Schema):
     scores: int
     webhook_deliveries: int = Field(description="Request-webhook messages that carried the user's requests")
     alert_events: int = Field(description="Alert firings grouped by this user")
+    semantic_cache_entries: int = Field(description="The user's questions kept by the semantic cache")
     rate_limit_counters: int
 
 
 @api.delete("/users/{path:user_id}", auth=write_auth, response={200: ErasedOut, **ERRORS},
             summary="Erase everything stored about one end user (GDPR); audited",
             description="The user is the `Helicone-User-Id` value (URL-encoded). Deletes the org's logs of the "
-            "user with their feedback and scores, request-webhook deliveries carrying them, alert events grouped "
-            "by the user and the user's rate-limit counters. Erasing a user with no data answers zeros.")
+            "user with their feedback and scores, the user's semantic cache entries, request-webhook deliveries "
+            "carrying them, alert events grouped by the user and the user's rate-limit counters. Erasing a user with no data answers zeros.")
 def erase_user(request: HttpRequest, user_id: str = Path(..., min_length=1, max_length=255, pattern=NO_NUL)):
     counts = lifecycle.erase_user(request.org, user_id, via="api", api_key=request.auth, request=request)
     return {"user_id": user_id, **counts}

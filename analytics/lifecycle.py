@@ -26,7 +26,7 @@ from django.utils import timezone
 from orgs import audit
 from orgs.models import ApiKey, AuditEvent, Membership, Organization
 
-from . import rollups
+from . import rollups, semantic_store
 from .models import AlertEvent, Feedback, RequestLog, Score, WebhookDelivery
 
 DEFAULT_BATCH_SIZE = 5000
@@ -102,7 +102,9 @@ def purge(plan: PurgePlan, *, batch_size: int = DEFAULT_BATCH_SIZE, progress: Pr
     """Delete the plan's logs in batches; audited once for the org when anything was deleted."""
     counts = delete_logs_in_batches(plan.logs, batch_size=batch_size, progress=progress)
     rollups.forget_empty(plan.org.pk, plan.cutoff)
-    if counts["requests"]:
+    # The semantic cache's questions are prompt text: they go with the logs they came from.
+    counts["semantic_cache_entries"] = semantic_store.delete_older(plan.org.pk, plan.cutoff)
+    if counts["requests"] or counts["semantic_cache_entries"]:
         audit.record("logs.purge", org=plan.org, target=plan.org,
                      changes={**counts, "retention_days": plan.days, "older_than": plan.cutoff.isoformat(),
                               "via": "manage.py purge_logs"})
@@ -132,13 +134,15 @@ def erase_user(org: Organization, user_id: str, *, via: str, user=None, api_key:
                ) -> dict[str, int]:
     """Erase everything stored about one end user (`Helicone-User-Id`) in one org; returns counts.
 
-    Logs with their feedback and scores, request-webhook deliveries that carry the user's
-    requests, alert events grouped by the user, and the user's rate-limit counters.
+    Logs with their feedback and scores, the user's semantic cache entries, request-webhook
+    deliveries that carry the user's requests, alert events grouped by the user, and the user's
+    rate-limit counters.
     """
     if not user_id:
         raise ValueError("user_id must not be empty")
     counts = delete_logs_in_batches(RequestLog.objects.filter(org=org, user_id=user_id),
                                      batch_size=batch_size, progress=progress)
+    counts["semantic_cache_entries"] = semantic_store.delete_for_user(org.id, user_id)
     # Webhook bodies are compact JSON (webhooks.request_payload): the user id appears exactly so.
     marker = '"user_id":' + json.dumps(user_id, cls=DjangoJSONEncoder)
     with transaction.atomic():

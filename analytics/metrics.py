@@ -26,7 +26,9 @@ from django.db.models.functions import TruncDay, TruncHour, TruncMinute
 
 from . import rollup_reads
 from .pricing import UNPRICED
-from .queries import ERROR_Q, FilterError, Selection, check_property_name, is_postgres
+from .queries import ERROR_Q, SHADOW_SIMILARITY, FilterError, Selection, check_property_name, is_postgres
+
+GROUP_BY_ERROR = "group_by must be model, provider, user, prompt, cache_match, shadow_similarity or property:<Name>"
 
 __all__ = ["ERROR_Q", "TooSlow", "summary", "grouped", "group_by", "timeseries"]
 
@@ -194,13 +196,14 @@ def _raw_summary(qs: QuerySet) -> dict[str, Any]:
 
 def group_key(group_by: str):
     """The expression a `group_by` value groups on."""
-    simple = {"model": F("model"), "provider": F("provider"), "user": F("user_id"), "prompt": F("prompt_id")}
+    simple = {"model": F("model"), "provider": F("provider"), "user": F("user_id"), "prompt": F("prompt_id"),
+              "cache_match": F("cache_match"), "shadow_similarity": SHADOW_SIMILARITY}
     if group_by in simple:
         return simple[group_by]
     if group_by.startswith("property:"):
         name = check_property_name(group_by[len("property:") :], group_by)
         return KT(f"properties__{name}")
-    raise FilterError("group_by must be model, provider, user, prompt or property:<Name>")
+    raise FilterError(GROUP_BY_ERROR)
 
 
 def grouped(source: QuerySet | Selection, key, *, order_by: str = "-count", limit: int | None = None,
@@ -234,7 +237,7 @@ def group_dim(group_by: str) -> str:
         return rollup_reads.PROPERTY_PREFIX + check_property_name(group_by[len("property:"):], group_by)
     if group_by in rollup_reads.GROUP_DIMS:
         return rollup_reads.GROUP_DIMS[group_by]
-    raise FilterError("group_by must be model, provider, user, prompt or property:<Name>")
+    raise FilterError(GROUP_BY_ERROR)
 
 
 def _raw_grouped(qs: QuerySet, key, *, order_by: str = "-count", limit: int | None = None,

@@ -55,6 +55,11 @@ class RequestLog(models.Model):
     request_name = models.CharField(max_length=255, blank=True)
 
     cache_hit = models.BooleanField(default=False)
+    # How a cache hit matched ("exact", "semantic"), or "shadow" for a semantic lookup in shadow
+    # mode that found a candidate it did not serve; "" otherwise.
+    cache_match = models.CharField(max_length=8, blank=True)
+    similarity = models.FloatField(null=True, blank=True, help_text="Of the semantic match (served or shadow)")
+    source_request_id = models.UUIDField(null=True, blank=True, help_text="The request whose answer was served")
     retries = models.IntegerField(default=0)
     fallback_index = models.IntegerField(null=True, blank=True)
     prompt_id = models.CharField(max_length=100, blank=True)
@@ -384,3 +389,34 @@ class RollupCoverage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.org_id}: {self.covered_from}"
+
+
+# --- Semantic cache (issue #21) --------------------------------------------------------------
+
+
+class SemanticEntry(models.Model):
+    """A cached answer's question, for the semantic tier: the last user text, its vector, and
+    the exact cache entry holding the answer. Searched only within its scope (an equality key
+    over org, key or user, provider, path and the whole body but that text). Holds prompt
+    text, so retention, purge and erase delete it with the logs."""
+
+    org = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    scope = models.CharField(max_length=64, help_text="sha256 of the scope key")
+    text = models.TextField()
+    vector = models.BinaryField(help_text="float32, unit length")
+    cache_key = models.CharField(max_length=200, help_text="The exact cache entry holding the answer")
+    bucket_size = models.PositiveIntegerField(default=1)
+    source_request_id = models.UUIDField()
+    user_id = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    last_hit_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["org", "scope", "-created_at"], name="semantic_scope"),
+            models.Index(fields=["org", "source_request_id"], name="semantic_source"),
+            models.Index(fields=["org", "user_id"], name="semantic_user"),
+            models.Index(fields=["org", "last_hit_at"], name="semantic_lru"),
+            models.Index(fields=["expires_at"], name="semantic_expiry"),
+        ]

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import connection
-from django.db.models import Avg, Count, Q, QuerySet, Sum
+from django.db.models import Avg, Case, Count, F, FloatField, Q, QuerySet, Sum, When
 from django.utils import timezone
 
 from .models import RequestLog
@@ -33,6 +33,8 @@ DEFAULT_RANGE = "24h"
 
 # Status 0 means no answer reached the client; 4xx and 5xx are errors too.
 ERROR_Q = Q(status__gte=400) | Q(status__lt=200)
+# A shadow-mode semantic candidate's similarity (null for every other log).
+SHADOW_SIMILARITY = Case(When(cache_match="shadow", then=F("similarity")), default=None, output_field=FloatField())
 
 
 class FilterError(ValueError):

@@ -25,18 +25,20 @@ from django.utils import timezone
 
 from .models import RequestLog, Rollup
 from .pricing import UNPRICED
-from .queries import ERROR_Q, Selection
+from .queries import ERROR_Q, SHADOW_SIMILARITY, Selection
 from .rollups import (
     DIM_COLUMNS,
     EPOCH,
     GRAINS,
     PROPERTY_PREFIX,
+    SHADOW_DIM,
     Measures,
     ceil,
     covered_from,
     floor,
     measures_of,
     property_text,
+    shadow_band,
     utc,
 )
 from .sketch import Sketch, add_json
@@ -45,7 +47,8 @@ from .sketch import Sketch, add_json
 FILTER_DIMS = {"user_id": "user", "session_id": "session", "model": "model", "provider": "provider",
                "status": "status", "cache_hit": "cache_hit", "request_name": "name", "prompt_id": "prompt"}
 # metrics.group_key names -> rollup dimension.
-GROUP_DIMS = {"model": "model", "provider": "provider", "user": "user", "prompt": "prompt"}
+GROUP_DIMS = {"model": "model", "provider": "provider", "user": "user", "prompt": "prompt",
+              "cache_match": "cache_match", "shadow_similarity": SHADOW_DIM}
 INTERVAL_GRAINS = {"minute": ("m",), "hour": ("h", "m"), "day": ("d", "h", "m")}
 PERCENTILES = {"latency_p50_ms": ("latency", 0.50), "latency_p95_ms": ("latency", 0.95),
                "latency_p99_ms": ("latency", 0.99), "ttft_p50_ms": ("ttft", 0.50)}
@@ -176,6 +179,8 @@ def _dim_q(dim: str, value: str) -> Q:
 def _group_expr(dim: str):
     if dim.startswith(PROPERTY_PREFIX):
         return KT(f"properties__{dim[len(PROPERTY_PREFIX):]}")
+    if dim == SHADOW_DIM:
+        return SHADOW_SIMILARITY  # grouped by exact value here, by band in _raw_key
     return F(DIM_COLUMNS[dim])
 
 
@@ -392,6 +397,8 @@ def extras(m: Measures) -> dict[str, Any]:
 
 
 def _raw_key(dim: str, key):
+    if dim == SHADOW_DIM:
+        return None if key is None else shadow_band("shadow", key)
     if dim in ("cache_hit", "streamed"):
         return "1" if key else "0"
     if dim == "status" or (dim.startswith(PROPERTY_PREFIX) and key is not None):

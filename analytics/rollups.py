@@ -25,6 +25,7 @@ subtraction finds the same row the addition used.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -43,10 +44,13 @@ from .sketch import Sketch, bucket_of, merge_json
 GRAINS: dict[str, timedelta] = {"m": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(days=1)}
 # Dimension -> the log's attribute. "" is the row of every log; "p:<Name>" a property.
 LOW_DIMS: dict[str, str] = {"": "", "model": "model", "provider": "provider", "status": "status",
-                            "cache_hit": "cache_hit", "streamed": "streamed"}
+                            "cache_hit": "cache_hit", "streamed": "streamed", "cache_match": "cache_match"}
 HIGH_DIMS: dict[str, str] = {"user": "user_id", "session": "session_id", "name": "request_name", "prompt": "prompt_id"}
 DIM_COLUMNS = {**LOW_DIMS, **HIGH_DIMS}
 PROPERTY_PREFIX = "p:"
+# Shadow-mode semantic candidates by similarity band ("0.93": 0.93 <= similarity < 0.94), from
+# which the dashboard shows what each threshold would have served.
+SHADOW_DIM = "shadow"
 # Sessions keep no latency sketches: no page shows a session's percentiles (a third of the bytes).
 UNSKETCHED = ("session",)
 # Values kept per bucket and dimension (minutes keep only the all-logs row, which has one).
@@ -57,7 +61,8 @@ SPAN_DIMS = ("user", "session")
 MAX_VALUE = 255
 MAX_PROPERTY_NAME = 200
 # The columns a log's contribution is computed from (the rest of the row is never read).
-LOG_FIELDS = ("org_id", "created_at", "status", "model", "provider", "cache_hit", "streamed", "user_id",
+LOG_FIELDS = ("org_id", "created_at", "status", "model", "provider", "cache_hit", "cache_match", "similarity",
+              "streamed", "user_id",
               "session_id", "request_name", "prompt_id", "properties", "latency_ms", "ttft_ms", "prompt_tokens",
               "completion_tokens", "cached_tokens", "cost_usd")
 SCALARS = ("requests", "errors", "cache_hits", "unpriced", "prompt_tokens", "completion_tokens", "cached_tokens",
@@ -88,6 +93,12 @@ def property_text(value: Any) -> str | None:
     return orjson.dumps(value).decode()
 
 
+def shadow_band(cache_match: str, similarity: float | None) -> str | None:
+    if cache_match != "shadow" or similarity is None:
+        return None
+    return f"{math.floor(round(similarity * 100, 6)) / 100:.2f}"
+
+
 def dim_values(log: Any, grain: str) -> list[tuple[str, str]]:
     """(dimension, value) pairs a log counts under at a grain."""
     pairs = [("", "")]
@@ -102,6 +113,9 @@ def dim_values(log: Any, grain: str) -> list[tuple[str, str]]:
         pairs.append((dim, str(value) if value is not None else ""))
     for dim, column in HIGH_DIMS.items():
         pairs.append((dim, getattr(log, column) or ""))
+    band = shadow_band(log.cache_match, log.similarity)
+    if band is not None:
+        pairs.append((SHADOW_DIM, band))
     for name, value in (log.properties or {}).items() if isinstance(log.properties, dict) else ():
         text = property_text(value)
         if text is not None and name and len(name) <= MAX_PROPERTY_NAME and "__" not in name:

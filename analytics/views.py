@@ -89,6 +89,27 @@ def _recent_values(org: Organization, sample: int) -> dict[str, set[str]]:
 
 # --- Dashboard ---------------------------------------------------------------------------
 
+# Similarity thresholds the dashboard shows shadow-mode semantic candidates at.
+SHADOW_THRESHOLDS = (0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.99)
+
+
+def _cache_split(selection: Selection, totals: dict[str, Any], floor: float) -> dict[str, Any]:
+    """Exact and semantic hits with what each saved, and what shadow mode would have served per
+    threshold (from the rollups, like every other tile)."""
+    semantic = next((g for g in metrics.grouped(selection, "cache_match", with_percentiles=False)
+                     if g["key"] == "semantic"), None)
+    semantic_hits = semantic["count"] if semantic else 0
+    semantic_saved = semantic["cost_usd"] if semantic else 0.0
+    bands = [(float(g["key"]), g["count"], g["cost_usd"])
+             for g in metrics.grouped(selection, "shadow_similarity", exclude_empty=True, with_percentiles=False)]
+    thresholds = sorted({*SHADOW_THRESHOLDS, round(floor, 2)})
+    shadow = [{"threshold": t, "is_floor": t == round(floor, 2),
+               "requests": sum(count for band, count, _ in bands if band >= t - 1e-9),
+               "saved_usd": sum(cost for band, count, cost in bands if band >= t - 1e-9)} for t in thresholds]
+    return {"exact_hits": totals["cache_hits"] - semantic_hits, "exact_saved_usd": totals["saved_usd"] - semantic_saved,
+            "semantic_hits": semantic_hits, "semantic_saved_usd": semantic_saved,
+            "shadow": shadow if bands else []}
+
 
 @org_member_required()
 def dashboard(request: HttpRequest, org: Organization, membership: Membership) -> HttpResponse:
@@ -110,6 +131,7 @@ def dashboard(request: HttpRequest, org: Organization, membership: Membership) -
         if property_key and "__" not in property_key and len(property_key) <= 200:
             top_values = metrics.grouped(selection, f"property:{property_key}", limit=8,
                                          exclude_empty=True, with_percentiles=False)
+        cache_split = _cache_split(selection, totals, org.semantic_cache_threshold)
     except metrics.TooSlow:
         # Only an org whose rollups are not built yet reads raw rows here.
         notice = ("This range takes too long to read from the raw logs: the organization's rollups are not "
@@ -117,7 +139,7 @@ def dashboard(request: HttpRequest, org: Organization, membership: Membership) -
         totals = rollup_reads.finish(Measures())
         series = metrics.timeseries(Selection(org, ctx["end"], ctx["end"]), interval, ctx["start"], ctx["end"],
                                     fill=True)
-        by_model, users, top_values = [], [], []
+        by_model, users, top_values, cache_split = [], [], [], None
     times = [bucket["time"] for bucket in series]
     totals["active_users"] = len(users)
     top_users = users[:8]
@@ -146,6 +168,7 @@ def dashboard(request: HttpRequest, org: Organization, membership: Membership) -
         "property_keys": pickers["property_keys"],
         "top_values": charts.bars([(str(g["key"]), g["count"]) for g in top_values]),
         "recent": recent,
+        "cache_split": cache_split,
         "live_url": f"/ws/orgs/{org.slug}/live/",
     })
     return render(request, "analytics/dashboard.html", ctx)

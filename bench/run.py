@@ -164,12 +164,53 @@ class PlainScenario:
     supported: Callable[[list[dict]], bool] | None = None
     daphne_verbosity: int | None = None  # None: as `make serve` runs it (-v 0, no access log)
     pinned: bool = False  # wrk and the mock on core 0, daphne on its own core (Pinning)
+    # Sent through the gateway before the probe, with the scenario's tenant (fills a cache).
+    prepare: Callable[[str, dict], None] | None = None
+    c1_only: bool = False  # measured at c=1 only (an overhead, not a throughput)
+
+
+# The semantic cache's rows: every request is an exact miss (read-only, so never stored), then
+# searches a scope of 1,000 stored questions; the "hit" row's scope holds a paraphrase of it.
+SEMANTIC_READ = {"Helicone-Cache-Read": "true", "Helicone-Cache-Semantic": "true"}
+SEMANTIC_SCOPE_SIZE = 1000
+
+
+def _ask_with_text(url: str, headers: dict, text: str) -> dict[str, str]:
+    body = {**load.CHAT_BODY, "messages": [*load.CHAT_BODY["messages"][:-1], {"role": "user", "content": text}]}
+    return load.probe(url, {**headers, "Helicone-Cache-Enabled": "true", "Helicone-Cache-Semantic": "true"},
+                      body, times=1)[0]
+
+
+def _fill_scope(url: str, headers: dict) -> None:
+    for i in range(SEMANTIC_SCOPE_SIZE):
+        _ask_with_text(url, headers, f"Summarise incident report {i} from the benchmark in one short sentence.")
+    time.sleep(2)  # entries are stored in the background
+
+
+def _fill_scope_with_paraphrase(url: str, headers: dict) -> None:
+    _fill_scope(url, headers)
+    _ask_with_text(url, headers, load.CHAT_BODY["messages"][-1]["content"].lower().rstrip("."))
+    time.sleep(1)
+
+
+def _is_semantic_hit(responses: list[dict]) -> bool:
+    return all(r.get("helicone-cache-match") == "semantic" for r in responses)
+
+
+def _is_semantic_miss(responses: list[dict]) -> bool:
+    return all(r.get("helicone-cache") == "MISS" for r in responses)
 
 
 PLAIN_SCENARIOS = [
     PlainScenario("plain", "chat completion"),
     PlainScenario("cache_hit", "chat, cache hit (Helicone-Cache-Enabled)",
                   {"Helicone-Cache-Enabled": "true"}, supported=_has_cache_header),
+    PlainScenario("cache_miss", "chat, exact cache miss (Helicone-Cache-Read)",
+                  {"Helicone-Cache-Read": "true"}, supported=_has_cache_header, c1_only=True),
+    PlainScenario("semantic_miss", f"chat, semantic miss ({SEMANTIC_SCOPE_SIZE} entries searched)",
+                  SEMANTIC_READ, supported=_is_semantic_miss, prepare=_fill_scope, c1_only=True),
+    PlainScenario("semantic_hit", f"chat, semantic hit ({SEMANTIC_SCOPE_SIZE} entries searched)",
+                  SEMANTIC_READ, supported=_is_semantic_hit, prepare=_fill_scope_with_paraphrase, c1_only=True),
     PlainScenario("ratelimited", "chat, under a rate-limit policy",
                   {"Helicone-RateLimit-Policy": "100000;w=60"},
                   supported=lambda rs: _has_ratelimit_header(rs)),
@@ -330,7 +371,7 @@ class Bench:
         try:
             self.log(f"{name}: fresh database, migrate")
             setup.prepare()
-            tenants = [f"{s.key}_c{c}" for s in PLAIN_SCENARIOS for c in self.cfg.concurrencies]
+            tenants = [f"{s.key}_c{c}" for s in PLAIN_SCENARIOS for c in self.concurrencies(s)]
             if self.access_log_check(name):
                 tenants += [f"{ACCESS_LOG_ON.key}_c{c}" for c in self.cfg.concurrencies]
             if self.pinned is not None:
@@ -345,7 +386,7 @@ class Bench:
             self.log(f"{name}: daphne pid {daphne.pid} on {daphne.url}")
             for scenario in PLAIN_SCENARIOS:
                 self.guard(lambda: self.run_plain(setup, daphne, scenario), name, scenario.key,
-                           self.cfg.concurrencies)
+                           self.concurrencies(scenario))
             self.guard(lambda: self.run_ttft(setup, daphne), name, "stream_ttft")
             self.guard(lambda: self.run_many(setup, daphne), name, "many_streams")
             daphne.proc.stop()
@@ -390,16 +431,25 @@ class Bench:
     def gateway_headers(self, tenant: str) -> dict:
         return {**UPSTREAM_AUTH, "Helicone-Auth": f"Bearer {self.tenants[tenant]['key']}"}
 
+    def concurrencies(self, scenario: PlainScenario) -> tuple[int, ...]:
+        return (self.cfg.concurrencies[0],) if scenario.c1_only else tuple(self.cfg.concurrencies)
+
     def run_plain(self, setup: Setup, daphne, scenario: PlainScenario) -> None:
         url = daphne.url + "/oai/v1/chat/completions"
         probe_tenant = f"{scenario.key}_c{self.cfg.concurrencies[0]}"
         headers = {**self.gateway_headers(probe_tenant), **scenario.gateway_headers}
+        prepared = 0
+        if scenario.prepare is not None:
+            for c in self.concurrencies(scenario):
+                self.log(f"{setup.name}: {scenario.key} c={c}: preparing")
+                scenario.prepare(url, self.gateway_headers(f"{scenario.key}_c{c}"))
+            prepared = SEMANTIC_SCOPE_SIZE + (1 if scenario.prepare is _fill_scope_with_paraphrase else 0)
         responses = load.probe(url, headers, load.CHAT_BODY, times=2)
         statuses = [r[":status"] for r in responses]
         supported = scenario.supported is None or scenario.supported(responses)
         probe_info = {"probe_statuses": statuses,
                       "probe_headers": sorted(k for k in responses[-1] if k.startswith(("helicone", "ratelimit")))}
-        for c in self.cfg.concurrencies:
+        for c in self.concurrencies(scenario):
             rid = row_id(setup.name, scenario.key, c)
             base = {"id": rid, "setup": setup.name, "scenario": scenario.key, "label": scenario.label,
                     "concurrency": c, **probe_info}
@@ -413,9 +463,9 @@ class Bench:
             self.log(f"{setup.name}: {scenario.key} wrk c={c}")
             m, warm = self.wrk(setup.workdir, f"{scenario.key}-c{c}", url, headers, c, daphne.pid,
                                self.pinned if scenario.pinned else None)
-            # Probe requests (sent with the first tenant) count as sent too.
+            # Probe requests (sent with the first tenant) and the preparing ones count as sent too.
             probes = len(responses) if tenant == probe_tenant else 0
-            sent = m["requests"] + warm["requests"] + probes
+            sent = m["requests"] + warm["requests"] + probes + prepared
             sent_ok = m["completed_ok"] + warm["completed_ok"] + probes
             counts = setup.wait_for_logs(self.tenants[tenant]["org_id"], sent)
             logged = {
@@ -427,7 +477,9 @@ class Bench:
             }
             floor = PINNED.key if scenario.pinned else "plain"
             self.add({**base, "status": "ok", "pinned": scenario.pinned, **self.latency_fields(m),
-                      **self.overhead(m, c, floor), "logged": logged, "wrk": m, "wrk_warmup": warm})
+                      **self.overhead(m, c, floor), "logged": logged,
+                      "daphne_rss_mb": round(stack.proc_status(daphne.pid).get("VmRSS", 0) / 1024, 1),
+                      "wrk": m, "wrk_warmup": warm})
 
     def run_ttft(self, setup: Setup, daphne) -> None:
         self.log(f"{setup.name}: sequential streams (TTFT)")
@@ -693,6 +745,7 @@ class Bench:
                       r1["overhead_p99_ms"] <= 5.0, r1["id"])
             else:
                 check(setup, "overhead c=1", "no data", "", False, row_id(setup, "plain", 1))
+            self.semantic_targets(setup, check)
             r32 = self.rows.get(row_id(setup, "plain", 32), {})
             if r32.get("status") == "ok":
                 logged = r32["logged"]
@@ -736,6 +789,24 @@ class Bench:
                     check(setup, "writer >= 5,000 rows/s into PostgreSQL", "no data", "", False,
                           row_id(setup, "writer"))
         return out
+
+
+    def semantic_targets(self, setup: str, check) -> None:
+        """The semantic cache's added P50 against the same request on the exact cache alone (c=1, same
+        run), and the memory its embedder and scopes add to a gateway process."""
+        rows = {key: self.rows.get(row_id(setup, key, self.cfg.concurrencies[0]), {})
+                for key in ("cache_miss", "cache_hit", "semantic_miss", "semantic_hit")}
+        for semantic, exact in (("semantic_miss", "cache_miss"), ("semantic_hit", "cache_hit")):
+            name = f"{semantic.replace('_', ' ')} adds <= 0.3 ms P50 (vs {exact.replace('_', ' ')})"
+            if rows[semantic].get("status") == "ok" and rows[exact].get("status") == "ok":
+                added = rows[semantic]["p50_ms"] - rows[exact]["p50_ms"]
+                check(setup, name, f"{added:+.3f} ms", "0.3 ms", added <= 0.3, rows[semantic]["id"])
+            else:
+                check(setup, name, "no data", "", False, row_id(setup, semantic, self.cfg.concurrencies[0]))
+        if rows["semantic_hit"].get("status") == "ok" and rows["cache_miss"].get("status") == "ok":
+            added = rows["semantic_hit"]["daphne_rss_mb"] - rows["cache_miss"]["daphne_rss_mb"]
+            check(setup, "RSS the semantic cache adds to a gateway process (embedder, 2 scopes)",
+                  f"{added:+.1f} MB", "", None, rows["semantic_hit"]["id"])
 
 
 def _recovered(proc: Proc | None) -> int:

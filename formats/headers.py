@@ -122,6 +122,10 @@ class GatewayOptions:
     cache_ignore_keys: tuple[str, ...] = ()
     cache_bucket_size: int = 1
     cache_seconds: int = CACHE_DEFAULT_SECONDS
+    # Helicone-Cache-Semantic: "" (off), "true" (serve semantic hits) or "shadow" (record only).
+    cache_semantic: str = ""
+    cache_semantic_threshold: float | None = None
+    cache_semantic_scope: str = "key"
     rate_limits: tuple[RatePolicy, ...] = ()
     retry: RetryOptions | None = None
     fallbacks: tuple[Fallback, ...] = ()
@@ -205,6 +209,9 @@ def parse_options(headers: dict[str, str]) -> GatewayOptions:
         _finish(opts, pending)
     if opts.cache_read or opts.cache_write:
         opts.cache_seconds = _cache_seconds(headers.get("cache-control", ""))
+    if opts.cache_semantic and not opts.cache_read:
+        raise HeaderError("Helicone-Cache-Semantic", "needs cache reads on: send Helicone-Cache-Enabled: true "
+                                                     "(or Helicone-Cache-Read: true)")
     return opts
 
 
@@ -370,6 +377,37 @@ def _cache_bucket(opts: GatewayOptions, value: str) -> None:
     if not value.isdigit() or not 1 <= int(value) <= CACHE_MAX_BUCKET:
         raise HeaderError("Helicone-Cache-Bucket-Max-Size", f"must be an integer from 1 to {CACHE_MAX_BUCKET}")
     opts.cache_bucket_size = int(value)
+
+
+def _cache_semantic(opts: GatewayOptions, value: str) -> None:
+    if value.strip().lower() == "shadow":
+        opts.cache_semantic = "shadow"
+    else:
+        try:
+            opts.cache_semantic = "true" if parse_bool("Helicone-Cache-Semantic", value) else ""
+        except HeaderError:
+            raise HeaderError("Helicone-Cache-Semantic", f"expected true, false or shadow, got {value[:40]!r}") from None
+
+
+def _cache_semantic_threshold(opts: GatewayOptions, value: str) -> None:
+    header = "Helicone-Cache-Semantic-Threshold"
+    try:
+        threshold = float(value.strip())
+    except ValueError:
+        raise HeaderError(header, f"expected a number from 0 to 1, got {value[:40]!r}") from None
+    if not 0 <= threshold <= 1:
+        raise HeaderError(header, f"expected a number from 0 to 1, got {value[:40]!r}")
+    opts.cache_semantic_threshold = threshold
+
+
+SEMANTIC_SCOPES = ("key", "user", "org")
+
+
+def _cache_semantic_scope(opts: GatewayOptions, value: str) -> None:
+    scope = value.strip().lower()
+    if scope not in SEMANTIC_SCOPES:
+        raise HeaderError("Helicone-Cache-Semantic-Scope", f"expected key, user or org, got {value[:40]!r}")
+    opts.cache_semantic_scope = scope
 
 
 def _cache_seconds(cache_control: str) -> int:
@@ -554,4 +592,7 @@ _HANDLERS.update({
     "helicone-cache-seed": _simple("cache_seed", "Helicone-Cache-Seed", 255),
     "helicone-cache-ignore-keys": _cache_ignore_keys,
     "helicone-cache-bucket-max-size": _cache_bucket,
+    "helicone-cache-semantic": _cache_semantic,
+    "helicone-cache-semantic-threshold": _cache_semantic_threshold,
+    "helicone-cache-semantic-scope": _cache_semantic_scope,
 })

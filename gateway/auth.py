@@ -36,6 +36,9 @@ class KeyInfo:
     # Organization.suspended_reason when the org is suspended (its keys get 403), else None.
     suspended: str | None = None
     monthly_request_limit: int | None = None
+    # The org's semantic cache settings (Organization.semantic_cache_*).
+    semantic_floor: float = 0.9
+    semantic_org_scope: bool = False
 
 
 def _lookup(digest: str) -> KeyInfo | None:
@@ -43,7 +46,8 @@ def _lookup(digest: str) -> KeyInfo | None:
     key = (
         ApiKey.objects.select_related("org")
         .only("id", "scopes", "org__id", "org__slug", "org__rate_limit_policy", "org__suspended_at",
-              "org__suspended_reason", "org__monthly_request_limit")
+              "org__suspended_reason", "org__monthly_request_limit",
+              "org__semantic_cache_threshold", "org__semantic_cache_org_scope")
         .filter(hashed_key=digest, revoked_at__isnull=True)
         .first()
     )
@@ -52,7 +56,8 @@ def _lookup(digest: str) -> KeyInfo | None:
     org = key.org
     return KeyInfo(key.id, key.org_id, org.slug, frozenset(key.scopes), _org_policies(org),
                    suspended=org.suspended_reason if org.is_suspended else None,
-                   monthly_request_limit=org.monthly_request_limit)
+                   monthly_request_limit=org.monthly_request_limit, semantic_floor=org.semantic_cache_threshold,
+                   semantic_org_scope=org.semantic_cache_org_scope)
 
 
 def _org_policies(org) -> tuple[RatePolicy, ...]:

@@ -30,7 +30,7 @@ from formats.headers import GatewayOptions
 
 log = logging.getLogger(__name__)
 
-_VERSION = 1
+_VERSION = 2  # 2 added source_id; entries of 1 still load
 # Provider headers not replayed on a hit: they describe the original exchange.
 _NOT_REPLAYED = frozenset({b"date", b"set-cookie", b"helicone-id", b"content-length", b"transfer-encoding",
                            b"connection", b"keep-alive"})
@@ -46,15 +46,16 @@ class CachedResponse:
     usage: tuple[int | None, int | None, int | None, int | None]
     model: str
     log_body: Any  # what the log keeps as the response (a stream rebuilt)
+    source_id: str = ""  # the request whose answer this is
     bucket_index: int = 0
 
     def dump(self) -> tuple:
         return (_VERSION, self.status, self.headers, self.body, self.chunks, self.response_type, self.usage,
-                self.model, self.log_body)
+                self.model, self.log_body, self.source_id)
 
     @classmethod
     def load(cls, value: Any, index: int) -> "CachedResponse | None":
-        if not isinstance(value, tuple) or not value or value[0] != _VERSION:
+        if not isinstance(value, tuple) or not value or value[0] not in (1, _VERSION):
             return None
         return cls(*value[1:], bucket_index=index)
 
@@ -126,14 +127,17 @@ def _slots(key: str, size: int) -> list[str]:
     return [f"{key}:{i}" for i in range(size)]
 
 
-async def lookup(key: str, opts: GatewayOptions) -> tuple[CachedResponse | None, list[int]]:
-    """A cached response to serve (or None), and the free bucket slots for storing.
+async def lookup(key: str, opts: GatewayOptions, also: tuple[str, ...] = ()
+                 ) -> tuple[CachedResponse | None, list[int], dict[str, Any]]:
+    """A cached response to serve (or None), the free bucket slots for storing, and the values of
+    the `also` keys (read in the same round trip).
 
     While the bucket is not full, a request that also writes goes upstream to
     fill it; a read-only request is served from whatever the bucket holds.
     """
     slots = _slots(key, opts.cache_bucket_size)
-    found = await _get_store().get_many(slots)
+    found = await _get_store().get_many([*slots, *also])
+    extra = {name: found[name] for name in also if name in found}
     entries = []
     for index, slot in enumerate(slots):
         if slot in found:
@@ -142,21 +146,23 @@ async def lookup(key: str, opts: GatewayOptions) -> tuple[CachedResponse | None,
                 entries.append(entry)
     free = sorted(set(range(len(slots))) - {e.bucket_index for e in entries})
     if entries and (not free or not opts.cache_write):
-        return random.choice(entries), free
-    return None, free
+        return random.choice(entries), free, extra
+    return None, free, extra
 
 
 _background: set[asyncio.Task] = set()
 
 
-def store(key: str, opts: GatewayOptions, entry: CachedResponse, free: list[int] | None) -> None:
-    """Write the entry in the background; `free` are the slots the lookup found empty (None: unknown)."""
+def store(key: str, opts: GatewayOptions, entry: CachedResponse, free: list[int] | None) -> bool:
+    """Write the entry in the background; `free` are the slots the lookup found empty (None: unknown).
+    False when the entry is too large to keep."""
     size = len(entry.body) + sum(len(c) for c in entry.chunks or ())
     if size > settings.GATEWAY_CACHE_MAX_ENTRY_BYTES:
-        return
+        return False
     task = asyncio.get_running_loop().create_task(_store_entry(key, opts, entry, free))
     _background.add(task)
     task.add_done_callback(_background.discard)
+    return True
 
 
 async def _store_entry(key: str, opts: GatewayOptions, entry: CachedResponse, free: list[int] | None) -> None:
@@ -165,7 +171,7 @@ async def _store_entry(key: str, opts: GatewayOptions, entry: CachedResponse, fr
         if size == 1:
             free = [0]
         else:  # a save-only request: find the empty slots now
-            _hit, free = await lookup(key, GatewayOptions(cache_bucket_size=size, cache_write=True))
+            _hit, free, _ = await lookup(key, GatewayOptions(cache_bucket_size=size, cache_write=True))
     # A full bucket (a save-only request) has a random slot refreshed.
     index = random.choice(free) if free else random.randrange(size)
     await _get_store().set(f"{key}:{index}", entry.dump(), opts.cache_seconds)

@@ -49,6 +49,10 @@ class Exchange:
     cache_key: str = ""
     cache_free: list[int] | None = None
     cache_hit: bool = False
+    cache_match: str = ""  # "exact" or "semantic" on a hit, "shadow" for a shadow-mode candidate
+    semantic: Any = None  # the semantic lookup's plan (gateway.semantic.Plan) for an eligible request
+    similarity: float | None = None
+    source_request_id: str = ""
     stream_out: list[bytes] | None = None  # a stream as the client got it, kept to cache it
     cache_headers: list[tuple[bytes, bytes]] | tuple = ()
     retries: int = 0

@@ -18,6 +18,10 @@ LATENCY = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
 )
 CACHE_LOOKUPS = Counter("helicone_gateway_cache_lookups", "Response cache lookups, by result", ["result"])
+SEMANTIC_LOOKUPS = Counter(
+    "helicone_gateway_semantic_cache_lookups", "Semantic cache lookups and candidates, by result (hit, shadow, "
+    "miss; refused_<rule> for a candidate the guard refused; dangling for one whose answer had expired)",
+    ["result"])
 RATE_LIMIT_REFUSALS = Counter("helicone_gateway_rate_limit_refusals", "Requests refused (429) by a rate-limit policy")
 
 _CACHE_HIT = CACHE_LOOKUPS.labels("hit")

@@ -25,10 +25,10 @@ from formats.headers import HeaderError, parse_options
 from formats.usage import StreamTee, Usage, usage_from_body
 from orgs.models import KEY_PREFIX
 
-from . import cache, ratelimit, retry
+from . import cache, ratelimit, retry, semantic
 from .auth import AuthUnavailable, authenticate
 from .exchange import Exchange
-from .metrics import RATE_LIMIT_REFUSALS, observe_request
+from .metrics import RATE_LIMIT_REFUSALS, SEMANTIC_LOOKUPS, observe_request
 from .prompts import PromptError, PromptUnavailable, apply_prompt
 from .providers import RouteError, check_target, resolve_route
 from .upstream import UpstreamError, UpstreamResponse, UpstreamTimeout
@@ -221,6 +221,8 @@ async def _handle(scope, receive, send, prefix: str, ex: Exchange) -> None:
                 strip_usage = _prepare_body(ex)
             if ex.opts.fallbacks:
                 await _check_fallbacks(ex)
+            if ex.opts.cache_semantic:
+                ex.semantic = semantic.plan(ex, _user_id(ex.opts, ex.payload), key.semantic_org_scope)
         except HeaderError as exc:
             return await _respond_error(send, ex, 400, f"Invalid {exc.header} header: {exc.message}",
                                         "helicone_header_error")
@@ -256,9 +258,15 @@ async def _handle(scope, receive, send, prefix: str, ex: Exchange) -> None:
         if opts.cache_read or opts.cache_write:
             ex.cache_key = cache.cache_key(ex.org_id, opts, ex.method, ex.target_url, ex.body, ex.payload)
             if opts.cache_read:
-                hit, ex.cache_free = await cache.lookup(ex.cache_key, opts)
+                plan = ex.semantic
+                hit, ex.cache_free, versions = await cache.lookup(ex.cache_key, opts,
+                                                                  plan.version_keys if plan else ())
                 if hit is not None:
                     return await _serve_cached(send, ex, hit)
+                if plan is not None:
+                    match = await _semantic_lookup(ex, plan, versions, key.semantic_floor)
+                    if match is not None:
+                        return await _serve_cached(send, ex, match.response, "semantic")
             ex.extra_headers += _CACHE_MISS
 
         # 4. Forward.
@@ -275,6 +283,27 @@ async def _handle(scope, receive, send, prefix: str, ex: Exchange) -> None:
         if (ex.rate_charges or ex.cache_key) and ex.complete and not ex.cancelled and not ex.cache_hit:
             _after_response(ex)
         _log(ex)
+
+
+async def _semantic_lookup(ex: Exchange, plan: semantic.Plan, versions: dict, floor: float
+                           ) -> semantic.Match | None:
+    """After an exact miss: the semantic match to serve, or None. In shadow mode nothing is served
+    but the candidate found from SHADOW_FLOOR up is logged."""
+    shadow = ex.opts.cache_semantic == "shadow"
+    threshold = max(floor, ex.opts.cache_semantic_threshold or 0.0)  # a request may only raise the floor
+    match = await semantic.find(plan, versions, semantic.SHADOW_FLOOR if shadow else threshold)
+    if match is None:
+        SEMANTIC_LOOKUPS.labels("miss").inc()
+        return None
+    ex.similarity = match.similarity
+    ex.source_request_id = match.response.source_id or match.entry.source_request_id
+    if shadow:
+        ex.cache_match = "shadow"
+        SEMANTIC_LOOKUPS.labels("shadow").inc()
+        return None
+    semantic.served(match)
+    SEMANTIC_LOOKUPS.labels("hit").inc()
+    return match
 
 
 def _log(ex: Exchange) -> None:
@@ -307,21 +336,30 @@ def _after_response(ex: Exchange) -> None:
             status=ex.status, headers=ex.cache_headers, body=b"" if ex.streamed else ex.response_body,
             chunks=ex.stream_out if ex.streamed else None, response_type=ex.response_type,
             usage=(usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens, usage.cache_write_tokens),
-            model=_served_model(ex), log_body=ex.response_body if ex.streamed else None,
+            model=_served_model(ex), log_body=ex.response_body if ex.streamed else None, source_id=ex.id,
         )
-        cache.store(ex.cache_key, ex.opts, entry, ex.cache_free)
+        if cache.store(ex.cache_key, ex.opts, entry, ex.cache_free) and ex.semantic is not None:
+            semantic.remember(ex.semantic, ex)
 
 
-async def _serve_cached(send, ex: Exchange, hit: cache.CachedResponse) -> None:
+async def _serve_cached(send, ex: Exchange, hit: cache.CachedResponse, match: str = "exact") -> None:
     """Answer from the cache, a stream replayed event by event as it was first sent."""
     ex.cache_hit = True
+    ex.cache_match = match
     ex.status = hit.status
     ex.response_type = hit.response_type
     ex.usage = Usage(*hit.usage)
     ex.model = hit.model
     headers = [*hit.headers, *_id_headers(ex), *ex.extra_headers,
                (b"helicone-cache", b"HIT"), (b"helicone-cache-hit", b"true"),
-               (b"helicone-cache-bucket-idx", str(hit.bucket_index).encode())]
+               (b"helicone-cache-bucket-idx", str(hit.bucket_index).encode()),
+               (b"helicone-cache-match", match.encode())]
+    if match == "semantic":
+        headers.append((b"helicone-cache-similarity", f"{ex.similarity:.3f}".encode()))
+    else:
+        ex.source_request_id = hit.source_id
+    if ex.source_request_id:
+        headers.append((b"helicone-cache-source-id", ex.source_request_id.encode()))
     if hit.chunks is None:
         headers.append((b"content-length", str(len(hit.body)).encode()))
         await send({"type": "http.response.start", "status": hit.status, "headers": headers})
@@ -599,17 +637,23 @@ def _body_text(data: Any, content_type: str) -> str:
     return text if len(text) <= limit else text[:limit] + "…[truncated]"
 
 
+def _user_id(opts, payload: Any) -> str:
+    """Helicone-User-Id, else the body's `user` (OpenAI) or `metadata.user_id` (Anthropic)."""
+    if opts.user_id or not isinstance(payload, dict):
+        return opts.user_id
+    user = payload.get("user")
+    metadata = payload.get("metadata")
+    if isinstance(user, str):
+        return user[:255]
+    if isinstance(metadata, dict) and isinstance(metadata.get("user_id"), str):
+        return metadata["user_id"][:255]
+    return ""
+
+
 def _record(ex: Exchange) -> dict[str, Any]:
     opts = ex.opts
     payload = ex.payload if isinstance(ex.payload, dict) else {}
-    user_id = opts.user_id
-    if not user_id:
-        user = payload.get("user")
-        metadata = payload.get("metadata")
-        if isinstance(user, str):
-            user_id = user[:255]
-        elif isinstance(metadata, dict) and isinstance(metadata.get("user_id"), str):
-            user_id = metadata["user_id"][:255]
+    user_id = _user_id(opts, payload)
     requested_model = payload.get("model") if isinstance(payload.get("model"), str) else ""
     if not requested_model and "/deployments/" in ex.path:
         requested_model = ex.path.split("/deployments/", 1)[1].split("/", 1)[0]
@@ -650,6 +694,9 @@ def _record(ex: Exchange) -> dict[str, Any]:
         "prompt_version": ex.prompt_version,
         "prompt_variables": ex.prompt_variables,
         "cache_hit": ex.cache_hit,
+        "cache_match": ex.cache_match,
+        "similarity": None if ex.similarity is None else round(ex.similarity, 4),
+        "source_request_id": ex.source_request_id or None,
         "retries": ex.retries,
         "fallback_index": ex.fallback_index,
     }

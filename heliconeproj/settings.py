@@ -317,6 +317,12 @@ GATEWAY_RATE_LIMIT_FAIL_CLOSED = env_bool("GATEWAY_RATE_LIMIT_FAIL_CLOSED", Fals
 GATEWAY_REDIS_TIMEOUT = env_float("GATEWAY_REDIS_TIMEOUT", 0.5)
 # Responses larger than this are served but not cached.
 GATEWAY_CACHE_MAX_ENTRY_BYTES = env_int("GATEWAY_CACHE_MAX_ENTRY_BYTES", 8 * 1024 * 1024)
+# The semantic cache: each process holds the vectors of at most this many scopes (least recently
+# used dropped), and reloads a scope at least this often. With Redis, version counters make every
+# change visible at once and the reload is only a backstop; without, a change made by another
+# process (purge_logs from cron) reaches a serving process within that time.
+GATEWAY_SEMANTIC_MAX_SCOPES = env_int("GATEWAY_SEMANTIC_MAX_SCOPES", 512)
+GATEWAY_SEMANTIC_RELOAD_SECONDS = env_float("GATEWAY_SEMANTIC_RELOAD_SECONDS", 300.0 if REDIS_URL else 10.0)
 
 
 def env_either_case(name: str) -> tuple[str, str]:

@@ -107,6 +107,24 @@ def set_rate_limit_policy(org: Organization, *, actor: User, policy: str, reques
     return org
 
 
+def set_semantic_cache(org: Organization, *, actor: User, threshold: float, org_scope: bool,
+                       request=None) -> Organization:
+    """The semantic cache's floor and whether requests may share entries org-wide; gateways pick
+    them up with their next API key lookup, within GATEWAY_AUTH_CACHE_SECONDS."""
+    with transaction.atomic():
+        org = Organization.objects.select_for_update().get(pk=org.pk)
+        changes = {name: [old, new] for name, old, new in (
+            ("semantic_cache_threshold", org.semantic_cache_threshold, threshold),
+            ("semantic_cache_org_scope", org.semantic_cache_org_scope, org_scope)) if old != new}
+        if not changes:
+            return org
+        org.semantic_cache_threshold = threshold
+        org.semantic_cache_org_scope = org_scope
+        org.save(update_fields=["semantic_cache_threshold", "semantic_cache_org_scope"])
+        audit.record("org.semantic_cache", request=request, org=org, user=actor, target=org, changes=changes)
+    return org
+
+
 def suspend_org(org: Organization, *, actor: User | None, reason: str, request=None, via: str = "") -> Organization:
     """Operators suspend an org: the gateway refuses its keys with 403 (naming the reason) from
     the next API key lookup on, within GATEWAY_AUTH_CACHE_SECONDS, and its pages show a banner."""

@@ -171,6 +171,20 @@ class RateLimitPolicyForm(forms.Form):
             raise forms.ValidationError(str(error)) from None
 
 
+class SemanticCacheForm(forms.Form):
+    semantic_cache_threshold = forms.FloatField(
+        label="Similarity floor", min_value=0.5, max_value=1.0,
+        widget=forms.NumberInput(attrs={"step": "0.01"}),
+        help_text="The lowest similarity (0.5 to 1) a semantic hit needs. A request's "
+        "<code>Helicone-Cache-Semantic-Threshold</code> may only raise it.",
+    )
+    semantic_cache_org_scope = forms.BooleanField(
+        label="Allow Helicone-Cache-Semantic-Scope: org", required=False,
+        help_text="Requests may then share semantic cache entries across every API key and end user of this "
+        "organization. Leave off when keys or users must not see each other's answers.",
+    )
+
+
 def role_choices_up_to(role: str) -> list[tuple[str, str]]:
     from .models import ROLE_RANK
 

@@ -65,6 +65,15 @@ class Organization(models.Model):
         help_text="Request logs older than this are purged by purge_logs. Blank: the site default "
         "(LOG_RETENTION_DAYS), or kept forever when that is unset.",
     )
+    # The semantic cache (Helicone-Cache-Semantic): the lowest similarity a hit needs (a request's
+    # Helicone-Cache-Semantic-Threshold may only raise it), and whether requests may share
+    # entries across the whole org (Helicone-Cache-Semantic-Scope: org).
+    semantic_cache_threshold = models.FloatField(
+        default=0.9, help_text="Lowest similarity (0.5 to 1) a semantic cache hit needs; requests may only raise it."
+    )
+    semantic_cache_org_scope = models.BooleanField(
+        default=False, help_text="Requests may share semantic cache entries across every key and user of the org."
+    )
     max_api_keys = models.PositiveIntegerField(
         null=True, blank=True, help_text="Active (unrevoked) API keys allowed. Blank: unlimited."
     )

@@ -23,6 +23,7 @@ urlpatterns = [
     path("orgs/", views.org_list, name="org_list"),
     path("o/<slug:slug>/settings/", views.org_settings, name="org_settings"),
     path("o/<slug:slug>/settings/rate-limits/", views.org_rate_limits, name="org_rate_limits"),
+    path("o/<slug:slug>/settings/semantic-cache/", views.org_semantic_cache, name="org_semantic_cache"),
     path("o/<slug:slug>/settings/members/", views.members, name="org_members"),
     path("o/<slug:slug>/settings/members/<int:member_id>/role/", views.member_role, name="org_member_role"),
     path("o/<slug:slug>/settings/members/<int:member_id>/remove/", views.member_remove, name="org_member_remove"),

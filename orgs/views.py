@@ -24,6 +24,7 @@ from .forms import (
     OrgSettingsForm,
     RateLimitPolicyForm,
     RoleForm,
+    SemanticCacheForm,
 )
 from .models import ApiKey, AuditEvent, Invitation, Membership, Organization, Role
 
@@ -271,6 +272,25 @@ def org_settings(request: HttpRequest, org: Organization, membership: Membership
         form = OrgSettingsForm(initial={"name": org.name, "require_2fa": org.require_2fa},
                                owner_has_2fa=owner_has_2fa)
     return render(request, "orgs/org_settings.html", {"org": org, "membership": membership, "form": form},
+                  status=status)
+
+
+@org_member_required(Role.ADMIN)
+def org_semantic_cache(request: HttpRequest, org: Organization, membership: Membership) -> HttpResponse:
+    """The semantic cache's floor and org-wide scope: owners and admins."""
+    status = 200
+    if request.method == "POST":
+        form = SemanticCacheForm(request.POST)
+        if form.is_valid():
+            actions.set_semantic_cache(org, actor=request.user, threshold=form.cleaned_data["semantic_cache_threshold"],
+                                       org_scope=form.cleaned_data["semantic_cache_org_scope"], request=request)
+            messages.success(request, "Semantic cache settings saved.")
+            return redirect("org_semantic_cache", slug=org.slug)
+        status = 400
+    else:
+        form = SemanticCacheForm(initial={"semantic_cache_threshold": org.semantic_cache_threshold,
+                                          "semantic_cache_org_scope": org.semantic_cache_org_scope})
+    return render(request, "orgs/semantic_cache.html", {"org": org, "membership": membership, "form": form},
                   status=status)
 
 

@@ -102,6 +102,7 @@ CASES: dict[str, Case] = {
     "o/<slug:slug>/": Case("org", "/o/{slug}/"),
     "o/<slug:slug>/settings/": Case("org", "/o/{slug}/settings/"),
     "o/<slug:slug>/settings/rate-limits/": Case("org", "/o/{slug}/settings/rate-limits/"),
+    "o/<slug:slug>/settings/semantic-cache/": Case("org", "/o/{slug}/settings/semantic-cache/"),
     "o/<slug:slug>/settings/members/": Case("org", "/o/{slug}/settings/members/"),
     "o/<slug:slug>/settings/members/<int:member_id>/role/": Case("org", "/o/{slug}/settings/members/{member}/role/"),
     "o/<slug:slug>/settings/members/<int:member_id>/remove/":

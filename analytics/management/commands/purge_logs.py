@@ -5,7 +5,7 @@ the log writer inserts: each batch is its own short transaction and a rerun simp
 
 from django.core.management.base import BaseCommand, CommandError
 
-from analytics import lifecycle
+from analytics import lifecycle, semantic_store
 from analytics.management.progress import selected_orgs
 
 
@@ -41,5 +41,8 @@ class Command(BaseCommand):
             count = lifecycle.purge(plan, batch_size=batch_size, progress=progress)
             self.stdout.write(f"{one.slug}: deleted {count} log(s) older than {plan.days} day(s)")
             total += count
+        if not dry_run and org is None:
+            expired = semantic_store.delete_expired()
+            self.stdout.write(f"Deleted {expired} expired semantic cache entr{'y' if expired == 1 else 'ies'}.")
         verb = "would delete" if dry_run else "deleted"
         self.stdout.write(f"Done: {verb} {total} log(s).")

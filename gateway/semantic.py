@@ -1,0 +1,235 @@
+"""The semantic cache: a tier under the exact cache that serves an earlier answer to a paraphrase.
+
+On an exact miss, an eligible request (formats.last_turn) embeds only its last user text and
+searches the entries of its scope: an equality key over everything else (org; key, user or the
+whole org; provider, method, URL; the whole body minus that text; cache seed and ignored keys;
+prompt id and version; the embedder). History and parameters therefore match byte for byte,
+and no entry is ever visible across orgs. A candidate above the threshold is served only if
+the guard (gateway.semantic_guard, a pure function of the two texts) passes it and the exact
+cache entry it points to still exists (a dangling pointer is a miss).
+
+Each process keeps the vectors of the scopes it serves as one numpy matrix, reloaded from the
+database when the scope's version counter or its org's moved (read in the same cache round trip
+as the exact lookup) and at least every GATEWAY_SEMANTIC_RELOAD_SECONDS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import orjson
+from django.conf import settings
+
+from analytics import semantic_store
+from formats import last_turn
+from formats.headers import GatewayOptions, HeaderError
+
+from . import cache, embedder
+from .exchange import Exchange
+from .metrics import SEMANTIC_LOOKUPS
+from .semantic_guard import check
+
+log = logging.getLogger(__name__)
+
+# Shadow mode records the best candidate from this similarity up, so the dashboard can show what
+# each threshold would have served.
+SHADOW_FLOOR = 0.8
+MAX_CANDIDATES = 8  # guard-checked per lookup, most similar first
+_TOUCH_SECONDS = 60.0  # an entry's last hit is written at most this often per process
+
+
+@dataclass(slots=True)
+class Plan:
+    """An eligible request's semantic lookup: its scope and last user text."""
+
+    org_id: int
+    scope: str
+    text: str
+    user_id: str
+    version_keys: tuple[str, str]
+    vector: np.ndarray | None = None
+
+
+@dataclass(slots=True)
+class Match:
+    response: cache.CachedResponse
+    similarity: float
+    entry: semantic_store.Entry
+
+
+@dataclass(slots=True)
+class _Scope:
+    versions: tuple[Any, Any]
+    loaded_at: float
+    entries: list[semantic_store.Entry]
+    matrix: np.ndarray
+    cache_keys: set[str] = field(default_factory=set)
+
+
+def plan(ex: Exchange, user_id: str, org_scope_allowed: bool) -> Plan | None:
+    """The request's semantic lookup, or None when it is not eligible; a scope it may not use is a
+    HeaderError (400)."""
+    opts = ex.opts
+    found = last_turn.split(ex.path, ex.payload)
+    if found is None:
+        return None
+    text, rest = found
+    if opts.cache_ignore_keys:
+        ignored = set(opts.cache_ignore_keys)
+        rest = {k: v for k, v in rest.items() if k not in ignored}
+    if opts.cache_semantic_scope == "user":
+        if not user_id:
+            raise HeaderError("Helicone-Cache-Semantic-Scope", "user needs a Helicone-User-Id header")
+        owner = "user:" + user_id
+    elif opts.cache_semantic_scope == "org":
+        if not org_scope_allowed:
+            raise HeaderError("Helicone-Cache-Semantic-Scope", "org is not allowed in this organization "
+                                                               "(an org admin can allow it in Settings)")
+        owner = "org"
+    else:
+        owner = f"key:{ex.api_key_id}"
+    digest = hashlib.sha256()
+    for part in (owner, ex.provider, ex.method, ex.target_url, opts.cache_seed, ex.prompt_id,
+                 str(ex.prompt_version), embedder.EMBEDDER_ID):
+        encoded = part.encode()
+        digest.update(len(encoded).to_bytes(4, "big"))
+        digest.update(encoded)
+    digest.update(orjson.dumps(rest, option=orjson.OPT_SORT_KEYS))
+    scope = digest.hexdigest()
+    return Plan(ex.org_id, scope, text, user_id, (semantic_store.scope_version_key(ex.org_id, scope),
+                                                   semantic_store.org_version_key(ex.org_id)))
+
+
+async def find(p: Plan, versions: dict[str, Any], floor: float) -> Match | None:
+    """The most similar entry from `floor` up that the guard passes and whose answer is still cached.
+    Any failure is a miss, never an error of the request."""
+    try:
+        return await _find(p, versions, floor)
+    except Exception:
+        log.exception("semantic cache lookup failed; treating it as a miss")
+        return None
+
+
+async def _find(p: Plan, versions: dict[str, Any], floor: float) -> Match | None:
+    await embedder.ready()
+    p.vector = embedder.embed(p.text)
+    held = await _scope(p, (versions.get(p.version_keys[0]), versions.get(p.version_keys[1])))
+    for similarity, entry in _candidates(held, p.vector, floor):
+        refusal = check(entry.text, p.text)
+        if refusal is not None:
+            SEMANTIC_LOOKUPS.labels("refused_" + refusal).inc()
+            continue
+        response, _, _ = await cache.lookup(entry.cache_key, GatewayOptions(cache_bucket_size=entry.bucket_size))
+        if response is None:
+            SEMANTIC_LOOKUPS.labels("dangling").inc()
+            continue
+        return Match(response, similarity, entry)
+    return None
+
+
+def served(match: Match) -> None:
+    """Note a hit (in the background): the org cap evicts the least recently hit entries first."""
+    now = time.monotonic()
+    entry_id = match.entry.id
+    if now - _touched.get(entry_id, -_TOUCH_SECONDS) < _TOUCH_SECONDS:
+        return
+    if len(_touched) > 10_000:
+        _touched.clear()
+    _touched[entry_id] = now
+    _spawn(asyncio.get_running_loop().run_in_executor(None, semantic_store.touch, [entry_id]))
+
+
+def remember(p: Plan, ex: Exchange) -> None:
+    """Add the request's question to its scope (in the background), pointing at the exact entry
+    just stored. A scope already holding that exact entry is left as it is."""
+    if p.vector is None:
+        return
+    held = _scopes.get((p.org_id, p.scope))
+    if held is not None and ex.cache_key in held.cache_keys:
+        return
+    _spawn(asyncio.get_running_loop().create_task(_remember(p, ex.id, ex.cache_key, ex.opts)))
+
+
+async def _remember(p: Plan, request_id: str, cache_key: str, opts: GatewayOptions) -> None:
+    vector = p.vector.astype(np.float32).tobytes()
+    try:
+        entry_id, version = await asyncio.get_running_loop().run_in_executor(None, lambda: semantic_store.add_entry(
+            org_id=p.org_id, scope=p.scope, text=p.text, vector=vector, cache_key=cache_key,
+            bucket_size=opts.cache_bucket_size, source_request_id=request_id, user_id=p.user_id,
+            seconds=opts.cache_seconds))
+    except Exception as exc:  # the database is down: the answer stays in the exact cache only
+        log.warning("semantic cache entry not stored (%s: %s)", exc.__class__.__name__, exc)
+        return
+    key = (p.org_id, p.scope)
+    held = _scopes.get(key)
+    if held is None:
+        return
+    if version and version == (held.versions[0] or 0) + 1:
+        # Nobody else changed the scope since it was loaded: add the entry here, no reload.
+        entry = semantic_store.Entry(entry_id, p.text, vector, cache_key, opts.cache_bucket_size, request_id)
+        held.entries.insert(0, entry)
+        held.matrix = np.vstack([p.vector[None, :], held.matrix])[:semantic_store.SCOPE_CAP]
+        del held.entries[semantic_store.SCOPE_CAP:]
+        held.cache_keys.add(cache_key)
+        held.versions = (version, held.versions[1])
+    else:
+        _scopes.pop(key, None)  # reloaded on its next lookup
+
+
+def _candidates(held: _Scope, vector: np.ndarray, floor: float) -> list[tuple[float, semantic_store.Entry]]:
+    if not held.entries:
+        return []
+    similarities = held.matrix @ vector
+    above = np.flatnonzero(similarities >= floor)
+    if len(above) > MAX_CANDIDATES:
+        above = above[np.argpartition(-similarities[above], MAX_CANDIDATES)[:MAX_CANDIDATES]]
+    ordered = above[np.argsort(-similarities[above], kind="stable")]
+    return [(float(similarities[i]), held.entries[i]) for i in ordered]
+
+
+# --- The scopes this process holds ----------------------------------------------------------
+
+_scopes: OrderedDict[tuple[int, str], _Scope] = OrderedDict()
+_loading: dict[tuple[int, str], asyncio.Future] = {}
+_touched: dict[int, float] = {}
+_background: set[asyncio.Future] = set()
+
+
+def _spawn(future: asyncio.Future) -> None:
+    _background.add(future)
+    future.add_done_callback(_background.discard)
+
+
+async def _scope(p: Plan, versions: tuple[Any, Any]) -> _Scope:
+    key = (p.org_id, p.scope)
+    held = _scopes.get(key)
+    if (held is not None and held.versions == versions
+            and time.monotonic() - held.loaded_at < settings.GATEWAY_SEMANTIC_RELOAD_SECONDS):
+        _scopes.move_to_end(key)
+        return held
+    loading = _loading.get(key)
+    if loading is None:
+        loading = _loading[key] = asyncio.get_running_loop().run_in_executor(
+            None, semantic_store.load_scope, p.org_id, p.scope)
+        loading.add_done_callback(lambda _: _loading.pop(key, None))
+    try:
+        entries = await asyncio.shield(loading)
+    except Exception as exc:  # the database is down: a miss, never an error
+        log.warning("semantic cache scope not loaded (%s: %s)", exc.__class__.__name__, exc)
+        return _Scope(versions, 0.0, [], np.zeros((0, embedder.DIMENSIONS), dtype=np.float32))
+    matrix = (np.frombuffer(b"".join(e.vector for e in entries), dtype=np.float32)
+              .reshape(len(entries), embedder.DIMENSIONS))
+    held = _Scope(versions, time.monotonic(), entries, matrix, {e.cache_key for e in entries})
+    _scopes[key] = held
+    _scopes.move_to_end(key)
+    while len(_scopes) > settings.GATEWAY_SEMANTIC_MAX_SCOPES:
+        _scopes.popitem(last=False)
+    return held
+
