@@ -164,8 +164,9 @@ class PlainScenario:
     supported: Callable[[list[dict]], bool] | None = None
     daphne_verbosity: int | None = None  # None: as `make serve` runs it (-v 0, no access log)
     pinned: bool = False  # wrk and the mock on core 0, daphne on its own core (Pinning)
-    # Sent through the gateway before the probe, with the scenario's tenant (fills a cache).
-    prepare: Callable[[str, dict], None] | None = None
+    # Sent through the gateway before the probe, with the scenario's tenant (fills a cache);
+    # returns how many requests it sent.
+    prepare: Callable[[str, dict, int], int] | None = None
     c1_only: bool = False  # measured at c=1 only (an overhead, not a throughput)
 
 
@@ -181,16 +182,18 @@ def _ask_with_text(url: str, headers: dict, text: str) -> dict[str, str]:
                       body, times=1)[0]
 
 
-def _fill_scope(url: str, headers: dict) -> None:
-    for i in range(SEMANTIC_SCOPE_SIZE):
+def _fill_scope(url: str, headers: dict, size: int) -> int:
+    for i in range(size):
         _ask_with_text(url, headers, f"Summarise incident report {i} from the benchmark in one short sentence.")
     time.sleep(2)  # entries are stored in the background
+    return size
 
 
-def _fill_scope_with_paraphrase(url: str, headers: dict) -> None:
-    _fill_scope(url, headers)
+def _fill_scope_with_paraphrase(url: str, headers: dict, size: int) -> int:
+    _fill_scope(url, headers, size)
     _ask_with_text(url, headers, load.CHAT_BODY["messages"][-1]["content"].lower().rstrip("."))
     time.sleep(1)
+    return size + 1
 
 
 def _is_semantic_hit(responses: list[dict]) -> bool:
@@ -442,8 +445,8 @@ class Bench:
         if scenario.prepare is not None:
             for c in self.concurrencies(scenario):
                 self.log(f"{setup.name}: {scenario.key} c={c}: preparing")
-                scenario.prepare(url, self.gateway_headers(f"{scenario.key}_c{c}"))
-            prepared = SEMANTIC_SCOPE_SIZE + (1 if scenario.prepare is _fill_scope_with_paraphrase else 0)
+                prepared = scenario.prepare(url, self.gateway_headers(f"{scenario.key}_c{c}"),
+                                            20 if self.cfg.smoke else SEMANTIC_SCOPE_SIZE)
         responses = load.probe(url, headers, load.CHAT_BODY, times=2)
         statuses = [r[":status"] for r in responses]
         supported = scenario.supported is None or scenario.supported(responses)

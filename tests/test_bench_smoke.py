@@ -25,6 +25,7 @@ EXPECTED_ROWS = [
     "embedded/plain/c1", "embedded/plain/c32",
     "embedded/cache_hit/c1", "embedded/cache_hit/c32",
     "embedded/ratelimited/c1", "embedded/ratelimited/c32",
+    "embedded/cache_miss/c1", "embedded/semantic_miss/c1", "embedded/semantic_hit/c1",  # c=1 only
     "embedded/plain_access_log/c1", "embedded/plain_access_log/c32",  # the last setup only
     "embedded/stream_ttft", "embedded/many_streams", "embedded/sigkill", "embedded/writer",
 ]
@@ -90,6 +91,9 @@ def test_bench_smoke_runs_every_scenario_and_logs_every_request(tmp_path):
     assert any("overhead c=1 P50" in t for t in targets)
     assert any("overhead c=1 P99" in t for t in targets)
     assert any("SIGKILL" in t for t in targets)
+    # The semantic cache's rows: an eligible miss searched a scope and missed, a paraphrase was served.
+    assert rows["embedded/semantic_miss/c1"]["probe_headers"] and rows["embedded/semantic_hit/c1"]["requests"] > 0
+    assert any("semantic hit adds" in t for t in targets) and any("semantic miss adds" in t for t in targets)
     assert all(t["result"] in ("PASS", "MISS", "n/a") for t in data["targets"])
     # The table printed at the end names every section.
     for heading in ("Non-streamed", "Streamed", "Concurrent slow streams", "SIGKILL of daphne", "Log writer",
