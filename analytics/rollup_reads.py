@@ -32,6 +32,7 @@ from .rollups import (
     GRAINS,
     PROPERTY_PREFIX,
     SHADOW_DIM,
+    SPAN_DIMS,
     Measures,
     ceil,
     covered_from,
@@ -309,12 +310,18 @@ def grouped(selection: Selection, dim: str, *, order_by: str = "-count", limit: 
     field = order_by.lstrip("-")
     descending = order_by.startswith("-")
     index = None if field == "group_key" else _TOTALS.index(ORDERS[field])
+    newest = None
+    if order_by == "-last" and limit and exclude_empty and dim in SPAN_DIMS:
+        newest = _newest_values(p, dim, pieces, raw, rows, limit, contains)
+        rows = rows.filter(value__in=newest)
     groups: dict[Any, list] = {}
     raw_logs = None
     if raw:
         raw_logs = _raw_logs(p, raw).annotate(group_key=_group_expr(dim))
         if contains:
             raw_logs = raw_logs.filter(group_key__icontains=contains)
+        if newest is not None:
+            raw_logs = raw_logs.filter(group_key__in=newest)
         for row in raw_logs.order_by().values_list("group_key").annotate(**_RAW_AGGREGATES):
             _add_totals(groups, _raw_key(dim, row[0]), row[1:])
     sums = rows.values_list("value").annotate(**_ROLLUP_AGGREGATES)
@@ -366,6 +373,36 @@ def grouped(selection: Selection, dim: str, *, order_by: str = "-count", limit: 
         if raw_logs is not None:
             _add_raw_sketches(raw_logs, chosen, lambda key: _raw_key(dim, key), group_field=_group_expr(dim))
     return [{"key": _typed(dim, key), **finish(m, percentiles), **extras(m)} for key, m in ordered]
+
+
+def _newest_values(p: Plan, dim: str, pieces, raw, rows: QuerySet[Rollup], limit: int, contains: str) -> list[str]:
+    """The `limit` values (users, sessions) seen last, read from the newest buckets backwards: a
+    value first met in a bucket was last seen in it, so the walk stops once `limit` values are met
+    (a day or two of a busy org) instead of grouping every value of the range."""
+    segments = [(None, lo, hi) for lo, hi in raw]
+    for grain, lo, hi in pieces:
+        step = GRAINS[grain]
+        bucket = lo
+        while bucket < hi:
+            segments.append((grain, bucket, bucket + step))
+            bucket += step
+    segments.sort(key=lambda segment: segment[2], reverse=True)  # disjoint: newest first
+    last_seen: dict[str, datetime] = {}
+    for grain, lo, hi in segments:
+        if len(last_seen) >= limit:
+            break
+        if grain is None:
+            logs = _raw_logs(p, [(lo, hi)]).annotate(group_key=_group_expr(dim)).exclude(group_key="")
+            if contains:
+                logs = logs.filter(group_key__icontains=contains)
+            found = logs.order_by().values_list("group_key").annotate(last=Max("created_at"))
+        else:
+            found = rows.filter(grain=grain, bucket=lo).values_list("value", "last_at")
+        for value, last in found:
+            if value and last is not None and value not in last_seen:
+                last_seen[value] = last  # every newer bucket was read first: this is its last
+    ordered = sorted(last_seen.items(), key=lambda item: (item[1], item[0]), reverse=True)
+    return [value for value, _ in ordered[:limit]]
 
 
 _TOTALS = (*_SCALAR_SUMS, "first_at", "last_at")

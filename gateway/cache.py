@@ -123,8 +123,20 @@ def _get_store() -> _Store:
     return _store
 
 
-def _slots(key: str, size: int) -> list[str]:
+def slots(key: str, size: int) -> list[str]:
+    """The cache keys of a bucket's entries."""
     return [f"{key}:{i}" for i in range(size)]
+
+
+def entries_in(found: dict[str, Any], key: str, size: int) -> list[CachedResponse]:
+    """The entries of a bucket among values read from the cache."""
+    entries = []
+    for index, slot in enumerate(slots(key, size)):
+        if slot in found:
+            entry = CachedResponse.load(found[slot], index)
+            if entry is not None:
+                entries.append(entry)
+    return entries
 
 
 async def lookup(key: str, opts: GatewayOptions, also: tuple[str, ...] = ()
@@ -135,16 +147,11 @@ async def lookup(key: str, opts: GatewayOptions, also: tuple[str, ...] = ()
     While the bucket is not full, a request that also writes goes upstream to
     fill it; a read-only request is served from whatever the bucket holds.
     """
-    slots = _slots(key, opts.cache_bucket_size)
-    found = await _get_store().get_many([*slots, *also])
+    size = opts.cache_bucket_size
+    found = await _get_store().get_many([*slots(key, size), *also])
     extra = {name: found[name] for name in also if name in found}
-    entries = []
-    for index, slot in enumerate(slots):
-        if slot in found:
-            entry = CachedResponse.load(found[slot], index)
-            if entry is not None:
-                entries.append(entry)
-    free = sorted(set(range(len(slots))) - {e.bucket_index for e in entries})
+    entries = entries_in(found, key, size)
+    free = sorted(set(range(size)) - {e.bucket_index for e in entries})
     if entries and (not free or not opts.cache_write):
         return random.choice(entries), free, extra
     return None, free, extra

@@ -259,12 +259,13 @@ async def _handle(scope, receive, send, prefix: str, ex: Exchange) -> None:
             ex.cache_key = cache.cache_key(ex.org_id, opts, ex.method, ex.target_url, ex.body, ex.payload)
             if opts.cache_read:
                 plan = ex.semantic
-                hit, ex.cache_free, versions = await cache.lookup(ex.cache_key, opts,
-                                                                  plan.version_keys if plan else ())
+                floor = _semantic_floor(opts, key.semantic_floor) if plan else 0.0
+                hit, ex.cache_free, found = await cache.lookup(ex.cache_key, opts,
+                                                               semantic.prefetch(plan, floor) if plan else ())
                 if hit is not None:
                     return await _serve_cached(send, ex, hit)
                 if plan is not None:
-                    match = await _semantic_lookup(ex, plan, versions, key.semantic_floor)
+                    match = await _semantic_lookup(ex, plan, found, floor)
                     if match is not None:
                         return await _serve_cached(send, ex, match.response, "semantic")
             ex.extra_headers += _CACHE_MISS
@@ -285,13 +286,20 @@ async def _handle(scope, receive, send, prefix: str, ex: Exchange) -> None:
         _log(ex)
 
 
-async def _semantic_lookup(ex: Exchange, plan: semantic.Plan, versions: dict, floor: float
+def _semantic_floor(opts, org_floor: float) -> float:
+    """The lowest similarity a candidate needs: the org's floor, which a request may only raise; in
+    shadow mode SHADOW_FLOOR, so the log shows what lower thresholds would have served."""
+    if opts.cache_semantic == "shadow":
+        return semantic.SHADOW_FLOOR
+    return max(org_floor, opts.cache_semantic_threshold or 0.0)
+
+
+async def _semantic_lookup(ex: Exchange, plan: semantic.Plan, found: dict, floor: float
                            ) -> semantic.Match | None:
     """After an exact miss: the semantic match to serve, or None. In shadow mode nothing is served
-    but the candidate found from SHADOW_FLOOR up is logged."""
+    but the candidate found is logged."""
     shadow = ex.opts.cache_semantic == "shadow"
-    threshold = max(floor, ex.opts.cache_semantic_threshold or 0.0)  # a request may only raise the floor
-    match = await semantic.find(plan, versions, semantic.SHADOW_FLOOR if shadow else threshold)
+    match = await semantic.find(plan, found, floor)
     if match is None:
         SEMANTIC_LOOKUPS.labels("miss").inc()
         return None

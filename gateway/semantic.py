@@ -18,9 +18,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import random
 import time
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -43,6 +46,8 @@ log = logging.getLogger(__name__)
 SHADOW_FLOOR = 0.8
 MAX_CANDIDATES = 8  # guard-checked per lookup, most similar first
 _TOUCH_SECONDS = 60.0  # an entry's last hit is written at most this often per process
+_LOAD_DEADLINE = 1.0  # seconds a request waits for its scope to load from the database
+_PREFETCH_SLOTS = 4  # a candidate's answer is read with the exact lookup if its bucket is this small
 
 
 @dataclass(slots=True)
@@ -55,6 +60,10 @@ class Plan:
     user_id: str
     version_keys: tuple[str, str]
     vector: np.ndarray | None = None
+    # Searched before the exact lookup in the scope this process holds: that scope, and the
+    # guard-passed candidates whose answers are read in the exact lookup's round trip.
+    held: Any = None
+    candidates: list[tuple[float, semantic_store.Entry]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -107,31 +116,74 @@ def plan(ex: Exchange, user_id: str, org_scope_allowed: bool) -> Plan | None:
                                                    semantic_store.org_version_key(ex.org_id)))
 
 
-async def find(p: Plan, versions: dict[str, Any], floor: float) -> Match | None:
-    """The most similar entry from `floor` up that the guard passes and whose answer is still cached.
-    Any failure is a miss, never an error of the request."""
+def prefetch(p: Plan, floor: float) -> tuple[str, ...]:
+    """Before the exact lookup, when this process holds the scope (the steady state): embed, search
+    and guard now, and return the keys to read with the exact lookup (the scope's version counters
+    and the best candidate's answer), so a semantic hit costs no second cache round trip. `find`
+    checks the versions read before it trusts this search."""
+    keys = p.version_keys
+    if embedder.loaded() and (held := _scopes.get((p.org_id, p.scope))) is not None:
+        _scopes.move_to_end((p.org_id, p.scope))
+        try:
+            p.vector = embedder.embed(p.text)
+            p.held = held
+            p.candidates = _guarded(held, p.vector, floor, p.text)
+        except Exception:
+            log.exception("semantic cache search failed; treating it as a miss")
+            p.held, p.candidates = None, []
+            return keys
+        if p.candidates and p.candidates[0][1].bucket_size <= _PREFETCH_SLOTS:
+            entry = p.candidates[0][1]
+            keys += tuple(cache.slots(entry.cache_key, entry.bucket_size))
+    return keys
+
+
+async def find(p: Plan, found: dict[str, Any], floor: float) -> Match | None:
+    """The most similar entry from `floor` up that the guard passes and whose answer is still cached;
+    `found` holds what the exact lookup read of `prefetch`'s keys. Any failure is a miss, never an
+    error of the request."""
     try:
-        return await _find(p, versions, floor)
+        return await _find(p, found, floor)
     except Exception:
         log.exception("semantic cache lookup failed; treating it as a miss")
         return None
 
 
-async def _find(p: Plan, versions: dict[str, Any], floor: float) -> Match | None:
-    await embedder.ready()
-    p.vector = embedder.embed(p.text)
-    held = await _scope(p, (versions.get(p.version_keys[0]), versions.get(p.version_keys[1])))
-    for similarity, entry in _candidates(held, p.vector, floor):
-        refusal = check(entry.text, p.text)
-        if refusal is not None:
-            SEMANTIC_LOOKUPS.labels("refused_" + refusal).inc()
-            continue
-        response, _, _ = await cache.lookup(entry.cache_key, GatewayOptions(cache_bucket_size=entry.bucket_size))
+async def _find(p: Plan, found: dict[str, Any], floor: float) -> Match | None:
+    versions = (found.get(p.version_keys[0]), found.get(p.version_keys[1]))
+    prefetched = p.held is not None and _fresh(p.held, versions)
+    if not prefetched:
+        await embedder.ready()
+        if p.vector is None:
+            p.vector = embedder.embed(p.text)
+        p.candidates = _guarded(await _scope(p, versions), p.vector, floor, p.text)
+    for index, (similarity, entry) in enumerate(p.candidates):
+        if index == 0 and prefetched and entry.bucket_size <= _PREFETCH_SLOTS:  # read with the exact lookup
+            entries = cache.entries_in(found, entry.cache_key, entry.bucket_size)
+            response = random.choice(entries) if entries else None
+        else:
+            response, _, _ = await cache.lookup(entry.cache_key, GatewayOptions(cache_bucket_size=entry.bucket_size))
         if response is None:
             SEMANTIC_LOOKUPS.labels("dangling").inc()
             continue
         return Match(response, similarity, entry)
     return None
+
+
+def _guarded(held: _Scope, vector: np.ndarray, floor: float, text: str) -> list[tuple[float, semantic_store.Entry]]:
+    """The candidates from `floor` up that the guard passes, most similar first."""
+    passed = []
+    for similarity, entry in _candidates(held, vector, floor):
+        refusal = check(entry.text, text)
+        if refusal is None:
+            passed.append((similarity, entry))
+        else:
+            SEMANTIC_LOOKUPS.labels("refused_" + refusal).inc()
+    return passed
+
+
+def _fresh(held: _Scope, versions: tuple[Any, Any]) -> bool:
+    return held.versions == versions and time.monotonic() - held.loaded_at < settings.GATEWAY_SEMANTIC_RELOAD_SECONDS
 
 
 def served(match: Match) -> None:
@@ -143,7 +195,7 @@ def served(match: Match) -> None:
     if len(_touched) > 10_000:
         _touched.clear()
     _touched[entry_id] = now
-    _spawn(asyncio.get_running_loop().run_in_executor(None, semantic_store.touch, [entry_id]))
+    _spawn(asyncio.get_running_loop().run_in_executor(_database, semantic_store.touch, [entry_id]))
 
 
 def remember(p: Plan, ex: Exchange) -> None:
@@ -160,10 +212,10 @@ def remember(p: Plan, ex: Exchange) -> None:
 async def _remember(p: Plan, request_id: str, cache_key: str, opts: GatewayOptions) -> None:
     vector = p.vector.astype(np.float32).tobytes()
     try:
-        entry_id, version = await asyncio.get_running_loop().run_in_executor(None, lambda: semantic_store.add_entry(
-            org_id=p.org_id, scope=p.scope, text=p.text, vector=vector, cache_key=cache_key,
-            bucket_size=opts.cache_bucket_size, source_request_id=request_id, user_id=p.user_id,
-            seconds=opts.cache_seconds))
+        entry_id, version = await asyncio.get_running_loop().run_in_executor(_database, partial(
+            semantic_store.add_entry, org_id=p.org_id, scope=p.scope, text=p.text, vector=vector,
+            cache_key=cache_key, bucket_size=opts.cache_bucket_size, source_request_id=request_id,
+            user_id=p.user_id, seconds=opts.cache_seconds))
     except Exception as exc:  # the database is down: the answer stays in the exact cache only
         log.warning("semantic cache entry not stored (%s: %s)", exc.__class__.__name__, exc)
         return
@@ -197,7 +249,10 @@ def _candidates(held: _Scope, vector: np.ndarray, floor: float) -> list[tuple[fl
 # --- The scopes this process holds ----------------------------------------------------------
 
 _scopes: OrderedDict[tuple[int, str], _Scope] = OrderedDict()
-_loading: dict[tuple[int, str], asyncio.Future] = {}
+# The semantic cache's database work has threads of its own: while the database hangs, it must not
+# hold the default pool's few threads, which the exact cache, rate limits and auth wait on.
+_database = ThreadPoolExecutor(max_workers=2, thread_name_prefix="semantic-db")
+_loading: dict[tuple[int, str], asyncio.Task] = {}
 _touched: dict[int, float] = {}
 _background: set[asyncio.Future] = set()
 
@@ -210,20 +265,27 @@ def _spawn(future: asyncio.Future) -> None:
 async def _scope(p: Plan, versions: tuple[Any, Any]) -> _Scope:
     key = (p.org_id, p.scope)
     held = _scopes.get(key)
-    if (held is not None and held.versions == versions
-            and time.monotonic() - held.loaded_at < settings.GATEWAY_SEMANTIC_RELOAD_SECONDS):
+    if held is not None and _fresh(held, versions):
         _scopes.move_to_end(key)
         return held
     loading = _loading.get(key)
     if loading is None:
-        loading = _loading[key] = asyncio.get_running_loop().run_in_executor(
-            None, semantic_store.load_scope, p.org_id, p.scope)
-        loading.add_done_callback(lambda _: _loading.pop(key, None))
+        loading = _loading[key] = asyncio.get_running_loop().create_task(_load(key, versions))
+        loading.add_done_callback(lambda task: task.cancelled() or task.exception())  # retrieved: no warning
     try:
-        entries = await asyncio.shield(loading)
-    except Exception as exc:  # the database is down: a miss, never an error
-        log.warning("semantic cache scope not loaded (%s: %s)", exc.__class__.__name__, exc)
+        # A slow or unreachable database makes this request a miss, not a slow request; the load
+        # goes on and serves the next one.
+        return await asyncio.wait_for(asyncio.shield(loading), _LOAD_DEADLINE)
+    except Exception as exc:
+        log.warning("semantic cache scope not loaded (%s: %s); a miss", exc.__class__.__name__, exc)
         return _Scope(versions, 0.0, [], np.zeros((0, embedder.DIMENSIONS), dtype=np.float32))
+
+
+async def _load(key: tuple[int, str], versions: tuple[Any, Any]) -> _Scope:
+    try:
+        entries = await asyncio.get_running_loop().run_in_executor(_database, semantic_store.load_scope, *key)
+    finally:
+        _loading.pop(key, None)
     matrix = (np.frombuffer(b"".join(e.vector for e in entries), dtype=np.float32)
               .reshape(len(entries), embedder.DIMENSIONS))
     held = _Scope(versions, time.monotonic(), entries, matrix, {e.cache_key for e in entries})
@@ -232,4 +294,3 @@ async def _scope(p: Plan, versions: tuple[Any, Any]) -> _Scope:
     while len(_scopes) > settings.GATEWAY_SEMANTIC_MAX_SCOPES:
         _scopes.popitem(last=False)
     return held
-

@@ -259,3 +259,30 @@ class BudgetTests(BaseTestCase):
         expected = Selection(self.org, timezone.now() - timedelta(hours=24), None,
                              {"model": "gpt-4o", "user_id": "user-1"}).qs.count()
         assert response.json()["count"] == expected
+
+    def test_the_sessions_seen_last_are_found_walking_back_from_the_newest_buckets(self):
+        from analytics import rollup_reads
+
+        rng = random.Random(9)
+        now = time.time()
+        batch = []
+        for i in range(80):  # 80 sessions, each a few requests within an hour, over 12 days
+            start = now - rng.uniform(0, 12 * 86400)
+            for _ in range(rng.randint(1, 4)):
+                batch += records(self.org, 1, seed=rng.randint(0, 10**6), session_id=f"sess-{i:02d}",
+                                 created_at=min(now - 1, start + rng.uniform(0, 3600)))
+        write_batch(batch)
+        for days, limit, contains in ((30, 7, ""), (30, 200, ""), (3, 5, ""), (30, 4, "sess-1")):
+            selection = Selection(self.org, timezone.now() - timedelta(days=days), None)
+            ours = rollup_reads.grouped(selection, "session", order_by="-last", limit=limit, exclude_empty=True,
+                                        percentiles=(), contains=contains)
+            logs = selection.qs.exclude(session_id="").filter(session_id__icontains=contains)
+            last = {}
+            for log in logs:
+                last[log.session_id] = max(last.get(log.session_id, log.created_at), log.created_at)
+            expected = sorted(last, key=lambda s: (last[s], s), reverse=True)[:limit]
+            assert [row["key"] for row in ours] == expected, (days, limit, contains)
+            for row in ours:
+                requests = [log for log in logs if log.session_id == row["key"]]
+                assert row["count"] == len(requests) and row["last"] == last[row["key"]]
+                assert row["first"] == min(log.created_at for log in requests)

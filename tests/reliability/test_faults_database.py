@@ -30,7 +30,8 @@ BODY = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "while 
 
 
 class SteadyTraffic(threading.Thread):
-    """Plain and streamed requests, alternately, at a steady rate until stopped."""
+    """Plain and streamed requests, alternately, every third through the semantic cache, at a steady
+    rate until stopped."""
 
     def __init__(self, url: str, raw_key: str, per_second: float = 8.0):
         super().__init__(daemon=True)
@@ -45,7 +46,11 @@ class SteadyTraffic(threading.Thread):
             while not self.stopping.is_set():
                 began = time.monotonic()
                 stream = i % 2 == 1
-                response = client.post("/oai/v1/chat/completions", json={**BODY, "stream": stream})
+                body, headers = {**BODY, "stream": stream}, {}
+                if i % 3 == 2:  # the semantic cache reads and writes the database too: it must not stall
+                    body["messages"] = [{"role": "user", "content": f"while the database is away, ticket {i}"}]
+                    headers = {"Helicone-Cache-Enabled": "true", "Helicone-Cache-Semantic": "true"}
+                response = client.post("/oai/v1/chat/completions", json=body, headers=headers)
                 complete = b"[DONE]" in response.content if stream else "choices" in response.text
                 self.sent.append((began, response.status_code, response.headers.get("helicone-id", ""), complete))
                 i += 1
