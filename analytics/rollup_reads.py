@@ -120,6 +120,9 @@ def _pieces_q(pieces: list[tuple[str, datetime, datetime]]) -> Q:
     return q
 
 
+_RAW_QUERIES = 4  # raw ranges read one query each; more (overflowing buckets) in one OR-ed query
+
+
 def _raw_q(ranges: list[tuple[datetime, datetime]]) -> Q:
     q = Q(pk__in=[])
     for lo, hi in ranges:
@@ -164,6 +167,22 @@ def _raw_logs(p: Plan, ranges) -> QuerySet[RequestLog]:
     if p.dim:
         qs = qs.filter(_dim_q(p.dim, p.value))
     return qs
+
+
+def _raw_parts(p: Plan, ranges) -> list[QuerySet[RequestLog]]:
+    """The raw logs of the ranges as a few querysets to add up: one per range (adjacent ones joined)
+    while there are few. SQLite answers `org = ? AND (range OR range)` by reading every log of the
+    org (its OR optimisation needs each term indexed on its own), which turned the two minute-long
+    edges of a dashboard into a scan of a million rows; one range each is an index range."""
+    merged: list[list[datetime]] = []
+    for lo, hi in sorted(ranges):
+        if merged and lo <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], hi)
+        else:
+            merged.append([lo, hi])
+    if len(merged) > _RAW_QUERIES:
+        return [_raw_logs(p, merged)]
+    return [_raw_logs(p, [(lo, hi)]) for lo, hi in merged]
 
 
 def _dim_q(dim: str, value: str) -> Q:
@@ -276,8 +295,7 @@ def summary(selection: Selection, percentiles: tuple[str, ...] | None = None) ->
             add_json(ttft, stored_ttft)
         total.latency.merge(Sketch.from_json(latency))
         total.ttft.merge(Sketch.from_json(ttft))
-    if raw:
-        logs = _raw_logs(p, raw)
+    for logs in _raw_parts(p, raw):
         total.merge(_measures(logs.aggregate(**_RAW_AGGREGATES)))
         if percentiles != ():
             _add_raw_sketches(logs, {None: total}, lambda _: None)
@@ -315,13 +333,14 @@ def grouped(selection: Selection, dim: str, *, order_by: str = "-count", limit: 
         newest = _newest_values(p, dim, pieces, raw, rows, limit, contains)
         rows = rows.filter(value__in=newest)
     groups: dict[Any, list] = {}
-    raw_logs = None
-    if raw:
-        raw_logs = _raw_logs(p, raw).annotate(group_key=_group_expr(dim))
+    raw_parts = []
+    for raw_logs in _raw_parts(p, raw):
+        raw_logs = raw_logs.annotate(group_key=_group_expr(dim))
         if contains:
             raw_logs = raw_logs.filter(group_key__icontains=contains)
         if newest is not None:
             raw_logs = raw_logs.filter(group_key__in=newest)
+        raw_parts.append(raw_logs)
         for row in raw_logs.order_by().values_list("group_key").annotate(**_RAW_AGGREGATES):
             _add_totals(groups, _raw_key(dim, row[0]), row[1:])
     sums = rows.values_list("value").annotate(**_ROLLUP_AGGREGATES)
@@ -370,7 +389,7 @@ def grouped(selection: Selection, dim: str, *, order_by: str = "-count", limit: 
         for value, (latency, ttft) in stored.items():
             chosen[value].latency.merge(Sketch.from_json(latency))
             chosen[value].ttft.merge(Sketch.from_json(ttft))
-        if raw_logs is not None:
+        for raw_logs in raw_parts:
             _add_raw_sketches(raw_logs, chosen, lambda key: _raw_key(dim, key), group_field=_group_expr(dim))
     return [{"key": _typed(dim, key), **finish(m, percentiles), **extras(m)} for key, m in ordered]
 
@@ -477,9 +496,10 @@ def timeseries(selection: Selection, interval: str, start: datetime, end: dateti
         _merge(buckets, floor(utc(row["bucket"]), grain), m)
     if raw:
         logs_by_bucket: dict[datetime, list[RequestLog]] = {}
-        for log in _raw_logs(p, raw).only("created_at", "status", "cache_hit", "cost_usd", "prompt_tokens",
-                                          "completion_tokens", "cached_tokens", "latency_ms", "ttft_ms"):
-            logs_by_bucket.setdefault(floor(log.created_at, grain), []).append(log)
+        for logs in _raw_parts(p, raw):
+            for log in logs.only("created_at", "status", "cache_hit", "cost_usd", "prompt_tokens",
+                                 "completion_tokens", "cached_tokens", "latency_ms", "ttft_ms"):
+                logs_by_bucket.setdefault(floor(log.created_at, grain), []).append(log)
         for moment, logs in logs_by_bucket.items():
             _merge(buckets, moment, measures_of(logs))
     return {moment: finish(m, percentiles) for moment, m in sorted(buckets.items())}

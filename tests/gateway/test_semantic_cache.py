@@ -101,6 +101,10 @@ def test_a_semantic_hit_answers_as_the_source_did_and_is_logged(gateway, tenant,
     assert exact.headers["helicone-cache"] == "HIT" and exact.headers["helicone-cache-match"] == "exact"
     assert exact.headers["helicone-cache-source-id"] == source
     assert wait_for_log(exact.headers["helicone-id"]).cache_match == "exact"
+    # The dashboard splits the two kinds of hits and what each saved.
+    split = client.get(f"/o/{tenant.org.slug}/?range=1h").context["cache_split"]
+    assert (split["exact_hits"], split["semantic_hits"]) == (1, 1)
+    assert split["semantic_saved_usd"] == pytest.approx(float(log.cost_usd))
 
 
 def test_nothing_is_shared_outside_the_scope(gateway, tenant, http):
@@ -282,3 +286,23 @@ def test_the_settings_page_is_for_admins_validated_and_audited(tenant, client):
     assert (tenant.org.semantic_cache_threshold, tenant.org.semantic_cache_org_scope) == (0.95, True)
     event = AuditEvent.objects.get(action="org.semantic_cache")
     assert event.changes == {"semantic_cache_threshold": [0.9, 0.95], "semantic_cache_org_scope": [False, True]}
+
+
+def test_the_caps_keep_the_newest_per_scope_and_the_most_recently_hit_per_org(tenant, monkeypatch):
+    from analytics import semantic_store
+
+    monkeypatch.setattr(semantic_store, "SCOPE_CAP", 3)
+    ids = []
+    for i in range(5):
+        entry_id, version = semantic_store.add_entry(
+            org_id=tenant.org.id, scope="s" * 64, text=f"question {i}", vector=b"\0" * 1024, cache_key=f"gw:k{i}",
+            bucket_size=1, source_request_id=str(uuid.uuid4()), user_id="", seconds=60)
+        ids.append(entry_id)
+        assert version == i + 1, "every insert moves the scope's version on"
+    kept = list(SemanticEntry.objects.order_by("id").values_list("id", flat=True))
+    assert kept == ids[2:], "the 3 newest of the scope"
+    assert [e.text for e in semantic_store.load_scope(tenant.org.id, "s" * 64)] == ["question 4", "question 3",
+                                                                                   "question 2"]
+    semantic_store.touch([ids[2]])  # the oldest, just served
+    assert semantic_store.enforce_org_cap(tenant.org.id, cap=2) == 1
+    assert sorted(SemanticEntry.objects.values_list("id", flat=True)) == sorted([ids[2], ids[4]])
