@@ -108,6 +108,9 @@ MALFORMED_HEADERS = [
     ("Helicone-Cache-Seed", long(256), CHAT),
     ("Helicone-Cache-Ignore-Keys", long(1001), CHAT),
     ("Helicone-Cache-Bucket-Max-Size", "0", CHAT),
+    ("Helicone-Cache-Semantic", "maybe", CHAT),
+    ("Helicone-Cache-Semantic-Threshold", "1.5", CHAT),
+    ("Helicone-Cache-Semantic-Scope", "team", CHAT),
     ("Helicone-Retry-Enabled", "nah", CHAT),
     ("Helicone-Retry-Num", "11", CHAT),  # checked even while retries are off
     ("Helicone-Retry-Factor", "nan", CHAT),
