@@ -292,17 +292,19 @@ def test_the_caps_keep_the_newest_per_scope_and_the_most_recently_hit_per_org(te
     from analytics import semantic_store
 
     monkeypatch.setattr(semantic_store, "SCOPE_CAP", 3)
-    ids = []
+    scope = uuid.uuid4().hex * 2  # the version counters outlive a test's database (Redis)
+    ids, versions = [], []
     for i in range(5):
         entry_id, version = semantic_store.add_entry(
-            org_id=tenant.org.id, scope="s" * 64, text=f"question {i}", vector=b"\0" * 1024, cache_key=f"gw:k{i}",
+            org_id=tenant.org.id, scope=scope, text=f"question {i}", vector=b"\0" * 1024, cache_key=f"gw:k{i}",
             bucket_size=1, source_request_id=str(uuid.uuid4()), user_id="", seconds=60)
         ids.append(entry_id)
-        assert version == i + 1, "every insert moves the scope's version on"
+        versions.append(version)
+    assert versions == list(range(versions[0], versions[0] + 5)), "every insert moves the scope's version on"
     kept = list(SemanticEntry.objects.order_by("id").values_list("id", flat=True))
     assert kept == ids[2:], "the 3 newest of the scope"
-    assert [e.text for e in semantic_store.load_scope(tenant.org.id, "s" * 64)] == ["question 4", "question 3",
-                                                                                   "question 2"]
+    assert [e.text for e in semantic_store.load_scope(tenant.org.id, scope)] == ["question 4", "question 3",
+                                                                                "question 2"]
     semantic_store.touch([ids[2]])  # the oldest, just served
     assert semantic_store.enforce_org_cap(tenant.org.id, cap=2) == 1
     assert sorted(SemanticEntry.objects.values_list("id", flat=True)) == sorted([ids[2], ids[4]])
