@@ -195,7 +195,7 @@ def served(match: Match) -> None:
     if len(_touched) > 10_000:
         _touched.clear()
     _touched[entry_id] = now
-    _spawn(asyncio.get_running_loop().run_in_executor(_database, semantic_store.touch, [entry_id]))
+    _spawn(asyncio.get_running_loop().run_in_executor(_writes, semantic_store.touch, [entry_id]))
 
 
 def remember(p: Plan, ex: Exchange) -> None:
@@ -206,13 +206,15 @@ def remember(p: Plan, ex: Exchange) -> None:
     held = _scopes.get((p.org_id, p.scope))
     if held is not None and ex.cache_key in held.cache_keys:
         return
+    if len(_background) >= _MAX_PENDING_WRITES:  # the database is slow or away: it is only a cache
+        return
     _spawn(asyncio.get_running_loop().create_task(_remember(p, ex.id, ex.cache_key, ex.opts)))
 
 
 async def _remember(p: Plan, request_id: str, cache_key: str, opts: GatewayOptions) -> None:
     vector = p.vector.astype(np.float32).tobytes()
     try:
-        entry_id, version = await asyncio.get_running_loop().run_in_executor(_database, partial(
+        entry_id, version = await asyncio.get_running_loop().run_in_executor(_writes, partial(
             semantic_store.add_entry, org_id=p.org_id, scope=p.scope, text=p.text, vector=vector,
             cache_key=cache_key, bucket_size=opts.cache_bucket_size, source_request_id=request_id,
             user_id=p.user_id, seconds=opts.cache_seconds))
@@ -250,8 +252,11 @@ def _candidates(held: _Scope, vector: np.ndarray, floor: float) -> list[tuple[fl
 
 _scopes: OrderedDict[tuple[int, str], _Scope] = OrderedDict()
 # The semantic cache's database work has threads of its own: while the database hangs, it must not
-# hold the default pool's few threads, which the exact cache, rate limits and auth wait on.
-_database = ThreadPoolExecutor(max_workers=2, thread_name_prefix="semantic-db")
+# hold the default pool's few threads, which the exact cache, rate limits and auth wait on. Reads
+# and writes apart: a write waiting for a locked database (SQLite) must not hold up a scope's load.
+_reads = ThreadPoolExecutor(max_workers=1, thread_name_prefix="semantic-db-read")
+_writes = ThreadPoolExecutor(max_workers=1, thread_name_prefix="semantic-db-write")
+_MAX_PENDING_WRITES = 200
 _loading: dict[tuple[int, str], asyncio.Task] = {}
 _touched: dict[int, float] = {}
 _background: set[asyncio.Future] = set()
@@ -272,6 +277,10 @@ async def _scope(p: Plan, versions: tuple[Any, Any]) -> _Scope:
     if loading is None:
         loading = _loading[key] = asyncio.get_running_loop().create_task(_load(key, versions))
         loading.add_done_callback(lambda task: task.cancelled() or task.exception())  # retrieved: no warning
+    if held is not None and held.versions == versions:
+        # Nothing changed that the counters know of; the periodic reload (for changes made where no
+        # counter is shared) runs in the background while this scope keeps serving.
+        return held
     try:
         # A slow or unreachable database makes this request a miss, not a slow request; the load
         # goes on and serves the next one.
@@ -283,7 +292,7 @@ async def _scope(p: Plan, versions: tuple[Any, Any]) -> _Scope:
 
 async def _load(key: tuple[int, str], versions: tuple[Any, Any]) -> _Scope:
     try:
-        entries = await asyncio.get_running_loop().run_in_executor(_database, semantic_store.load_scope, *key)
+        entries = await asyncio.get_running_loop().run_in_executor(_reads, semantic_store.load_scope, *key)
     finally:
         _loading.pop(key, None)
     matrix = (np.frombuffer(b"".join(e.vector for e in entries), dtype=np.float32)
