@@ -63,15 +63,26 @@ class CachedResponse:
 def cache_key(org_id: int, opts: GatewayOptions, method: str, target_url: str, body: bytes, payload: Any) -> str:
     """Seed, method, target URL and body (minus ignored top-level keys), within one org."""
     if opts.cache_ignore_keys and isinstance(payload, dict):
-        ignored = set(opts.cache_ignore_keys)
-        body = orjson.dumps({k: v for k, v in payload.items() if k not in ignored})
-    digest = hashlib.sha256()
-    for part in (opts.cache_seed.encode(), method.encode(), target_url.encode()):
-        digest.update(len(part).to_bytes(4, "big"))
-        digest.update(part)
-    digest.update(body)
+        body = orjson.dumps(without_ignored_keys(payload, opts))
     # The org is part of the key, not of the hash, so no two orgs can ever share an entry.
-    return f"gw:{org_id}:{digest.hexdigest()}"
+    return f"gw:{org_id}:{digest((opts.cache_seed, method, target_url), body)}"
+
+
+def without_ignored_keys(payload: dict[str, Any], opts: GatewayOptions) -> dict[str, Any]:
+    """The body minus Helicone-Cache-Ignore-Keys' top-level keys."""
+    ignored = set(opts.cache_ignore_keys)
+    return {k: v for k, v in payload.items() if k not in ignored}
+
+
+def digest(parts: tuple[str, ...], body: bytes) -> str:
+    """sha256 of the parts (each length-prefixed, so no two sequences collide) and then the body."""
+    hashed = hashlib.sha256()
+    for part in parts:
+        encoded = part.encode()
+        hashed.update(len(encoded).to_bytes(4, "big"))
+        hashed.update(encoded)
+    hashed.update(body)
+    return hashed.hexdigest()
 
 
 def replay_headers(raw_headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:

@@ -2,8 +2,9 @@
 
 Loaded offline from the package directory (nothing is fetched at run time), once per process,
 on the first request that needs it (in a worker thread: the load takes about 0.3 s, the event
-loop keeps serving). A text embeds in about 10 µs on the event loop once its words were seen (each new word is tokenized once). EMBEDDER_ID is part of
-every scope key, so a new model or version never compares its vectors with an older one's.
+loop keeps serving). A text embeds in about 10 µs on the event loop once its words were seen
+(each new word is tokenized once). EMBEDDER_ID is part of every scope key, so a new model or
+version never compares its vectors with an older one's.
 """
 
 from __future__ import annotations

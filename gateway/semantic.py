@@ -16,7 +16,6 @@ as the exact lookup) and at least every GATEWAY_SEMANTIC_RELOAD_SECONDS.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import random
 import time
@@ -91,8 +90,7 @@ def plan(ex: Exchange, user_id: str, org_scope_allowed: bool) -> Plan | None:
         return None
     text, rest = found
     if opts.cache_ignore_keys:
-        ignored = set(opts.cache_ignore_keys)
-        rest = {k: v for k, v in rest.items() if k not in ignored}
+        rest = cache.without_ignored_keys(rest, opts)
     if opts.cache_semantic_scope == "user":
         if not user_id:
             raise HeaderError("Helicone-Cache-Semantic-Scope", "user needs a Helicone-User-Id header")
@@ -104,14 +102,9 @@ def plan(ex: Exchange, user_id: str, org_scope_allowed: bool) -> Plan | None:
         owner = "org"
     else:
         owner = f"key:{ex.api_key_id}"
-    digest = hashlib.sha256()
-    for part in (owner, ex.provider, ex.method, ex.target_url, opts.cache_seed, ex.prompt_id,
-                 str(ex.prompt_version), embedder.EMBEDDER_ID):
-        encoded = part.encode()
-        digest.update(len(encoded).to_bytes(4, "big"))
-        digest.update(encoded)
-    digest.update(orjson.dumps(rest, option=orjson.OPT_SORT_KEYS))
-    scope = digest.hexdigest()
+    scope = cache.digest((owner, ex.provider, ex.method, ex.target_url, opts.cache_seed, ex.prompt_id,
+                          str(ex.prompt_version), embedder.EMBEDDER_ID),
+                         orjson.dumps(rest, option=orjson.OPT_SORT_KEYS))
     return Plan(ex.org_id, scope, text, user_id, (semantic_store.scope_version_key(ex.org_id, scope),
                                                    semantic_store.org_version_key(ex.org_id)))
 
