@@ -5,7 +5,7 @@ class AnalyticsConfig(AppConfig):
     name = "analytics"
 
     def ready(self) -> None:
-        from django.db.models.signals import post_save
+        from django.db.models.signals import post_migrate, post_save
 
         from orgs.models import Organization
         from prompts import usage
@@ -17,6 +17,7 @@ class AnalyticsConfig(AppConfig):
 
         register_listeners()
         post_save.connect(_cover_new_org, sender=Organization, dispatch_uid="rollups_cover_new_org")
+        post_migrate.connect(_migrate_clickhouse, sender=self, dispatch_uid="clickhouse_migrate")
         usage.provide(PromptUsage())
         lifecycle.register_user_eraser("trace_spans", TraceSpan.forget_user)
 
@@ -27,3 +28,15 @@ def _cover_new_org(sender, instance, created: bool, raw: bool = False, **kwargs)
         from .rollups import cover_new_org
 
         cover_new_org(instance.pk)
+
+
+def _migrate_clickhouse(sender, verbosity: int = 1, **kwargs) -> None:
+    """With CLICKHOUSE_URL, `migrate` also creates ClickHouse's tables and views when missing."""
+    from . import clickhouse
+
+    if clickhouse.enabled():
+        from .clickhouse import schema
+
+        for done in schema.migrate():
+            if verbosity >= 2:
+                print(f"  ClickHouse: {done}")

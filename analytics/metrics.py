@@ -26,19 +26,19 @@ from django.db.models.functions import TruncDay, TruncHour, TruncMinute
 
 from . import rollup_reads
 from .pricing import UNPRICED
-from .queries import ERROR_Q, SHADOW_SIMILARITY, FilterError, Selection, check_property_name, is_postgres
+from .queries import (
+    ERROR_Q,
+    SHADOW_SIMILARITY,
+    FilterError,
+    Selection,
+    TooSlow,
+    check_property_name,
+    is_postgres,
+)
 
 GROUP_BY_ERROR = "group_by must be model, provider, user, prompt, cache_match, shadow_similarity or property:<Name>"
 
 __all__ = ["ERROR_Q", "TooSlow", "summary", "grouped", "group_by", "timeseries"]
-
-
-class TooSlow(Exception):
-    """The raw rows could not answer within the time budget (the rollups could not answer)."""
-
-    def __init__(self, seconds: float):
-        super().__init__(f"This combination of filters is not kept in the rollups, and reading the raw logs took "
-                         f"longer than {seconds:g} s: narrow the time range or use one filter at a time.")
 
 
 @contextmanager

@@ -41,6 +41,14 @@ class FilterError(ValueError):
     """A filter that cannot be applied; the message names the parameter."""
 
 
+class TooSlow(Exception):
+    """The raw rows could not answer within the time budget (the rollups could not answer)."""
+
+    def __init__(self, seconds: float):
+        super().__init__(f"This combination of filters is not kept in the rollups, and reading the raw logs took "
+                         f"longer than {seconds:g} s: narrow the time range or use one filter at a time.")
+
+
 @dataclass
 class Selection:
     """An org's logs in a time range, narrowed by exact filters, properties and body text: what

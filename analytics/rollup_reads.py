@@ -6,6 +6,8 @@ at either end, which are read from the raw rows. A question about one value of a
 (kept per hour, not per minute) reads the partial hours from the raw rows too; so does a bucket whose values
 overflowed its cap when the question needs one of the folded values.
 
+With CLICKHOUSE_URL, ClickHouse's hourly rollups answer instead (analytics.clickhouse.reads).
+
 Every function returns None when the rollups cannot answer (free-text search, two filters at
 once, a filter no rollup keeps, a time before the org's rollups are complete): the caller then
 reads the raw rows (analytics.metrics, under a time budget).
@@ -23,6 +25,7 @@ from django.db.models import Count, F, Max, Min, Q, QuerySet, Sum
 from django.db.models.fields.json import KT
 from django.utils import timezone
 
+from . import clickhouse
 from .models import RequestLog, Rollup
 from .pricing import UNPRICED
 from .queries import ERROR_Q, SHADOW_SIMILARITY, Selection
@@ -280,6 +283,10 @@ def _add_raw_sketches(qs: QuerySet[RequestLog], into: dict, key_of: Callable[[An
 
 
 def summary(selection: Selection, percentiles: tuple[str, ...] | None = None) -> dict[str, Any] | None:
+    if clickhouse.enabled():
+        from .clickhouse import reads
+
+        return reads.summary(selection, percentiles)
     p = plan(selection)
     if p is None:
         return None
@@ -312,6 +319,11 @@ def grouped(selection: Selection, dim: str, *, order_by: str = "-count", limit: 
     """The metrics per value of a dimension, as metrics.grouped returns them (plus first and last
     for users and sessions), or None when the rollups cannot answer. `contains` narrows the values
     to those containing it (case-insensitive)."""
+    if clickhouse.enabled():
+        from .clickhouse import reads
+
+        return reads.grouped(selection, dim, order_by=order_by, limit=limit, exclude_empty=exclude_empty,
+                             percentiles=percentiles, contains=contains)
     p = plan(selection, group_dim=dim)
     if p is None or order_by.lstrip("-") not in {*ORDERS, "group_key"}:
         return None
@@ -480,6 +492,10 @@ def _negate(value):
 def timeseries(selection: Selection, interval: str, start: datetime, end: datetime,
                percentiles: tuple[str, ...] | None = None) -> dict[datetime, dict[str, Any]] | None:
     """Metrics per interval bucket ({bucket start: metrics}), or None when the rollups cannot answer."""
+    if clickhouse.enabled():
+        from .clickhouse import reads
+
+        return reads.timeseries(selection, interval, start, end, percentiles)
     p = plan(selection)
     if p is None:
         return None

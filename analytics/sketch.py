@@ -22,7 +22,7 @@ from typing import Any
 RELATIVE_ACCURACY = 0.005
 MIN_VALUE = 1e-3  # ms: one microsecond
 _GAMMA = (1 + RELATIVE_ACCURACY) / (1 - RELATIVE_ACCURACY)
-_LOG_GAMMA = math.log(_GAMMA)
+_LOG_GAMMA = LOG_GAMMA = math.log(_GAMMA)
 _ZERO = "z"  # the key of the bucket of values at or below MIN_VALUE
 
 

@@ -33,7 +33,7 @@ from django.db.models.base import ModelState
 
 from orgs.models import ApiKey, Organization
 
-from . import rollups
+from . import clickhouse, rollups
 from .journal import Journal, recover
 from .models import RequestLog
 from .pricing import cost_usd, refresh_overrides
@@ -98,6 +98,12 @@ def write_batch(records: list[dict[str, Any]]) -> list[RequestLog]:
 
 def _insert(rows: list[RequestLog]) -> None:
     key_ids = {row.api_key_id for row in rows if row.api_key_id}
+    if clickhouse.enabled():
+        # First, and idempotent: a batch that then fails in the SQL database is inserted again on
+        # its retry, and ClickHouse leaves out the logs it holds.
+        from .clickhouse import store
+
+        store.insert(rows)
     with transaction.atomic():
         if connection.vendor == "postgresql":
             inserted = _copy_insert(rows)
@@ -221,7 +227,7 @@ def write_with_retry(records: list[dict[str, Any]], stopping: threading.Event | 
         try:
             write_batch(records)
             return
-        except (OperationalError, InterfaceError) as exc:  # the database is away: wait for it
+        except (OperationalError, InterfaceError, *_clickhouse_errors()) as exc:  # a store is away: wait for it
             log.warning("log batch of %d not written (%s); retrying in %.1fs", len(records), exc, delay)
             close_old_connections()
             _drop_broken_connection()
@@ -235,6 +241,16 @@ def write_with_retry(records: list[dict[str, Any]], stopping: threading.Event | 
             log.error("log batch of %d refused (%s); writing records one by one", len(records), exc)
             _write_one_by_one(records)
             return
+
+
+def _clickhouse_errors() -> tuple[type[Exception], ...]:
+    """ClickHouse's errors, when it is on: the server away, or refusing an insert (the rows are
+    typed before they are sent, so a refusal is the server's state, not a record's): retried."""
+    if not clickhouse.enabled():
+        return ()
+    from clickhouse_connect.driver.exceptions import Error
+
+    return (Error,)
 
 
 def _write_one_by_one(records: list[dict[str, Any]]) -> None:

@@ -197,6 +197,10 @@ else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "helicone"}}
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
+# Issue #18: request logs and their aggregates also go to ClickHouse (analytics.clickhouse), e.g.
+# http://default:@127.0.0.1:8123/helicone (https:// for TLS; the path names the database).
+CLICKHOUSE_URL = env_str("CLICKHOUSE_URL")
+
 AUTH_USER_MODEL = "orgs.User"
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

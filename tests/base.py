@@ -61,3 +61,47 @@ def redis_url() -> str:
     parts = urlsplit(url)
     require_service("Redis", parts.hostname or "127.0.0.1", parts.port or 6379)
     return url
+
+
+class ClickHouseTestCase(BaseTestCase):
+    """A test class whose logs also go to a real ClickHouse server (tests.servers), in a database
+    of the class's own (ids of a rolled-back SQLite test come again), and whose aggregates are
+    read from it. With `clickhouse_empty_each_test`, each test starts from empty tables (the SQL
+    database is rolled back after each test; ClickHouse is not)."""
+
+    clickhouse_empty_each_test = False
+
+    def setUp(self):
+        super().setUp()
+        if self.clickhouse_empty_each_test:
+            from analytics.clickhouse import client
+
+            for table in ("request_logs", "log_rollups"):
+                client().command(f"TRUNCATE TABLE {table}")
+
+    @classmethod
+    def setUpClass(cls):
+        import uuid
+
+        from django.test import override_settings
+
+        from analytics.clickhouse import client, schema
+        from tests.servers import clickhouse_server
+
+        cls.clickhouse_database = f"test_{uuid.uuid4().hex[:12]}"
+        cls._clickhouse_settings = override_settings(
+            CLICKHOUSE_URL=clickhouse_server().url(cls.clickhouse_database))
+        cls._clickhouse_settings.enable()
+        schema.migrate()
+        client()  # noqa: B018  made now, while the URL is the class's
+        super().setUpClass()
+
+    @classmethod
+    def tearDownClass(cls):
+        from analytics.clickhouse import client
+
+        try:
+            super().tearDownClass()
+        finally:
+            client(database=False).command(f"DROP DATABASE IF EXISTS `{cls.clickhouse_database}`")
+            cls._clickhouse_settings.disable()

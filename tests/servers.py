@@ -181,3 +181,22 @@ def proxy_calls(base_url: str, raw_key: str, n: int, timeout: float = 10) -> lis
             assert response.status_code == 200, response.text
             ids.append(response.headers["helicone-id"])
     return ids
+
+
+_clickhouse = None
+
+
+def clickhouse_server():
+    """One real ClickHouse server (chdb-core, bench/clickhouse_server.py) for the whole test run,
+    started on first use, with a data directory of its own; stopped when the run ends."""
+    global _clickhouse
+    if _clickhouse is None:
+        import atexit
+        import tempfile
+
+        from bench.clickhouse_server import ClickHouseServer
+
+        directory = Path(tempfile.mkdtemp(prefix="clickhouse-test-"))
+        _clickhouse = ClickHouseServer(directory, free_port(), free_port()).start()
+        atexit.register(_clickhouse.stop)
+    return _clickhouse

@@ -47,7 +47,7 @@ COLUMNS = ["id", "org_id", "created_at", "provider", "method", "target_url", "pa
            "status", "error", "cancelled", "streamed", "request_headers", "request_body", "response_body",
            "request_omitted", "response_omitted", "latency_ms", "ttft_ms", "prompt_tokens", "completion_tokens",
            "cached_tokens", "cost_usd", "user_id", "session_id", "session_path", "session_name", "properties",
-           "request_name", "cache_hit", "retries", "prompt_id", "source"]
+           "request_name", "cache_hit", "cache_match", "retries", "prompt_id", "source"]
 
 
 class Command(BaseCommand):
@@ -150,7 +150,8 @@ class Command(BaseCommand):
             "session_path": rng.choice(["/", "/plan", "/plan/search", "/plan/search/rank", "/answer"]) if in_session else "",
             "session_name": "Agent run" if in_session else "",
             "properties": {"Feature": rng.choice(FEATURES), "Env": "prod" if rng.random() < 0.9 else "staging"},
-            "request_name": rng.choice(NAMES), "cache_hit": cache_hit, "retries": 1 if status == 429 else 0,
+            "request_name": rng.choice(NAMES), "cache_hit": cache_hit,
+            "cache_match": "exact" if cache_hit else "", "retries": 1 if status == 429 else 0,
             "prompt_id": "", "source": "proxy",
         }
 

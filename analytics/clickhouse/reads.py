@@ -1,0 +1,281 @@
+"""The aggregates from ClickHouse: summary, grouped and time series, as analytics.rollup_reads
+returns them from the SQL rollups.
+
+A range is read from `log_rollups` for its whole hours and from `request_logs` for the minutes
+at either end; both give the same columns, quantile states included, and one outer query adds
+them up (UNION ALL, then sum and quantilesDDMerge). A selection no rollup keeps (two filters, a
+prompt version, body text) is read from `request_logs` alone, within ANALYTICS_RAW_BUDGET_SECONDS
+(`max_execution_time`), TooSlow past it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.utils import timezone
+
+from ..queries import Selection, TooSlow
+from ..rollups import PROPERTY_PREFIX, SHADOW_DIM, property_text
+from ..sketch import Sketch
+from . import client, moment
+from .schema import MEASURES, ZERO_BUCKET
+
+FILTER_DIMS = {"user_id": "user", "session_id": "session", "model": "model", "provider": "provider",
+               "status": "status", "cache_hit": "cache_hit", "request_name": "name", "prompt_id": "prompt"}
+_COLUMN_TYPES = {"user_id": "String", "session_id": "String", "model": "String", "provider": "String",
+                 "status": "Int32", "cache_hit": "Bool", "request_name": "String", "prompt_id": "String",
+                 "prompt_version": "Int32"}
+# The raw expression of each dimension: the values the view stores (schema._PAIRS).
+_DIM_EXPRESSIONS = {"": "''", "model": "toString(model)", "provider": "toString(provider)",
+                    "status": "toString(status)", "cache_hit": "if(cache_hit, '1', '0')",
+                    "streamed": "if(streamed, '1', '0')", "cache_match": "toString(cache_match)", "user": "user_id",
+                    "session": "session_id", "name": "request_name", "prompt": "prompt_id",
+                    SHADOW_DIM: "toString(toDecimal64(floor(round(assumeNotNull(similarity) * 100, 6)) / 100, 2))"}
+_ORDERS = {"count": "t_requests", "cost_usd": "t_cost_usd", "errors": "t_errors", "last": "t_last_at",
+           "prompt_tokens": "t_prompt_tokens", "completion_tokens": "t_completion_tokens", "group_key": "k"}
+_DT64 = "DateTime64(6, 'UTC')"
+_DT = "DateTime('UTC')"
+_INTERVALS = {"minute": "minute", "hour": "hour", "day": "day"}
+PERCENTILES = {"latency_p50_ms": ("latency", 0.5), "latency_p95_ms": ("latency", 0.95),
+               "latency_p99_ms": ("latency", 0.99), "ttft_p50_ms": ("ttft", 0.5)}
+_SUMS = ("requests", "errors", "cache_hits", "unpriced", "prompt_tokens", "completion_tokens", "cached_tokens",
+         "cost_usd", "saved_usd")
+_SKETCHES = ("latency", "latency_low", "latency_high", "ttft", "ttft_low", "ttft_high")
+_ROLLUP_COLUMNS = ", ".join((*_SUMS, "first_at", "last_at", *_SKETCHES))
+
+
+class _Query:
+    """Parameters and the SQL that binds them."""
+
+    def __init__(self, org_id: int):
+        self.params: dict[str, Any] = {"org": org_id}
+
+    def bind(self, value: Any, kind: str) -> str:
+        if isinstance(value, datetime):
+            value = moment(value) if kind == _DT64 else value.astimezone(dt_timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+        name = f"p{len(self.params)}"
+        self.params[name] = value
+        return f"{{{name}:{kind}}}"
+
+
+def _rollup_dim(selection: Selection, group_dim: str | None) -> tuple[str, str] | None:
+    """(dim, value) of the one condition the rollups can answer the selection with (("", "") for
+    none), or None when they cannot."""
+    if selection.search:
+        return None
+    conditions = [(FILTER_DIMS.get(name), value) for name, value in selection.filters.items() if value is not None]
+    conditions += [(PROPERTY_PREFIX + name, value) for name, value in selection.properties.items()]
+    if len(conditions) > 1 or any(dim is None for dim, _ in conditions):
+        return None
+    if not conditions:
+        return "", ""
+    dim, value = conditions[0]
+    if group_dim is not None and group_dim != dim:
+        return None
+    if isinstance(value, bool):
+        return dim, "1" if value else "0"
+    if dim.startswith(PROPERTY_PREFIX):
+        return dim, property_text(value) or ""
+    return dim, str(value)
+
+
+def _raw_where(q: _Query, selection: Selection, lo: datetime | None, hi: datetime | None) -> list[str]:
+    where = ["org_id = {org:UInt64}"]
+    if lo is not None:
+        where.append(f"created_at >= {q.bind(lo, _DT64)}")
+    if hi is not None:
+        where.append(f"created_at < {q.bind(hi, _DT64)}")
+    for name, value in selection.filters.items():
+        if value is None:
+            continue
+        if name == "status" and not isinstance(value, int):
+            value = int(value) if str(value).lstrip("-").isdigit() else None
+            if value is None:
+                where.append("0")
+                continue
+        where.append(f"{name} = {q.bind(value, _COLUMN_TYPES[name])}")
+    for name, value in selection.properties.items():
+        where.append(f"properties[{q.bind(name, 'String')}] = {q.bind(property_text(value) or '', 'String')}"
+                     f" AND mapContains(properties, {q.bind(name, 'String')})")
+    if selection.search:
+        text = q.bind(selection.search, "String")
+        where.append(f"(positionCaseInsensitiveUTF8(request_body, {text}) > 0"
+                     f" OR positionCaseInsensitiveUTF8(response_body, {text}) > 0)")
+    return where
+
+
+def _dim_expression(q: _Query, dim: str, where: list[str]) -> str:
+    """The raw rows' value of a dimension; logs that do not count under it are left out."""
+    if dim.startswith(PROPERTY_PREFIX):
+        name = q.bind(dim[len(PROPERTY_PREFIX):], "String")
+        where.append(f"mapContains(properties, {name})")
+        return f"properties[{name}]"
+    if dim == SHADOW_DIM:
+        where.append("cache_match = 'shadow' AND similarity IS NOT NULL")
+    return _DIM_EXPRESSIONS[dim]
+
+
+def _hours(start: datetime, end: datetime) -> tuple[datetime, datetime] | None:
+    """The whole hours inside [start, end), or None when there is none."""
+    first = start.astimezone(dt_timezone.utc).replace(minute=0, second=0, microsecond=0)
+    if first < start:
+        first += timedelta(hours=1)
+    last = end.astimezone(dt_timezone.utc).replace(minute=0, second=0, microsecond=0)
+    return (first, last) if first < last else None
+
+
+def _parts(q: _Query, selection: Selection, key_dim: str | None, rollup_key: str, raw_key: str | None,
+           whole_hours: bool = True) -> tuple[list[str], bool]:
+    """The UNION ALL parts (hourly rollups, then raw rows) for the selection, grouped by `k`;
+    and whether the raw rows answer alone (no rollup could)."""
+    start = selection.start or datetime(2000, 1, 1, tzinfo=dt_timezone.utc)
+    end = selection.end or timezone.now() + timedelta(days=2)
+    condition = _rollup_dim(selection, key_dim)
+    hours = _hours(start, end) if condition is not None and whole_hours else None
+    parts = []
+    raw_ranges: list[tuple[datetime | None, datetime | None]] = [(start, end)]
+    if hours is not None:
+        dim, value = condition
+        row_dim = key_dim if key_dim is not None else dim
+        where = ["org_id = {org:UInt64}", f"dim = {q.bind(row_dim, 'String')}",
+                 f"bucket >= {q.bind(hours[0], _DT)}", f"bucket < {q.bind(hours[1], _DT)}"]
+        if dim:
+            where.append(f"value = {q.bind(value, 'String')}")
+        parts.append(f"SELECT {rollup_key} AS k, {_ROLLUP_COLUMNS} FROM log_rollups "
+                     f"WHERE {' AND '.join(where)}")
+        raw_ranges = [(start, hours[0]), (hours[1], end)]
+    for lo, hi in raw_ranges:
+        if lo is not None and hi is not None and lo >= hi:
+            continue
+        where = _raw_where(q, selection, lo, hi)
+        key = raw_key if raw_key is not None else _dim_expression(q, key_dim, where)
+        parts.append(f"SELECT {key} AS k, {MEASURES} FROM request_logs WHERE {' AND '.join(where)} GROUP BY k")
+    return parts, condition is None
+
+
+def _outer(parts: list[str], percentiles: tuple[str, ...] | None) -> str:
+    merges = ""
+    if percentiles != ():
+        merges = "".join(f", sumMap({name}) AS t_{name}, min({name}_low) AS t_{name}_low, "
+                         f"max({name}_high) AS t_{name}_high" for name in ("latency", "ttft"))
+    # Totals named t_*: the raw parts need prefer_column_name_to_alias (their sums are named as
+    # the columns they add up), which would make these names mean the inner columns.
+    sums = ", ".join(f"sum({name}) AS t_{name}" for name in _SUMS)
+    union = " UNION ALL ".join(parts)
+    return (f"SELECT k, {sums}, min(first_at) AS t_first_at, max(last_at) AS t_last_at{merges} "
+            f"FROM ({union}) GROUP BY k HAVING t_requests > 0")
+
+
+def _run(sql: str, q: _Query, raw_only: bool) -> list[dict[str, Any]]:
+    options: dict[str, Any] = {"prefer_column_name_to_alias": 1}
+    budget = getattr(settings, "ANALYTICS_RAW_BUDGET_SECONDS", None)
+    if raw_only and budget:
+        options["max_execution_time"] = budget
+    from clickhouse_connect.driver.exceptions import DatabaseError
+
+    try:
+        result = client().query(sql, parameters=q.params, settings=options)
+    except DatabaseError as exc:
+        if "TIMEOUT_EXCEEDED" in str(exc) and raw_only and budget:
+            raise TooSlow(budget) from None
+        raise
+    return list(result.named_results())
+
+
+def _typed(dim: str, key: str):
+    """The group key as the SQL reads return it (status an int, cache_hit a bool)."""
+    if dim == "status":
+        return int(key) if key.lstrip("-").isdigit() else key
+    if dim in ("cache_hit", "streamed"):
+        return key == "1"
+    return key
+
+
+def _sketch(row: dict[str, Any], name: str) -> Sketch:
+    """A merged sketch read back (analytics.sketch), which interpolates like percentile_cont."""
+    sketch = Sketch()
+    for index, count in (row.get(name) or {}).items():
+        if index == ZERO_BUCKET:
+            sketch.zeros += count
+        else:
+            sketch.buckets[index] = count
+    sketch.count = sketch.zeros + sum(sketch.buckets.values())
+    if sketch.count:
+        sketch.low, sketch.high = float(row[f"{name}_low"]), float(row[f"{name}_high"])
+    return sketch
+
+
+def _finish(row: dict[str, Any] | None, percentiles: tuple[str, ...] | None) -> dict[str, Any]:
+    row = {name[2:] if name.startswith("t_") else name: value for name, value in (row or {}).items()}
+    count = int(row.get("requests") or 0)
+    errors = int(row.get("errors") or 0)
+    hits = int(row.get("cache_hits") or 0)
+    out = {
+        "count": count, "errors": errors, "error_rate": errors / count if count else 0.0,
+        "cost_usd": float(row.get("cost_usd") or 0), "prompt_tokens": int(row.get("prompt_tokens") or 0),
+        "completion_tokens": int(row.get("completion_tokens") or 0), "cache_hits": hits,
+        "saved_usd": float(row.get("saved_usd") or 0), "unpriced": int(row.get("unpriced") or 0),
+    }
+    out["total_tokens"] = out["prompt_tokens"] + out["completion_tokens"]
+    out["cache_hit_rate"] = hits / count if count else 0.0
+    sketches: dict[str, Sketch] = {}
+    for name, (sketch, level) in PERCENTILES.items():
+        value = None
+        if (percentiles is None or name in percentiles) and count:
+            if sketch not in sketches:
+                sketches[sketch] = _sketch(row, sketch)
+            value = sketches[sketch].quantile(level)
+        out[name] = None if value is None else round(float(value), 3)
+    return out
+
+
+def summary(selection: Selection, percentiles: tuple[str, ...] | None = None) -> dict[str, Any]:
+    q = _Query(selection.org.pk)
+    parts, raw_only = _parts(q, selection, None, "''", "''")
+    rows = _run(_outer(parts, percentiles), q, raw_only)
+    return _finish(rows[0] if rows else None, percentiles)
+
+
+def grouped(selection: Selection, dim: str, *, order_by: str = "-count", limit: int | None = None,
+            exclude_empty: bool = False, percentiles: tuple[str, ...] | None = None,
+            contains: str = "") -> list[dict[str, Any]]:
+    """Per value of a rollup dimension, with first and last request and the exact cost (the users
+    and sessions lists' extras)."""
+    field = order_by.lstrip("-")
+    if field not in _ORDERS:
+        raise ValueError(f"cannot order by {order_by!r}")
+    q = _Query(selection.org.pk)
+    parts, raw_only = _parts(q, selection, dim, "value", None)
+    sql = _outer(parts, percentiles)
+    if exclude_empty:
+        sql += " AND k != ''"
+    if contains:
+        sql += f" AND positionCaseInsensitiveUTF8(k, {q.bind(contains, 'String')}) > 0"
+    direction = "DESC" if order_by.startswith("-") else "ASC"
+    sql += f" ORDER BY {_ORDERS[field]} {direction}, k"
+    if limit:
+        sql += f" LIMIT {int(limit)}"
+    out = []
+    for row in _run(sql, q, raw_only):
+        out.append({"key": _typed(dim, row["k"]), **_finish(row, percentiles), "first": row["t_first_at"],
+                    "last": row["t_last_at"], "cost": Decimal(row["t_cost_usd"] or 0)})
+    return out
+
+
+def timeseries(selection: Selection, interval: str, start: datetime, end: datetime,
+               percentiles: tuple[str, ...] | None = None) -> dict[datetime, dict[str, Any]]:
+    unit = _INTERVALS[interval]
+    bounded = Selection(selection.org, max(filter(None, (selection.start, start))),
+                        min(filter(None, (selection.end, end))) if end else selection.end,
+                        dict(selection.filters), dict(selection.properties), selection.search)
+    q = _Query(selection.org.pk)
+    parts, raw_only = _parts(q, bounded, None, f"toDateTime(toStartOfInterval(bucket, INTERVAL 1 {unit}), 'UTC')",
+                             f"toDateTime(toStartOfInterval(created_at, INTERVAL 1 {unit}), 'UTC')",
+                             whole_hours=interval != "minute")
+    rows = _run(_outer(parts, percentiles) + " ORDER BY k", q, raw_only)
+    return {row["k"].replace(tzinfo=dt_timezone.utc) if row["k"].tzinfo is None else row["k"]:
+            _finish(row, percentiles) for row in rows}
