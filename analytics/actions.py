@@ -17,7 +17,7 @@ from formats.helicone_log import LogBodyError, parse_log
 from orgs import audit
 from orgs.models import ApiKey, Organization
 
-from . import rollups, semantic_store
+from . import clickhouse, rollups, semantic_store
 from .models import Feedback, RequestLog, Score
 
 MAX_SCORES = 50
@@ -89,6 +89,10 @@ def set_property(org: Organization, log_id, key: str, value: str, *, api_key: Ap
         log.properties = {**log.properties, key: value}
         log.save(update_fields=["properties"])
         rollups.add([log])
+        if clickhouse.enabled():
+            from .clickhouse import changes
+
+            changes.update(org.pk, log.id, {"properties": log.properties})
         audit.record("request.property_set", request=request, org=org, user=user, api_key=api_key, target=log,
                      changes={"key": key, "from": before, "to": value})
     return log

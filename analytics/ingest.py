@@ -44,7 +44,7 @@ from formats import genai, otlp
 from orgs.api_auth import KeyRefused, key_for
 from orgs.models import ApiKey
 
-from . import rollups
+from . import clickhouse, rollups
 from .models import RequestLog, TraceSpan
 from .writer import without_nul, write_batch
 
@@ -413,6 +413,10 @@ def _update_logs(org_id: int, resolved: dict[str, tuple[Resolved, str]]) -> None
                 for name, value in changes.items():
                     setattr(log, name, value)
                 rollups.add([log])
+                if clickhouse.enabled():
+                    from .clickhouse import changes as clickhouse_changes
+
+                    clickhouse_changes.update(org_id, row["id"], changes)
 
 
 def _expire_structure() -> None:

@@ -26,7 +26,7 @@ from django.utils import timezone
 from orgs import audit
 from orgs.models import ApiKey, AuditEvent, Membership, Organization
 
-from . import rollups, semantic_store
+from . import clickhouse, rollups, semantic_store
 from .models import AlertEvent, Feedback, RequestLog, Score, WebhookDelivery
 
 DEFAULT_BATCH_SIZE = 5000
@@ -63,6 +63,11 @@ def delete_logs_in_batches(logs: models.QuerySet[RequestLog], *, batch_size: int
                 counts["scores"] += Score.objects.filter(request_id__in=ids).delete()[0]
                 counts["requests"] += RequestLog.objects.filter(id__in=ids).delete()[0]
                 rollups.subtract(rows)  # the same transaction: the rollups never count a deleted log
+                if clickhouse.enabled():  # before the commit: if ClickHouse fails, nothing is deleted
+                    from .clickhouse import changes
+
+                    for org_id in {row.org_id for row in rows}:
+                        changes.delete(org_id, [row.id for row in rows if row.org_id == org_id])
         if not ids:
             break
         batch += 1

@@ -22,7 +22,7 @@ from ..queries import Selection, TooSlow
 from ..rollups import PROPERTY_PREFIX, SHADOW_DIM, property_text
 from ..sketch import Sketch
 from . import client, moment
-from .schema import MEASURES, ZERO_BUCKET
+from .schema import ZERO_BUCKET, measures
 
 FILTER_DIMS = {"user_id": "user", "session_id": "session", "model": "model", "provider": "provider",
                "status": "status", "cache_hit": "cache_hit", "request_name": "name", "prompt_id": "prompt"}
@@ -153,7 +153,7 @@ def _parts(q: _Query, selection: Selection, key_dim: str | None, rollup_key: str
             continue
         where = _raw_where(q, selection, lo, hi)
         key = raw_key if raw_key is not None else _dim_expression(q, key_dim, where)
-        parts.append(f"SELECT {key} AS k, {MEASURES} FROM request_logs WHERE {' AND '.join(where)} GROUP BY k")
+        parts.append(f"SELECT {key} AS k, {measures()} FROM request_logs WHERE {' AND '.join(where)} GROUP BY k")
     return parts, condition is None
 
 

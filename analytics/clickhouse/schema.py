@@ -30,6 +30,7 @@ from . import client, target
 
 DEDUP_WINDOW = 10_000  # recent insert blocks whose tokens the server remembers, per table
 ZERO_BUCKET = -2147483648  # the sketch's bucket of values at or below MIN_VALUE
+FAR_PAST, FAR_FUTURE = "1970-01-01 00:00:00", "2299-12-31 00:00:00"
 
 LOGS = """
 CREATE TABLE IF NOT EXISTS request_logs (
@@ -90,10 +91,10 @@ CREATE TABLE IF NOT EXISTS log_rollups (
     dim LowCardinality(String),
     value String,
     bucket DateTime('UTC'),
-    requests SimpleAggregateFunction(sum, UInt64),
-    errors SimpleAggregateFunction(sum, UInt64),
-    cache_hits SimpleAggregateFunction(sum, UInt64),
-    unpriced SimpleAggregateFunction(sum, UInt64),
+    requests SimpleAggregateFunction(sum, Int64),
+    errors SimpleAggregateFunction(sum, Int64),
+    cache_hits SimpleAggregateFunction(sum, Int64),
+    unpriced SimpleAggregateFunction(sum, Int64),
     prompt_tokens SimpleAggregateFunction(sum, Int64),
     completion_tokens SimpleAggregateFunction(sum, Int64),
     cached_tokens SimpleAggregateFunction(sum, Int64),
@@ -101,10 +102,10 @@ CREATE TABLE IF NOT EXISTS log_rollups (
     saved_usd SimpleAggregateFunction(sum, Decimal(38, 10)),
     first_at SimpleAggregateFunction(min, DateTime64(6, 'UTC')),
     last_at SimpleAggregateFunction(max, DateTime64(6, 'UTC')),
-    latency SimpleAggregateFunction(sumMap, Map(Int32, UInt64)),
+    latency SimpleAggregateFunction(sumMap, Map(Int32, Int64)),
     latency_low SimpleAggregateFunction(min, Nullable(Float64)),
     latency_high SimpleAggregateFunction(max, Nullable(Float64)),
-    ttft SimpleAggregateFunction(sumMap, Map(Int32, UInt64)),
+    ttft SimpleAggregateFunction(sumMap, Map(Int32, Int64)),
     ttft_low SimpleAggregateFunction(min, Nullable(Float64)),
     ttft_high SimpleAggregateFunction(max, Nullable(Float64))
 ) ENGINE = AggregatingMergeTree
@@ -125,51 +126,57 @@ arrayConcat(
     arrayMap((k, v) -> ('p:' || k, v), mapKeys(properties), mapValues(properties))
 )"""
 
-MEASURES = """
-    count() AS requests,
-    countIf(status >= 400 OR status < 200) AS errors,
-    countIf(cache_hit) AS cache_hits,
-    countIf(cost_usd IS NULL AND (prompt_tokens IS NOT NULL OR completion_tokens IS NOT NULL)
-            AND status >= 200 AND status < 400) AS unpriced,
-    sum(ifNull(prompt_tokens, 0)) AS prompt_tokens,
-    sum(ifNull(completion_tokens, 0)) AS completion_tokens,
-    sum(ifNull(cached_tokens, 0)) AS cached_tokens,
-    sum(toDecimal128(ifNull(cost_usd, 0), 10)) AS cost_usd,
-    sumIf(toDecimal128(ifNull(cost_usd, 0), 10), cache_hit) AS saved_usd,
-    min(created_at) AS first_at,
-    max(created_at) AS last_at,
-    {latency},
-    {ttft}"""
+def measures(sign: int = 1) -> str:
+    """The rollup columns of a group of logs; sign -1 gives what taking them out subtracts (the
+    extremes are left alone: min and max cannot be taken back)."""
+    n = "" if sign > 0 else "-"
+    first, last = ("min(created_at)", "max(created_at)") if sign > 0 else (f"toDateTime64('{FAR_FUTURE}', 6, 'UTC')",
+                                                                           f"toDateTime64('{FAR_PAST}', 6, 'UTC')")
+    return f"""
+    {n}toInt64(count()) AS requests,
+    {n}toInt64(countIf(status >= 400 OR status < 200)) AS errors,
+    {n}toInt64(countIf(cache_hit)) AS cache_hits,
+    {n}toInt64(countIf(cost_usd IS NULL AND (prompt_tokens IS NOT NULL OR completion_tokens IS NOT NULL)
+                       AND status >= 200 AND status < 400)) AS unpriced,
+    {n}sum(ifNull(prompt_tokens, 0)) AS prompt_tokens,
+    {n}sum(ifNull(completion_tokens, 0)) AS completion_tokens,
+    {n}sum(ifNull(cached_tokens, 0)) AS cached_tokens,
+    {n}sum(toDecimal128(ifNull(cost_usd, 0), 10)) AS cost_usd,
+    {n}sumIf(toDecimal128(ifNull(cost_usd, 0), 10), cache_hit) AS saved_usd,
+    {first} AS first_at,
+    {last} AS last_at,
+    {_sketch("latency_ms", sign)},
+    {_sketch("ttft_ms", sign)}"""
 
 
-def _sketch(column: str) -> str:
+def _sketch(column: str, sign: int) -> str:
     """A DDSketch of the column (analytics.sketch: the same buckets, as a Map that sumMap merges),
     with its exact extremes."""
     value = f"assumeNotNull({column})"
     index = f"toInt32(if({value} <= {MIN_VALUE!r}, {ZERO_BUCKET}, ceil(log({value}) / {LOG_GAMMA!r})))"
     name = column.removesuffix("_ms")
-    return (f"sumMapIf(map({index}, toUInt64(1)), {column} IS NOT NULL AND NOT isNaN({value})) AS {name}, "
-            f"min({column}) AS {name}_low, max({column}) AS {name}_high")
+    extremes = (f"min({column}) AS {name}_low, max({column}) AS {name}_high" if sign > 0 else
+                f"CAST(NULL, 'Nullable(Float64)') AS {name}_low, CAST(NULL, 'Nullable(Float64)') AS {name}_high")
+    return (f"sumMapIf(map({index}, toInt64({sign})), {column} IS NOT NULL AND NOT isNaN({value})) AS {name}, "
+            + extremes)
 
 
-MEASURES = MEASURES.replace("{latency}", _sketch("latency_ms")).replace("{ttft}", _sketch("ttft_ms"))
+def rollup_select(where: str = "", sign: int = 1) -> str:
+    """The rollup rows of the logs `where` selects (the view's query; sign -1 to take them out)."""
+    return (f"SELECT org_id, pair.1 AS dim, pair.2 AS value, toStartOfHour(created_at) AS bucket, {measures(sign)}\n"
+            f"FROM request_logs ARRAY JOIN {_PAIRS} AS pair {('WHERE ' + where) if where else ''}\n"
+            "GROUP BY org_id, dim, value, bucket SETTINGS prefer_column_name_to_alias = 1")
 
-ROLLUPS_VIEW = """
-CREATE MATERIALIZED VIEW IF NOT EXISTS log_rollups_mv TO log_rollups AS
-SELECT org_id, pair.1 AS dim, pair.2 AS value, toStartOfHour(created_at) AS bucket,
-{measures}
-FROM request_logs
-ARRAY JOIN {pairs} AS pair
-GROUP BY org_id, dim, value, bucket
-SETTINGS prefer_column_name_to_alias = 1
-"""
+
+ROLLUPS_VIEW = "CREATE MATERIALIZED VIEW IF NOT EXISTS log_rollups_mv TO log_rollups AS\n"
 
 
 def statements() -> list[str]:
     return [
         LOGS.replace("{window}", str(DEDUP_WINDOW)),
         ROLLUPS.replace("{window}", str(DEDUP_WINDOW)),
-        ROLLUPS_VIEW.replace("{measures}", MEASURES).replace("{pairs}", _PAIRS),
+        ROLLUPS_VIEW + rollup_select(),
+        CHECKPOINTS,
     ]
 
 
@@ -182,3 +189,28 @@ def migrate() -> list[str]:
         client().command(statement)
         done.append(statement.split("(")[0].split(" AS")[0].strip())
     return done
+
+
+# --- copy_logs_to_clickhouse's position, per org ------------------------------------------------
+
+CHECKPOINTS = """
+CREATE TABLE IF NOT EXISTS copy_checkpoints (
+    org_id UInt64,
+    created_at DateTime64(6, 'UTC'),
+    id UUID,
+    saved_at DateTime64(6, 'UTC') DEFAULT now64(6)
+) ENGINE = ReplacingMergeTree(saved_at)
+ORDER BY org_id
+"""
+
+
+def checkpoint(org_id: int):
+    """(created_at, id) of the last log copied for the org, or None."""
+    rows = client().query("SELECT created_at, id FROM copy_checkpoints FINAL WHERE org_id = {o:UInt64}",
+                          parameters={"o": org_id}).result_rows
+    return tuple(rows[0]) if rows else None
+
+
+def save_checkpoint(org_id: int, created_at, log_id) -> None:
+    client().insert("copy_checkpoints", [[org_id, created_at, log_id]], column_names=["org_id", "created_at", "id"],
+                    settings={"insert_deduplicate": 0})

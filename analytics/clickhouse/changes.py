@@ -1,0 +1,74 @@
+"""Changes to logs already in ClickHouse: deletes (erase, retention) and edits (a property set,
+the user, session or properties an OpenTelemetry trace gives later).
+
+The rollups follow without rereading anything: before a change, the logs' rollup rows are added
+again with the opposite sign (sums and sketch bucket counts go back; the view only ever adds);
+after an edit, the logs' new rows are added. So an hour's totals stay exact while the writer
+keeps inserting into the same hour. The extremes kept for percentiles (a bucket's exact minimum
+and maximum) cannot be taken back: after an erase they may still be those of an erased log.
+
+Deletes are lightweight (`DELETE FROM`: the rows are masked at once, removed by merges); edits
+are lightweight updates (patch parts, applied at once on reads). Both wait for the server.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from . import client
+from .schema import rollup_select
+from .store import properties_map
+
+# INSERT … SELECT into log_rollups: two opposite rows of the same content are not a retry.
+_ROLLUP_INSERT = {"insert_deduplicate": 0, "prefer_column_name_to_alias": 1}
+
+
+def _where(org_id: int, ids: list[str]) -> tuple[str, dict[str, Any]]:
+    return ("org_id = {org:UInt64} AND id IN {ids:Array(UUID)}", {"org": org_id, "ids": ids})
+
+
+def _rollups(org_id: int, ids: list[str], sign: int) -> None:
+    where, params = _where(org_id, ids)
+    client().command(f"INSERT INTO log_rollups {rollup_select(where, sign)}", parameters=params,
+                     settings=_ROLLUP_INSERT)
+
+
+def delete(org_id: int, ids: Iterable[Any]) -> None:
+    """Delete an org's logs by id, and take them out of the rollups."""
+    ids = [str(log_id) for log_id in ids]
+    if not ids:
+        return
+    _rollups(org_id, ids, -1)
+    where, params = _where(org_id, ids)
+    client().command(f"DELETE FROM request_logs WHERE {where}", parameters=params,
+                     settings={"lightweight_deletes_sync": 2})
+
+
+_TYPES = {"user_id": "String", "session_id": "String", "session_path": "String", "session_name": "String",
+          "properties": "Map(String, String)", "request_body": "String", "response_body": "String",
+          "request_omitted": "Bool", "response_omitted": "Bool"}
+
+
+def update(org_id: int, log_id: Any, changes: dict[str, Any]) -> None:
+    """Set columns of one log (the SQL row was just edited the same way)."""
+    unknown = set(changes) - set(_TYPES)
+    if unknown:
+        raise ValueError(f"cannot update {sorted(unknown)} in ClickHouse")
+    if not changes:
+        return
+    ids = [str(log_id)]
+    values: dict[str, Any] = {}
+    assignments = []
+    for name, value in changes.items():
+        if name == "properties":  # as two arrays: clickhouse-connect quotes a Map parameter as JSON
+            pairs = properties_map(value)
+            values["v_keys"], values["v_values"] = list(pairs), list(pairs.values())
+            assignments.append("properties = mapFromArrays({v_keys:Array(String)}, {v_values:Array(String)})")
+        else:
+            values[f"v_{name}"] = value if value is not None else ""
+            assignments.append(f"{name} = {{v_{name}:{_TYPES[name]}}}")
+    _rollups(org_id, ids, -1)
+    client().command(f"UPDATE request_logs SET {', '.join(assignments)} WHERE org_id = {{org:UInt64}} AND id = {{id:UUID}}",
+                     parameters={"org": org_id, "id": ids[0], **values})
+    _rollups(org_id, ids, 1)
