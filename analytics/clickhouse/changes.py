@@ -69,6 +69,7 @@ def update(org_id: int, log_id: Any, changes: dict[str, Any]) -> None:
             values[f"v_{name}"] = value if value is not None else ""
             assignments.append(f"{name} = {{v_{name}:{_TYPES[name]}}}")
     _rollups(org_id, ids, -1)
-    client().command(f"UPDATE request_logs SET {', '.join(assignments)} WHERE org_id = {{org:UInt64}} AND id = {{id:UUID}}",
+    client().command(f"UPDATE request_logs SET {', '.join(assignments)} "
+                     "WHERE org_id = {org:UInt64} AND id = {id:UUID}",
                      parameters={"org": org_id, "id": ids[0], **values})
     _rollups(org_id, ids, 1)
