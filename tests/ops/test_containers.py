@@ -41,7 +41,8 @@ def test_docker_compose_config_accepts_the_file(docker_config):
     done = compose_config(docker_config, SECRET_KEY="a-secret-key-for-the-compose-test")
     assert done.returncode == 0, done.stderr
     services = json.loads(done.stdout)["services"]
-    assert {"web", "writer", "alerts", "postgres", "redis", "migrate"} == set(services)
+    assert {"web", "writer", "alerts", "postgres", "redis", "clickhouse", "migrate"} == set(services)
+    assert services["clickhouse"]["image"].startswith("clickhouse/clickhouse-server:")
     assert services["web"]["ports"][0]["target"] == 8000
     assert services["writer"]["command"][-1] == "run_log_writer"
     assert services["alerts"]["command"][-1] == "run_alerts"
@@ -50,6 +51,7 @@ def test_docker_compose_config_accepts_the_file(docker_config):
         assert service["build"]["dockerfile"] == "Dockerfile"
         assert service["environment"]["DATABASE_URL"].startswith("postgres://helicone:")
         assert service["environment"]["REDIS_URL"] == "redis://redis:6379/0"
+        assert service["environment"]["CLICKHOUSE_URL"] == "http://helicone:helicone@clickhouse:8123/helicone"
         assert service["environment"]["SECRET_KEY"] == "a-secret-key-for-the-compose-test"
         assert service["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
     assert services["web"]["environment"]["LOG_WRITER_IN_PROCESS"] == "0"
