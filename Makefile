@@ -93,6 +93,14 @@ LOGS ?= 1000000
 bench-analytics: $(VENV)/.installed-dev
 	$(PY) -m bench.analytics --logs $(LOGS) $(ANALYTICS_ARGS)
 
+# The ClickHouse analytics benchmark (issue #18, docs/benchmark.md): LOGS logs of one org over 30 days
+# generated straight into a real ClickHouse server (chdb-core, var/bench-clickhouse), accounts in
+# PostgreSQL (helicone_bench_clickhouse): disk per million logs, P50/P95 of every aggregate page and
+# API, the writer's inserts per second.
+.PHONY: bench-clickhouse
+bench-clickhouse: $(VENV)/.installed-dev
+	$(PY) -m bench.analytics_clickhouse --logs $(LOGS) $(CLICKHOUSE_ARGS)
+
 # The soak test (issue #9, docs/reliability.md): 10 minutes of mixed traffic through two daphne
 # processes (PostgreSQL database helicone_soak, recreated; Redis db 3); writes bench/results/soak-*.json.
 .PHONY: soak

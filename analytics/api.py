@@ -22,7 +22,7 @@ from pydantic import BeforeValidator, StrictBool, StrictFloat, StrictInt
 
 from orgs.models import ApiKey
 
-from . import actions, lifecycle, metrics
+from . import actions, clickhouse, lifecycle, metrics
 from .models import Feedback, RequestLog
 from .queries import FilterError, Selection, logs_for
 from .writer import without_nul
@@ -204,6 +204,13 @@ def filter_logs(request: HttpRequest, filters: RequestFilters) -> QuerySet[Reque
 def list_requests(request: HttpRequest, filters: Query[RequestFilters], limit: int = Query(50, ge=1, le=1000),
                   offset: int = Query(0, ge=0, le=2**31 - 1)):
     qs = filter_logs(request, filters).defer("request_body", "response_body", "request_headers")
+    if clickhouse.enabled():
+        from .clickhouse import rows
+
+        properties = {param[len("property."):]: value for param, value in request.GET.items()
+                      if param.startswith("property.")}
+        selection = Selection(request.org, filters=filters.dict(exclude_none=True), properties=properties)
+        return {"items": rows.page(selection, offset=offset, limit=limit), "count": rows.count(selection)}
     return {"items": list(qs.order_by("-created_at")[offset : offset + limit]), "count": qs.count()}
 
 

@@ -21,7 +21,7 @@ from django.utils import timezone
 from orgs.access import org_member_required
 from orgs.models import Membership, Organization, Role
 
-from . import charts, metrics, rollup_reads, rollups
+from . import charts, clickhouse, metrics, rollup_reads, rollups
 from .actions import get_log, scores_of
 from .models import Feedback, RequestLog, Rollup
 from .queries import RANGES, FilterError, Selection, logs_for, window
@@ -228,8 +228,15 @@ def request_list(request: HttpRequest, org: Organization, membership: Membership
     expression = F(column).desc(nulls_last=True) if order.startswith("-") else F(column).asc(nulls_last=True)
     ordering = [expression, "-id"] if column != "created_at" else [order, "-id"]
     # One row more than a page tells whether there is a next page: no COUNT(*) over the range.
-    rows = list(qs.order_by(*ordering).defer("request_body", "response_body", "request_headers",
-                                             "prompt_variables")[(page - 1) * PAGE_SIZE: page * PAGE_SIZE + 1])
+    if clickhouse.enabled() and not errors:
+        from .clickhouse import rows as clickhouse_rows
+
+        selection = Selection(org, filters=filters, properties=properties, search=search)
+        rows = clickhouse_rows.page(selection, order=order, offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE + 1,
+                                    errors_only=request.GET.get("status") == "error")
+    else:
+        rows = list(qs.order_by(*ordering).defer("request_body", "response_body", "request_headers",
+                                                 "prompt_variables")[(page - 1) * PAGE_SIZE: page * PAGE_SIZE + 1])
     has_next = len(rows) > PAGE_SIZE
     query = request.GET.copy()
     query.pop("page", None)

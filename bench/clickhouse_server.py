@@ -35,6 +35,8 @@ CONFIG = """<clickhouse>
     <tmp_path>{data}/tmp/</tmp_path>
     <user_files_path>{data}/user_files/</user_files_path>
     <logger><level>warning</level><console>1</console></logger>
+    <mark_cache_size>1073741824</mark_cache_size>
+    <uncompressed_cache_size>1073741824</uncompressed_cache_size>
 </clickhouse>
 """
 

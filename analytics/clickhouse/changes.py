@@ -16,6 +16,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+import orjson
+
 from . import client
 from .schema import rollup_select
 from .store import properties_map
@@ -65,6 +67,8 @@ def update(org_id: int, log_id: Any, changes: dict[str, Any]) -> None:
             pairs = properties_map(value)
             values["v_keys"], values["v_values"] = list(pairs), list(pairs.values())
             assignments.append("properties = mapFromArrays({v_keys:Array(String)}, {v_values:Array(String)})")
+            values["v_properties_json"] = orjson.dumps(value).decode() if value else ""
+            assignments.append("properties_json = {v_properties_json:String}")
         else:
             values[f"v_{name}"] = value if value is not None else ""
             assignments.append(f"{name} = {{v_{name}:{_TYPES[name]}}}")

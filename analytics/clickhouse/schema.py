@@ -64,6 +64,7 @@ CREATE TABLE IF NOT EXISTS request_logs (
     session_path String,
     session_name String,
     properties Map(String, String),
+    properties_json String CODEC(ZSTD(3)),
     request_name String,
     cache_hit Bool,
     cache_match LowCardinality(String),

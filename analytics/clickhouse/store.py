@@ -26,7 +26,7 @@ COLUMNS = (
     "request_omitted", "response_omitted", "latency_ms", "ttft_ms", "prompt_tokens", "completion_tokens",
     "cached_tokens", "cost_usd", "user_id", "session_id", "session_path", "session_name", "properties",
     "request_name", "cache_hit", "cache_match", "similarity", "source_request_id", "retries", "fallback_index",
-    "prompt_id", "prompt_version", "prompt_variables", "source",
+    "prompt_id", "prompt_version", "prompt_variables", "source", "properties_json",
 )
 _TEXT = {"provider", "method", "target_url", "path", "requested_model", "model", "error", "request_body",
          "response_body", "user_id", "session_id", "session_path", "session_name", "request_name", "cache_match",
@@ -52,6 +52,10 @@ def row_of(log: Any) -> list[Any]:
     """One log (a RequestLog, or anything with its attributes) as an insert row."""
     out = []
     for name in COLUMNS:
+        if name == "properties_json":
+            properties = log.properties if isinstance(log.properties, dict) else {}
+            out.append(orjson.dumps(properties).decode() if properties else "")
+            continue
         value = getattr(log, name)
         if name in _TEXT:
             value = value or ""
@@ -71,20 +75,24 @@ def row_of(log: Any) -> list[Any]:
     return out
 
 
+_IDS_PER_QUERY = 1000  # a query parameter is a form field: the server takes at most ~100 KB of one
+
+
 def stored_ids(logs: list[Any]) -> set[uuid.UUID]:
     """The ids among `logs` that request_logs holds already."""
-    if not logs:
-        return set()
-    orgs = sorted({log.org_id for log in logs})
-    first = min(log.created_at for log in logs)
-    last = max(log.created_at for log in logs)
-    result = client().query(
-        "SELECT id FROM request_logs WHERE org_id IN {orgs:Array(UInt64)}"
-        " AND created_at BETWEEN {first:DateTime64(6, 'UTC')} AND {last:DateTime64(6, 'UTC')}"
-        " AND id IN {ids:Array(UUID)}",
-        parameters={"orgs": orgs, "first": moment(first), "last": moment(last), "ids": [str(log.id) for log in logs]},
-    )
-    return {row[0] for row in result.result_rows}
+    out: set[uuid.UUID] = set()
+    for start in range(0, len(logs), _IDS_PER_QUERY):
+        chunk = logs[start:start + _IDS_PER_QUERY]
+        orgs = sorted({log.org_id for log in chunk})
+        result = client().query(
+            "SELECT id FROM request_logs WHERE org_id IN {orgs:Array(UInt64)}"
+            " AND created_at BETWEEN {first:DateTime64(6, 'UTC')} AND {last:DateTime64(6, 'UTC')}"
+            " AND id IN {ids:Array(UUID)}",
+            parameters={"orgs": orgs, "first": moment(min(log.created_at for log in chunk)),
+                        "last": moment(max(log.created_at for log in chunk)), "ids": [str(log.id) for log in chunk]},
+        )
+        out.update(row[0] for row in result.result_rows)
+    return out
 
 
 def insert(logs: list[Any]) -> list[Any]:

@@ -241,3 +241,51 @@ class CopyTests(ClickHouseTestCase):
 
         with override_settings(CLICKHOUSE_URL=""), pytest.raises(CommandError, match="CLICKHOUSE_URL"):
             call_command("copy_logs_to_clickhouse")
+
+
+class RowsTests(ClickHouseTestCase):
+    @classmethod
+    def setUpTestData(cls):
+        super().setUpTestData()
+        write_batch(records(cls.org, 400, seed=51, hours=20, users=6))
+        write_batch(records(cls.other_org, 20, seed=52))
+
+    def test_the_explorer_pages_like_the_sql_rows(self):
+        from analytics.clickhouse import rows
+
+        self.client.force_login(self.alice)
+        for query in ("", "sort=slowest", "sort=costliest", "sort=oldest&page=2", "model=gpt-4o", "status=error",
+                      "prop_key=Feature&prop_value=chat", "user_id=user-2&sort=tokens"):
+            page = self.client.get(f"/o/alice-org/requests/?range=24h&{query}")
+            assert page.status_code == 200, query
+            theirs = sql_answers(lambda: self.client.get(f"/o/alice-org/requests/?range=24h&{query}"))
+            assert [log.id for log in page.context["rows"]] == [log.id for log in theirs.context["rows"]], query
+            assert page.context["has_next"] == theirs.context["has_next"], query
+        assert rows.count(Selection(self.org)) == 400
+
+    def test_a_request_page_and_the_api_read_clickhouse(self):
+        from analytics import actions
+
+        log = RequestLog.objects.filter(org=self.org).first()
+        actions.set_feedback(self.org, log, True)
+        actions.set_scores(self.org, log, {"accuracy": 0.75})
+        self.client.force_login(self.alice)
+        page = self.client.get(f"/o/alice-org/requests/{log.id}/")
+        assert page.status_code == 200
+        assert page.context["log"].request_body == log.request_body
+        assert page.context["feedback"].rating is True
+        assert page.context["scores"] == {"accuracy": 0.75}
+        # Another org's id is a 404, as a missing one.
+        other = RequestLog.objects.filter(org=self.other_org).first()
+        assert self.client.get(f"/o/alice-org/requests/{other.id}/").status_code == 404
+
+        key, raw_key = self.make_key()
+        auth = {"HTTP_AUTHORIZATION": f"Bearer {raw_key}"}
+        one = self.client.get(f"/api/v1/requests/{log.id}", **auth).json()
+        assert one["feedback"] == {"rating": True} and one["scores"] == {"accuracy": 0.75}
+        assert one["properties"] == sql_answers(lambda: self.client.get(f"/api/v1/requests/{log.id}", **auth).json())[
+            "properties"]
+        listed = self.client.get("/api/v1/requests?limit=30&offset=10&model=gpt-4o", **auth).json()
+        theirs = sql_answers(lambda: self.client.get("/api/v1/requests?limit=30&offset=10&model=gpt-4o", **auth).json())
+        assert listed == theirs
+        assert self.client.get(f"/api/v1/requests/{other.id}", **auth).status_code == 404

@@ -1,0 +1,97 @@
+"""Request logs read from ClickHouse as RequestLog objects (unsaved in SQL, but marked as loaded
+from a database, so templates, serializers and the feedback and scores kept by log id in SQL
+treat them as the SQL rows they mirror).
+
+- `get(org_id, log_id)`: one log with its bodies (the id's bloom-filter index finds its granule);
+- `page(selection, ...)`: a page of a selection in one of the explorer's orders, bodies left out;
+- `count(selection)`.
+
+Reads use FINAL: a log written twice by a race (ReplacingMergeTree) is shown once. Ties are
+broken by the id's text, as PostgreSQL and SQLite order UUIDs (ClickHouse's own UUID order is not
+byte order).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timezone as dt_timezone
+from typing import Any
+
+import orjson
+from django.db.models.base import ModelState
+
+from ..models import RequestLog
+from ..queries import Selection
+from . import client
+from .reads import _Query, _raw_where
+from .store import COLUMNS
+
+_BODIES = ("request_headers", "request_body", "response_body", "prompt_variables")
+_READ = (*COLUMNS, "properties_json")
+_ORDERS = {"created_at": "created_at", "latency_ms": "latency_ms", "cost_usd": "cost_usd",
+           "completion_tokens": "completion_tokens"}
+ERRORS = "(status >= 400 OR status < 200)"
+
+
+def _log(values: dict[str, Any]) -> RequestLog:
+    if "request_headers" in values:
+        values["request_headers"] = orjson.loads(values["request_headers"]) if values["request_headers"] else {}
+    if "prompt_variables" in values:
+        values["prompt_variables"] = orjson.loads(values["prompt_variables"]) if values["prompt_variables"] else None
+    # As they were sent (a number stays a number); the Map holds their text for filters and rollups.
+    text = values.pop("properties_json", "")
+    values["properties"] = orjson.loads(text) if text else dict(values.get("properties") or {})
+    created = values.get("created_at")
+    if created is not None and created.tzinfo is None:
+        values["created_at"] = created.replace(tzinfo=dt_timezone.utc)
+    log = RequestLog.__new__(RequestLog)
+    for field in RequestLog._meta.concrete_fields:
+        if field.attname in values:
+            log.__dict__[field.attname] = values[field.attname]
+        elif field.attname not in _BODIES:
+            log.__dict__[field.attname] = field.get_default()
+    log._state = ModelState()
+    log._state.adding = False
+    log._state.db = "default"
+    return log
+
+
+def get(org_id: int, log_id: Any) -> RequestLog | None:
+    try:
+        log_id = uuid.UUID(str(log_id))
+    except ValueError:
+        return None
+    result = client().query(f"SELECT {', '.join(_READ)} FROM request_logs FINAL "
+                            "WHERE org_id = {org:UInt64} AND id = {id:UUID} LIMIT 1",
+                            parameters={"org": org_id, "id": str(log_id)})
+    rows = list(result.named_results())
+    return _log(rows[0]) if rows else None
+
+
+def _where(selection: Selection, errors_only: bool) -> tuple[_Query, str]:
+    q = _Query(selection.org.pk)
+    where = _raw_where(q, selection, selection.start, selection.end)
+    if errors_only:
+        where.append(ERRORS)
+    return q, " AND ".join(where)
+
+
+def page(selection: Selection, *, order: str = "-created_at", offset: int = 0, limit: int = 50,
+         errors_only: bool = False) -> list[RequestLog]:
+    """A page of the selection's logs without their bodies, ordered like the explorer (nulls last,
+    then newest id first)."""
+    column = _ORDERS[order.lstrip("-")]
+    direction = "DESC" if order.startswith("-") else "ASC"
+    q, where = _where(selection, errors_only)
+    columns = [name for name in _READ if name not in _BODIES]
+    ordering = f"{column} {direction}" + (" NULLS LAST" if column != "created_at" else "")
+    result = client().query(
+        f"SELECT {', '.join(columns)} FROM request_logs FINAL WHERE {where} "
+        f"ORDER BY {ordering}, toString(id) DESC LIMIT {int(limit)} OFFSET {int(offset)}", parameters=q.params)
+    return [_log(row) for row in result.named_results()]
+
+
+def count(selection: Selection, errors_only: bool = False) -> int:
+    q, where = _where(selection, errors_only)
+    return int(client().query(f"SELECT count() FROM request_logs FINAL WHERE {where}",
+                              parameters=q.params).result_rows[0][0])

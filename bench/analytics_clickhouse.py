@@ -1,0 +1,218 @@
+"""The ClickHouse analytics benchmark (issue #18): `make bench-clickhouse LOGS=100000000`, or
+`python -m bench.analytics_clickhouse --logs 100000000`.
+
+1. starts a real ClickHouse 26.9 server (chdb-core, bench/clickhouse_server.py) on a fresh data
+   directory under var/, and a fresh PostgreSQL database ``helicone_bench_clickhouse`` for the
+   accounts, with CLICKHOUSE_URL pointing at the server (migrate creates its tables);
+2. generates ``--logs`` logs of one org over 30 days straight into ClickHouse (INSERT … SELECT
+   from numbers(), the same distributions as `manage.py generate_logs`: models and prices,
+   log-normal latencies, streamed calls with a time to first token, errors, cache hits, a long
+   tail of users, sessions, properties, request bodies), which fills the rollups view;
+3. reports the disk used per million logs (logs and rollups, from system.parts);
+4. times every aggregate page and API (`manage.py measure_analytics --aggregates`: P50 and P95);
+5. measures the log writer's inserts into ClickHouse: 200,000 logs through
+   analytics.clickhouse.store.insert in batches of 5,000 (run_log_writer's batch size with
+   ClickHouse), one process.
+
+Prints a table and writes JSON to bench/results/clickhouse-<time>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from bench.analytics import SETUP, run
+from bench.clickhouse_server import ClickHouseServer
+from bench.stack import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+PG_ADMIN = "postgres://postgres@127.0.0.1:5432/postgres"
+DATABASE = "helicone_bench"
+
+# provider, model, weight (of 100), median latency ms, $ per input token, $ per output token
+MODELS = [
+    ("openai", "gpt-4o-mini", 40, 700, 0.15e-6, 0.6e-6),
+    ("openai", "gpt-4o", 15, 1400, 2.5e-6, 10e-6),
+    ("openai", "gpt-4.1-nano", 8, 450, 0.1e-6, 0.4e-6),
+    ("anthropic", "claude-3-5-haiku-latest", 14, 900, 0.8e-6, 4e-6),
+    ("anthropic", "claude-sonnet-4-20250514", 8, 2200, 3e-6, 15e-6),
+    ("groq", "llama-3.1-8b-instant", 10, 250, 0.05e-6, 0.08e-6),
+    ("mistral", "mistral-small-latest", 5, 800, 0.1e-6, 0.3e-6),
+]
+
+GENERATE = """
+INSERT INTO request_logs (id, org_id, created_at, provider, method, path, requested_model, model, status, error,
+    streamed, request_body, response_body, latency_ms, ttft_ms, prompt_tokens, completion_tokens, cached_tokens,
+    cost_usd, user_id, session_id, session_path, session_name, properties, request_name, cache_hit, cache_match,
+    retries, source)
+SELECT
+    generateUUIDv4(number) AS id, {org} AS org_id, created, m.1, 'POST',
+    if(m.1 = 'anthropic', '/v1/messages', '/v1/chat/completions'), m.2, m.2, status,
+    if(status = 200, '', concat('{"error": {"message": "upstream status ', toString(status), '"}}')),
+    streamed,
+    concat('{"model": "', m.2, '", "messages": [{"role": "user", "content": "',
+           arrayElement(['Summarize this support ticket', 'Translate to French', 'Write a haiku about',
+                         'Classify the intent of', 'Extract the invoice total from', 'Plan a weekend in'],
+                        1 + r1 % 6), ' #', toString(r2 % 99999), '"}]}'),
+    if(status = 200, concat('{"model": "', m.2, '", "choices": [{"message": {"role": "assistant", "content": "',
+       arrayStringConcat(arrayMap(i -> arrayElement(['sure', 'here', 'is', 'the', 'answer', 'with', 'details',
+                                                     'and', 'notes'], 1 + bitShiftRight(r3, i * 4) % 9), range(12)), ' '),
+       '"}}]}'), ''),
+    round(latency, 3), if(streamed, round(latency * (0.1 + 0.3 * ((r4 % 1000) / 1000)), 3), NULL),
+    prompt_tokens, completion_tokens, if(r5 % 10 = 0, intDiv(prompt_tokens, 2), NULL),
+    toDecimal64(prompt_tokens * m.5 + completion_tokens * m.6, 10),
+    if(r6 % 100 < 85, concat('user-', leftPad(toString(toUInt32(pow(1 - (r7 % 1000000) / 1000000, -1 / 1.2))
+                                               % 2000), 4, '0')), ''),
+    if(in_session, concat(leftPad(toString(intDiv(age, 1800)), 5, '0'), '-',
+                          leftPad(toString(r8 % {sessions}), 4, '0')), ''),
+    if(in_session, arrayElement(['/', '/plan', '/plan/search', '/plan/search/rank', '/answer'], 1 + r9 % 5), ''),
+    if(in_session, 'Agent run', ''),
+    map('Feature', arrayElement(['chat', 'search', 'summarize', 'classify', 'extract'], 1 + r10 % 5),
+        'Env', if(r10 % 100 < 90, 'prod', 'staging')),
+    arrayElement(['answer', 'rewrite', 'route', 'title', 'embed-query', ''], 1 + r11 % 6),
+    cache_hit, if(cache_hit, 'exact', ''), if(status = 429, 1, 0), 'proxy'
+FROM (
+    SELECT number, age, toDateTime64({end}, 6, 'UTC') - toIntervalMicrosecond(age_us) AS created, m, status,
+           streamed, latency, prompt_tokens,
+           if(status = 200, toInt64(exp(log(180) + 0.8 * randNormal(0, 1))) + 1, 0) AS completion_tokens,
+           cache_hit, in_session, r1, r2, r3, r4, r5, r6, r7, r8, r9, r10, r11
+    FROM (
+        SELECT number, rand64(number) % ({days} * 86400000000) AS age_us, intDiv(age_us, 1000000) AS age,
+               arrayElement({models}, arrayElement({weights}, 1 + rand(1) % 100)) AS m,
+               arrayElement([{statuses}], 1 + rand(2) % 100) AS status,
+               rand(3) % 100 < 35 AS streamed,
+               least(m.4 * exp(0.55 * randNormal(0, 1)), 60000) AS latency,
+               toInt64(exp(log(350) + 0.9 * randNormal(0, 1))) + 5 AS prompt_tokens,
+               status = 200 AND rand(4) % 100 < 8 AS cache_hit,
+               rand(5) % 100 < 30 AS in_session,
+               rand(6) AS r1, rand(7) AS r2, rand64(8) AS r3, rand(9) AS r4, rand(10) AS r5, rand(11) AS r6,
+               rand(12) AS r7, rand(13) AS r8, rand(14) AS r9, rand(15) AS r10, rand(16) AS r11
+        FROM numbers({start}, {count})
+    )
+)
+"""
+
+WRITER = """
+import random, time, json
+from datetime import datetime, timezone
+from analytics.clickhouse import store
+from analytics.management.commands.generate_logs import Command
+from analytics.writer import build_log
+from orgs.models import Organization
+org = Organization.objects.get(slug="writer")
+rng = random.Random(7)
+prices = Command._prices()
+end = datetime.now(timezone.utc)
+n, batch = 200_000, 5_000
+records = []
+for age in sorted((rng.uniform(0, 86_400) for _ in range(n)), reverse=True):
+    row = Command._row(org.id, rng, prices, end, age, 2000, 40)
+    row.update(id=str(row["id"]), created_at=row["created_at"].timestamp())
+    records.append(row)
+started = time.perf_counter()
+for start in range(0, n, batch):
+    store.insert([build_log(record) for record in records[start:start + batch]])
+print(json.dumps({"rows": n, "seconds": time.perf_counter() - started}))
+"""
+
+
+def generate_sql(org_id: int, start: int, count: int, end: float, sessions: int) -> str:
+    models = "[" + ", ".join(f"('{p}', '{m}', {w}, {median}, {i!r}, {o!r})"
+                             for p, m, w, median, i, o in MODELS) + "]"
+    weights = [index + 1 for index, model in enumerate(MODELS) for _ in range(model[2])]
+    statuses = ", ".join(["200"] * 95 + ["429", "429", "500", "400", "503"])
+    return (GENERATE.replace("{models}", models).replace("{weights}", str(weights))
+            .replace("{statuses}", statuses).replace("{org}", str(org_id)).replace("{start}", str(start))
+            .replace("{count}", str(count)).replace("{end}", repr(end)).replace("{days}", "30")
+            .replace("{sessions}", str(sessions)))
+
+
+def fresh_postgres() -> str:
+    import psycopg
+
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute("DROP DATABASE IF EXISTS helicone_bench_clickhouse")
+        conn.execute("CREATE DATABASE helicone_bench_clickhouse")
+    return "postgres://postgres@127.0.0.1:5432/helicone_bench_clickhouse"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.analytics_clickhouse", description=__doc__.split("\n\n")[0])
+    p.add_argument("--logs", type=int, default=10_000_000)
+    p.add_argument("--runs", type=int, default=20)
+    p.add_argument("--chunk", type=int, default=5_000_000, help="logs per INSERT … SELECT while generating")
+    p.add_argument("--out", type=Path, default=None)
+    args = p.parse_args(argv)
+    directory = ROOT / "var" / "bench-clickhouse"
+    shutil.rmtree(directory, ignore_errors=True)
+    server = ClickHouseServer(directory, free_port(), free_port()).start()
+    try:
+        return _run(args, server)
+    finally:
+        server.stop()
+
+
+def _run(args, server: ClickHouseServer) -> int:
+    import clickhouse_connect
+
+    url = server.url(DATABASE)
+    env = {**os.environ, "DATABASE_URL": fresh_postgres(), "CLICKHOUSE_URL": url, "DEBUG": "0",
+           "SECRET_KEY": os.environ.get("SECRET_KEY", "bench-analytics-secret-key-0123456789-abcdefghijkl")}
+    env.pop("REDIS_URL", None)
+    result: dict = {"logs": args.logs, "store": "clickhouse", "started": datetime.now(timezone.utc).isoformat()}
+    run(["migrate", "--noinput", "-v", "0"], env)
+    run(["shell", "-c", SETUP], env)
+    org_id = int(run(["shell", "-c", "from orgs.models import Organization; "
+                                     "print(Organization.objects.get(slug='scale').id)"], env).strip().splitlines()[-1])
+    client = clickhouse_connect.get_client(host="127.0.0.1", port=server.http_port, database=DATABASE,
+                                           send_receive_timeout=3600)
+    end = time.time()
+    sessions = max(1, round(args.logs / 40 / (30 * 86400 / 1800)))
+    started = time.monotonic()
+    for start in range(0, args.logs, args.chunk):
+        count = min(args.chunk, args.logs - start)
+        client.command(generate_sql(org_id, start, count, end, sessions))
+        done = start + count
+        elapsed = time.monotonic() - started
+        sys.stderr.write(f"\rgenerated {done:,}/{args.logs:,} logs, {done / elapsed:,.0f}/s ")
+        sys.stderr.flush()
+    sys.stderr.write("\n")
+    result["insert_seconds"] = time.monotonic() - started
+    sizes = {table: (rows, disk) for table, rows, disk in client.query(
+        "SELECT table, sum(rows), sum(bytes_on_disk) FROM system.parts WHERE active AND database = {d:String} "
+        "GROUP BY table", parameters={"d": DATABASE}).result_rows}
+    result["size"] = {table: {"rows": int(rows), "bytes": int(disk)} for table, (rows, disk) in sizes.items()}
+    pages = run(["measure_analytics", "--org", "scale", "--runs", str(args.runs), "--aggregates"], env)
+    result["pages"] = {}
+    for line in pages.splitlines():
+        match = re.match(r"(.+?)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)$", line)
+        if match:
+            result["pages"][match.group(1).strip()] = {"p50_ms": float(match.group(2)), "p95_ms": float(match.group(3))}
+    result["writer"] = json.loads(run(["shell", "-c", WRITER], env).strip().splitlines()[-1])
+
+    print(f"\nClickHouse analytics benchmark: {args.logs:,} logs of one org over 30 days")
+    print(f"  generated straight into ClickHouse (rollups view included) in {result['insert_seconds']:.0f} s")
+    for table, size in sorted(result["size"].items()):
+        print(f"  {table}: {size['rows']:,} rows, {size['bytes'] / args.logs * 1e6 / 2**20:,.1f} MiB per million logs")
+    print(f"  {'page or API':<36} {'P50 ms':>8} {'P95 ms':>8}")
+    for name, figures in result["pages"].items():
+        print(f"  {name:<36} {figures['p50_ms']:>8.1f} {figures['p95_ms']:>8.1f}")
+    writer = result["writer"]
+    print(f"  log writer into ClickHouse: {writer['rows'] / writer['seconds']:,.0f} logs/s (one process)")
+    out_path = args.out or ROOT / "bench" / "results" / f"clickhouse-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}.json"
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(json.dumps(result, indent=2))
+    print(f"  written to {out_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
