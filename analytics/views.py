@@ -48,6 +48,10 @@ def _range_context(request: HttpRequest) -> dict[str, Any]:
 
 def _pickers(org: Organization, sample: int = PICKER_SAMPLE) -> dict[str, list[str]]:
     """Values seen in the last 30 days (the rollups' days), else in the newest logs, for the pickers."""
+    if clickhouse.enabled():
+        from .clickhouse import reads
+
+        return _picked(reads.picker_values(org.pk, timezone.now() - timedelta(days=30)))
     days = Rollup.objects.filter(org=org, grain="d", overflow=False, requests__gt=0,
                                  bucket__gte=rollups.floor(timezone.now() - timedelta(days=30), "d")).order_by()
     # A range of dim for the properties ("p:" up to "p;"), so each query is a range of the rollup index.
@@ -60,6 +64,10 @@ def _pickers(org: Organization, sample: int = PICKER_SAMPLE) -> dict[str, list[s
             bucket.add(value)
     if not values:
         values = _recent_values(org, sample)
+    return _picked(values)
+
+
+def _picked(values: dict[str, set[str]]) -> dict[str, Any]:
     properties = {dim[len(rollups.PROPERTY_PREFIX):]: found for dim, found in values.items()
                   if dim.startswith(rollups.PROPERTY_PREFIX)}
     return {
@@ -457,12 +465,20 @@ def session_list(request: HttpRequest, org: Organization, membership: Membership
                                   percentiles=(), contains=search)
     if groups is None:  # the rollups do not cover the range yet
         groups = _raw_groups(selection.qs.exclude(session_id=""), "session_id", search, "-last")
-    names = dict(logs_for(org, {"created_after": ctx["start"]})
-                 .filter(session_id__in=[group["key"] for group in groups]).exclude(session_name="")
-                 .values("session_id").annotate(name=Max("session_name")).values_list("session_id", "name"))
-    users = dict(logs_for(org, {"created_after": ctx["start"]})
-                 .filter(session_id__in=[group["key"] for group in groups]).exclude(user_id="")
-                 .values("session_id").annotate(n=Count("user_id", distinct=True)).values_list("session_id", "n"))
+    if clickhouse.enabled():
+        from .clickhouse import reads
+
+        facts = reads.session_facts(org.pk, ctx["start"], [group["key"] for group in groups])
+        names = {session: name for session, (name, _) in facts.items() if name}
+        users = {session: count for session, (_, count) in facts.items()}
+    else:
+        names = dict(logs_for(org, {"created_after": ctx["start"]})
+                     .filter(session_id__in=[group["key"] for group in groups]).exclude(session_name="")
+                     .values("session_id").annotate(name=Max("session_name")).values_list("session_id", "name"))
+        users = dict(logs_for(org, {"created_after": ctx["start"]})
+                     .filter(session_id__in=[group["key"] for group in groups]).exclude(user_id="")
+                     .values("session_id").annotate(n=Count("user_id", distinct=True))
+                     .values_list("session_id", "n"))
     sessions = [{"session_id": group["key"], "requests": group["count"], "cost": group["cost"],
                  "errors": group["errors"], "first": group["first"], "last": group["last"],
                  "tokens": group["total_tokens"], "name": names.get(group["key"], ""),
@@ -520,8 +536,13 @@ def session_tree(logs: list[RequestLog]) -> list[dict]:
 
 @org_member_required()
 def session_detail(request: HttpRequest, org: Organization, membership: Membership, session_id: str) -> HttpResponse:
-    logs = list(logs_for(org, {"session_id": session_id}).order_by("created_at")
-                .defer("request_body", "response_body", "request_headers")[:1000])
+    if clickhouse.enabled():
+        from .clickhouse import rows
+
+        logs = rows.page(Selection(org, filters={"session_id": session_id}), order="created_at", limit=1000)
+    else:
+        logs = list(logs_for(org, {"session_id": session_id}).order_by("created_at")
+                    .defer("request_body", "response_body", "request_headers")[:1000])
     if not logs:
         raise Http404("No such session")
     start = logs[0].created_at

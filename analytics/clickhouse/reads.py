@@ -279,3 +279,30 @@ def timeseries(selection: Selection, interval: str, start: datetime, end: dateti
     rows = _run(_outer(parts, percentiles) + " ORDER BY k", q, raw_only)
     return {row["k"].replace(tzinfo=dt_timezone.utc) if row["k"].tzinfo is None else row["k"]:
             _finish(row, percentiles) for row in rows}
+
+
+def picker_values(org_id: int, since: datetime, per_dim: int = 50) -> dict[str, set[str]]:
+    """Values of the model, provider, request name and property dimensions seen since `since`
+    (the explorer's pickers), at most `per_dim` each."""
+    q = _Query(org_id)
+    result = client().query(
+        "SELECT dim, value FROM log_rollups WHERE org_id = {org:UInt64} AND bucket >= "
+        f"{q.bind(since, _DT)} AND (dim IN ('model', 'provider', 'name') OR startsWith(dim, 'p:')) "
+        f"GROUP BY dim, value HAVING sum(requests) > 0 ORDER BY dim, value LIMIT {int(per_dim)} BY dim",
+        parameters=q.params)
+    out: dict[str, set[str]] = {}
+    for dim, value in result.result_rows:
+        out.setdefault(dim, set()).add(value)
+    return out
+
+
+def session_facts(org_id: int, since: datetime, session_ids: list[str]) -> dict[str, tuple[str, int]]:
+    """{session id: (its name, distinct users)} for the sessions list."""
+    if not session_ids:
+        return {}
+    q = _Query(org_id)
+    result = client().query(
+        "SELECT session_id, max(session_name), uniqExactIf(user_id, user_id != '') FROM request_logs "
+        f"WHERE org_id = {{org:UInt64}} AND created_at >= {q.bind(since, _DT64)} "
+        f"AND session_id IN {q.bind(session_ids, 'Array(String)')} GROUP BY session_id", parameters=q.params)
+    return {session: (name, int(users)) for session, name, users in result.result_rows}

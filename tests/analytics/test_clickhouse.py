@@ -289,3 +289,17 @@ class RowsTests(ClickHouseTestCase):
         theirs = sql_answers(lambda: self.client.get("/api/v1/requests?limit=30&offset=10&model=gpt-4o", **auth).json())
         assert listed == theirs
         assert self.client.get(f"/api/v1/requests/{other.id}", **auth).status_code == 404
+
+    def test_sessions_and_the_pickers_read_clickhouse(self):
+        self.client.force_login(self.alice)
+        for url in ("/o/alice-org/sessions/?range=24h", "/o/alice-org/sessions/s-2/", "/o/alice-org/requests/"):
+            ours = self.client.get(url)
+            theirs = sql_answers(lambda: self.client.get(url))
+            assert ours.status_code == theirs.status_code == 200, url
+            for name in ("sessions", "totals", "pickers"):
+                if name in theirs.context:
+                    assert ours.context[name] == theirs.context[name], (url, name)
+            if "timeline" in theirs.context:
+                assert [item["log"].id for item in ours.context["timeline"]] == [
+                    item["log"].id for item in theirs.context["timeline"]]
+        assert self.client.get("/o/alice-org/sessions/no-such-session/").status_code == 404
