@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from decimal import Decimal
+from datetime import timezone
 from typing import Any
 
 import orjson
@@ -33,7 +33,8 @@ _TEXT = {"provider", "method", "target_url", "path", "requested_model", "model",
          "prompt_id", "source"}
 _JSON = {"request_headers", "prompt_variables"}
 _FLOAT = {"latency_ms", "ttft_ms", "similarity"}
-INSERT_SETTINGS = {"deduplicate_blocks_in_dependent_materialized_views": 1, "async_insert": 0}
+INSERT_SETTINGS = {"deduplicate_blocks_in_dependent_materialized_views": 1, "async_insert": 0,
+                   "date_time_input_format": "best_effort"}
 
 
 def properties_map(properties: Any) -> dict[str, str]:
@@ -48,51 +49,53 @@ def properties_map(properties: Any) -> dict[str, str]:
     return out
 
 
-def row_of(log: Any) -> list[Any]:
-    """One log (a RequestLog, or anything with its attributes) as an insert row."""
-    out = []
-    for name in COLUMNS:
-        if name == "properties_json":
-            properties = log.properties if isinstance(log.properties, dict) else {}
-            out.append(orjson.dumps(properties).decode() if properties else "")
-            continue
-        value = getattr(log, name)
-        if name in _TEXT:
-            value = value or ""
-        elif name in _JSON:
-            value = "" if value in (None, {}, "") else orjson.dumps(value).decode()
-        elif name == "properties":
-            value = properties_map(value)
-        elif name == "cost_usd" and value is not None:
-            value = Decimal(value)
-        elif name in _FLOAT and value is not None:
-            value = float(value)
-            if value != value:  # NaN: no measure
-                value = None
-        elif name in ("id", "source_request_id") and value is not None and not isinstance(value, uuid.UUID):
-            value = uuid.UUID(str(value))
-        out.append(value)
-    return out
+def row_of(log: Any) -> dict[str, Any]:
+    """One log (a RequestLog, or anything with its attributes) as an insert row (JSONEachRow)."""
+    values = log.__dict__ if hasattr(log, "_state") else {name: getattr(log, name) for name in COLUMNS[:-1]}
+    row = {name: values.get(name) for name in COLUMNS[:-1]}
+    for name in _TEXT:
+        if row[name] is None:
+            row[name] = ""
+    for name in _JSON:
+        value = row[name]
+        row[name] = "" if value in (None, {}, "") else orjson.dumps(value).decode()
+    for name in _FLOAT:
+        value = row[name]
+        if value is not None and value != value:  # NaN: no measure
+            row[name] = None
+    properties = row["properties"] if isinstance(row["properties"], dict) else {}
+    row["properties"] = properties_map(properties)
+    row["properties_json"] = orjson.dumps(properties).decode() if properties else ""
+    if row["cost_usd"] is not None:
+        row["cost_usd"] = str(row["cost_usd"])
+    created = row["created_at"]
+    row["created_at"] = created.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
+    return row
 
 
-_IDS_PER_QUERY = 1000  # a query parameter is a form field: the server takes at most ~100 KB of one
+def _rows(logs: list[Any]) -> bytes:
+    return b"\n".join(orjson.dumps(row_of(log), default=str) for log in logs)
 
 
 def stored_ids(logs: list[Any]) -> set[uuid.UUID]:
-    """The ids among `logs` that request_logs holds already."""
-    out: set[uuid.UUID] = set()
-    for start in range(0, len(logs), _IDS_PER_QUERY):
-        chunk = logs[start:start + _IDS_PER_QUERY]
-        orgs = sorted({log.org_id for log in chunk})
-        result = client().query(
-            "SELECT id FROM request_logs WHERE org_id IN {orgs:Array(UInt64)}"
-            " AND created_at BETWEEN {first:DateTime64(6, 'UTC')} AND {last:DateTime64(6, 'UTC')}"
-            " AND id IN {ids:Array(UUID)}",
-            parameters={"orgs": orgs, "first": moment(min(log.created_at for log in chunk)),
-                        "last": moment(max(log.created_at for log in chunk)), "ids": [str(log.id) for log in chunk]},
-        )
-        out.update(row[0] for row in result.result_rows)
-    return out
+    """The ids among `logs` that request_logs holds already: one query, the batch's ids sent
+    beside it as an external table (a query parameter is a form field of at most ~100 KB)."""
+    if not logs:
+        return set()
+    from clickhouse_connect.driver.external import ExternalData
+
+    ids = ExternalData(file_name="batch", data="\n".join(str(log.id) for log in logs).encode(),
+                       fmt="TabSeparated", structure=["id UUID"])
+    result = client().query(
+        "SELECT id FROM request_logs WHERE org_id IN {orgs:Array(UInt64)}"
+        " AND created_at BETWEEN {first:DateTime64(6, 'UTC')} AND {last:DateTime64(6, 'UTC')}"
+        " AND id IN (SELECT id FROM batch)",
+        parameters={"orgs": sorted({log.org_id for log in logs}),
+                    "first": moment(min(log.created_at for log in logs)),
+                    "last": moment(max(log.created_at for log in logs))},
+        external_data=ids,
+    )
+    return {row[0] for row in result.result_rows}
 
 
 def insert(logs: list[Any]) -> list[Any]:
@@ -104,6 +107,6 @@ def insert(logs: list[Any]) -> list[Any]:
     if not fresh:
         return []
     token = hashlib.sha256(b"".join(log.id.bytes for log in fresh)).hexdigest()
-    client().insert("request_logs", [row_of(log) for log in fresh], column_names=COLUMNS,
-                    settings={**INSERT_SETTINGS, "insert_deduplication_token": token})
+    client().raw_insert("request_logs", COLUMNS, insert_block=_rows(fresh), fmt="JSONEachRow",
+                        settings={**INSERT_SETTINGS, "insert_deduplication_token": token})
     return fresh

@@ -47,10 +47,10 @@ class WritesTests(ClickHouseTestCase):
 
     def test_the_server_drops_an_insert_retried_with_its_token(self):
         logs = [build_log(record) for record in records(self.org, 40, seed=23)]
-        rows = [store.row_of(log) for log in logs]
+        rows = store._rows(logs)
         for _ in range(2):  # the same insert twice, as a retry after a lost answer sends it
-            client().insert("request_logs", rows, column_names=store.COLUMNS,
-                            settings={**store.INSERT_SETTINGS, "insert_deduplication_token": "retry-1"})
+            client().raw_insert("request_logs", store.COLUMNS, insert_block=rows, fmt="JSONEachRow",
+                                settings={**store.INSERT_SETTINGS, "insert_deduplication_token": "retry-1"})
         assert clickhouse_count(self.org) == 40
         assert clickhouse_count(self.org, "log_rollups") == 40
 
