@@ -243,9 +243,14 @@ class Exporter:
 
     def write(self, open_member: Callable[[str], TextIO]) -> Iterator[None]:
         org, size = self.org, self.chunk_size
+        if clickhouse.enabled():
+            from .clickhouse import rows
+
+            logs = rows.every(org.pk, size)
+        else:
+            logs = RequestLog.objects.filter(org=org).order_by("created_at").iterator(chunk_size=size)
         tables = {
-            "logs.jsonl": (log_record(log) for log in
-                           RequestLog.objects.filter(org=org).order_by("created_at").iterator(chunk_size=size)),
+            "logs.jsonl": (log_record(log) for log in logs),
             "feedback.jsonl": ({"request_id": f.request_id, "rating": f.rating, "created_at": f.created_at,
                                 "updated_at": f.updated_at}
                                for f in Feedback.objects.filter(org=org).order_by("id").iterator(chunk_size=size)),

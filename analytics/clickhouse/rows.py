@@ -22,7 +22,7 @@ from django.db.models.base import ModelState
 
 from ..models import RequestLog
 from ..queries import Selection
-from . import client
+from . import client, moment
 from .reads import _Query, _raw_where
 from .store import COLUMNS
 
@@ -95,3 +95,21 @@ def count(selection: Selection, errors_only: bool = False) -> int:
     q, where = _where(selection, errors_only)
     return int(client().query(f"SELECT count() FROM request_logs FINAL WHERE {where}",
                               parameters=q.params).result_rows[0][0])
+
+
+def every(org_id: int, chunk_size: int = 2000):
+    """Every log of an org with its bodies, oldest first, a chunk per query (exports)."""
+    after = None
+    while True:
+        where = "org_id = {org:UInt64}"
+        params: dict[str, Any] = {"org": org_id}
+        if after is not None:
+            where += (" AND (created_at, toString(id)) > ({at:DateTime64(6, 'UTC')}, {id:String})")
+            params.update(at=moment(after[0]), id=str(after[1]))
+        result = client().query(f"SELECT {', '.join(_READ)} FROM request_logs FINAL WHERE {where} "
+                                f"ORDER BY created_at, toString(id) LIMIT {int(chunk_size)}", parameters=params)
+        logs = [_log(row) for row in result.named_results()]
+        yield from logs
+        if len(logs) < chunk_size:
+            return
+        after = (logs[-1].created_at, logs[-1].id)

@@ -303,3 +303,24 @@ class RowsTests(ClickHouseTestCase):
                 assert [item["log"].id for item in ours.context["timeline"]] == [
                     item["log"].id for item in theirs.context["timeline"]]
         assert self.client.get("/o/alice-org/sessions/no-such-session/").status_code == 404
+
+    def test_the_export_reads_clickhouse(self):
+        import json
+        import tempfile
+        from pathlib import Path
+
+        from analytics import lifecycle
+
+        with tempfile.TemporaryDirectory() as ours_dir, tempfile.TemporaryDirectory() as theirs_dir:
+            ours = lifecycle.export_to_directory(self.org, Path(ours_dir), chunk_size=150)
+            theirs = sql_answers(lambda: lifecycle.export_to_directory(self.org, Path(theirs_dir), chunk_size=150))
+            assert ours == theirs and ours["logs.jsonl"] == 400
+
+            def lines(directory):
+                return sorted(json.loads(line)["id"] for line in (Path(directory) / "logs.jsonl").open())
+
+            assert lines(ours_dir) == lines(theirs_dir)
+            first = json.loads((Path(ours_dir) / "logs.jsonl").open().readline())
+            same = json.loads(next(line for line in (Path(theirs_dir) / "logs.jsonl").open()
+                                   if json.loads(line)["id"] == first["id"]))
+            assert first == same
