@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from orgs.models import Organization
 
-from . import charts, rollups
+from . import charts, clickhouse, rollups
 from .metrics import ERROR_Q, INTERVALS, _as_utc, _floor
 from .models import RequestLog, Rollup
 from .rollup_reads import INTERVAL_GRAINS
@@ -98,6 +98,10 @@ def _compute(window: str, slug: str) -> Figures:
     end = timezone.now()
     start = _floor(end - span, interval) + step  # whole buckets: the first one is the current one, a span ago
     orgs = list(every_org(slug).values_list("pk", flat=True))
+    if clickhouse.enabled():
+        from .clickhouse import reads
+
+        return _figures(window, start, end, step, reads.site_rows(orgs, start, interval))
     covered = rollups.covered_orgs(orgs, start)
     # The orgs' rollups (the all-logs rows of the chart's grain); the raw rows of orgs not built yet.
     rows = list(
@@ -113,6 +117,10 @@ def _compute(window: str, slug: str) -> Figures:
         .annotate(n=Count("id"), errors=Count("id", filter=ERROR_Q), cost=Sum("cost_usd"))
         .order_by()
     )
+    return _figures(window, start, end, step, rows)
+
+
+def _figures(window: str, start: datetime, end: datetime, step: timedelta, rows: list[dict]) -> Figures:
     figures = Figures(window=window, start=start, end=end)
     per_bucket: dict[datetime, list] = defaultdict(lambda: [0, 0, Decimal(0), 0])
     per_org: dict[int, list] = defaultdict(lambda: [0, Decimal(0)])
@@ -160,14 +168,19 @@ def unpriced_models(days: int = 30) -> list[Unpriced]:
     from .pricing import UNPRICED, cost_usd, refresh_overrides
 
     since = timezone.now() - timedelta(days=days)
-    rows = (
+    if clickhouse.enabled():
+        from .clickhouse import reads
+
+        rows = reads.unpriced_models(list(every_org().values_list("pk", flat=True)), since)
+    else:
+        rows = (
         # cost_usd IS NULL within each org is a range of the (org, -cost_usd) index.
-        RequestLog.objects.filter(UNPRICED, org_id__in=every_org(), created_at__gte=since)
-        .exclude(model="")
-        .values("provider", "model")
-        .annotate(requests=Count("id"), last_seen=Max("created_at"))
-        .order_by("-requests")[:500]
-    )
+            RequestLog.objects.filter(UNPRICED, org_id__in=every_org(), created_at__gte=since)
+            .exclude(model="")
+            .values("provider", "model")
+            .annotate(requests=Count("id"), last_seen=Max("created_at"))
+            .order_by("-requests")[:500]
+        )
     refresh_overrides()
     found = []
     for row in rows:

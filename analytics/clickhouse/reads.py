@@ -306,3 +306,28 @@ def session_facts(org_id: int, since: datetime, session_ids: list[str]) -> dict[
         f"WHERE org_id = {{org:UInt64}} AND created_at >= {q.bind(since, _DT64)} "
         f"AND session_id IN {q.bind(session_ids, 'Array(String)')} GROUP BY session_id", parameters=q.params)
     return {session: (name, int(users)) for session, name, users in result.result_rows}
+
+
+def site_rows(org_ids: list[int], start: datetime, interval: str) -> list[dict[str, Any]]:
+    """Every org's requests, errors and cost per `interval` bucket since `start` (the operators'
+    site figures), from the all-logs rollups."""
+    q = _Query(0)
+    result = client().query(
+        f"SELECT toDateTime(toStartOfInterval(bucket, INTERVAL 1 {_INTERVALS[interval]}), 'UTC') AS b, org_id, "
+        "sum(requests) AS n, sum(errors) AS e, sum(cost_usd) AS c FROM log_rollups "
+        f"WHERE dim = '' AND org_id IN {q.bind(org_ids, 'Array(UInt64)')} AND bucket >= {q.bind(start, _DT)} "
+        "GROUP BY b, org_id HAVING n > 0", parameters=q.params)
+    return [{"bucket": b, "org_id": org, "n": int(n), "errors": int(e), "cost": c}
+            for b, org, n, e, c in result.result_rows]
+
+
+def unpriced_models(org_ids: list[int], since: datetime) -> list[dict[str, Any]]:
+    """Models that answered with token counts but no cost since `since`, most used first."""
+    q = _Query(0)
+    result = client().query(
+        "SELECT toString(provider) AS provider, toString(model) AS model, count() AS requests, "
+        "max(created_at) AS last_seen FROM request_logs "
+        f"WHERE org_id IN {q.bind(org_ids, 'Array(UInt64)')} AND created_at >= {q.bind(since, _DT64)} "
+        "AND cost_usd IS NULL AND (prompt_tokens IS NOT NULL OR completion_tokens IS NOT NULL) AND model != '' "
+        "GROUP BY provider, model ORDER BY requests DESC LIMIT 500", parameters=q.params)
+    return list(result.named_results())

@@ -324,3 +324,20 @@ class RowsTests(ClickHouseTestCase):
             same = json.loads(next(line for line in (Path(theirs_dir) / "logs.jsonl").open()
                                    if json.loads(line)["id"] == first["id"]))
             assert first == same
+
+    def test_the_operators_figures_read_clickhouse(self):
+        from analytics import site_figures
+
+        for window in ("24h", "7d", "30d"):
+            ours = site_figures._compute(window, "")
+            theirs = sql_answers(lambda: site_figures._compute(window, ""))
+            assert ours.requests == theirs.requests and ours.errors == theirs.errors, window
+            assert ours.cost == pytest.approx(theirs.cost) and ours.top_by_volume == theirs.top_by_volume
+            assert ours.totals["requests"] == 420
+        # (another org's log: this class's other tests count alice-org's)
+        write_batch(records(self.other_org, 3, seed=53, provider="openai", model="mystery-model-x",
+                            requested_model="mystery-model-x", status=200, prompt_tokens=10))
+        unpriced = [(u.provider, u.model, u.requests) for u in site_figures.unpriced_models()]
+        assert ("openai", "mystery-model-x", 3) in unpriced
+        assert unpriced == [(u.provider, u.model, u.requests)
+                            for u in sql_answers(lambda: site_figures.unpriced_models())]
