@@ -24,7 +24,7 @@ from formats.providers import NAMED_PROVIDERS
 from orgs import admin as orgs_admin
 from orgs.models import Organization
 
-from . import rollups, site_figures
+from . import clickhouse, rollups, site_figures
 from .models import ModelPrice, RequestLog, Rollup
 
 PROVIDERS = ("openai", "anthropic", "azure", *NAMED_PROVIDERS, "custom")
@@ -240,10 +240,16 @@ def month_usage(org_ids: list[int], *, cached: bool = True) -> dict[int, int]:
     usage = {pk: found[key] for pk, key in keys.items() if key in found}
     missing = [pk for pk in org_ids if pk not in usage]
     if missing:
-        # The rollups' days of the month; the raw rows of orgs whose rollups are not built yet.
-        covered = rollups.covered_orgs(missing, start)
-        counted = dict(Rollup.objects.filter(org_id__in=covered, dim="", grain="d", bucket__gte=start).order_by()
-                       .values("org_id").annotate(n=Sum("requests")).values_list("org_id", "n"))
+        if clickhouse.enabled():
+            from .clickhouse import reads
+
+            counted = reads.requests_since(missing, start)
+            covered = set(missing)
+        else:
+            # The rollups' days of the month; the raw rows of orgs whose rollups are not built yet.
+            covered = rollups.covered_orgs(missing, start)
+            counted = dict(Rollup.objects.filter(org_id__in=covered, dim="", grain="d", bucket__gte=start)
+                           .order_by().values("org_id").annotate(n=Sum("requests")).values_list("org_id", "n"))
         counted.update(RequestLog.objects.filter(org_id__in=[pk for pk in missing if pk not in covered],
                                                  created_at__gte=start).order_by()
                        .values("org_id").annotate(n=Count("id")).values_list("org_id", "n"))

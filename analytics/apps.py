@@ -18,7 +18,7 @@ class AnalyticsConfig(AppConfig):
         register_listeners()
         post_save.connect(_cover_new_org, sender=Organization, dispatch_uid="rollups_cover_new_org")
         post_migrate.connect(_migrate_clickhouse, sender=self, dispatch_uid="clickhouse_migrate")
-        usage.provide(PromptUsage())
+        usage.provide(_PromptUsage(PromptUsage()))
         lifecycle.register_user_eraser("trace_spans", TraceSpan.forget_user)
 
 
@@ -40,3 +40,25 @@ def _migrate_clickhouse(sender, verbosity: int = 1, **kwargs) -> None:
         for done in schema.migrate():
             if verbosity >= 2:
                 print(f"  ClickHouse: {done}")
+
+
+class _PromptUsage:
+    """The prompt pages' usage figures from ClickHouse when it is on, else from the SQL rows."""
+
+    def __init__(self, sql):
+        self.sql = sql
+
+    def _source(self):
+        from . import clickhouse
+
+        if clickhouse.enabled():
+            from .clickhouse.reads import PromptUsage
+
+            return PromptUsage
+        return self.sql
+
+    def prompt_request_counts(self, org, slugs):
+        return self._source().prompt_request_counts(org, slugs)
+
+    def prompt_version_stats(self, org, slug):
+        return self._source().prompt_version_stats(org, slug)

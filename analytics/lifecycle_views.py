@@ -13,8 +13,9 @@ from django.views.decorators.http import require_POST
 from orgs.access import org_member_required
 from orgs.models import Membership, Organization, Role
 
-from . import lifecycle
+from . import clickhouse, lifecycle
 from .models import RequestLog
+from .queries import Selection
 
 
 @org_member_required(Role.ADMIN)
@@ -30,7 +31,12 @@ def user_erase(request: HttpRequest, org: Organization, membership: Membership) 
         messages.success(request, f"Erased user “{user_id}”: {counts['requests']} request(s) and everything "
                                   "attached to them.")
         return redirect("user_list", slug=org.slug)
-    requests = RequestLog.objects.filter(org=org, user_id=user_id).count()
+    if clickhouse.enabled():
+        from .clickhouse import rows
+
+        requests = rows.count(Selection(org, filters={"user_id": user_id}))
+    else:
+        requests = RequestLog.objects.filter(org=org, user_id=user_id).count()
     return render(request, "analytics/user_erase.html",
                   {"org": org, "membership": membership, "user_id": user_id, "requests": requests})
 

@@ -151,8 +151,13 @@ def dashboard(request: HttpRequest, org: Organization, membership: Membership) -
     times = [bucket["time"] for bucket in series]
     totals["active_users"] = len(users)
     top_users = users[:8]
-    recent = list(selection.qs.order_by("-created_at")
-                  .defer("request_body", "response_body", "request_headers")[:10])
+    if clickhouse.enabled():
+        from .clickhouse import rows
+
+        recent = rows.page(selection, limit=10)
+    else:
+        recent = list(selection.qs.order_by("-created_at")
+                      .defer("request_body", "response_body", "request_headers")[:10])
 
     ctx.update({
         "org": org,

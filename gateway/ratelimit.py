@@ -435,9 +435,14 @@ def _month_key(org_id: int, start: datetime) -> str:
 def _logged_this_month(org_id: int, start: datetime) -> int:
     from django.db import close_old_connections
 
+    from analytics import clickhouse
     from analytics.models import RequestLog
 
     close_old_connections()  # no request_started signal on the raw gateway path
+    if clickhouse.enabled():
+        from analytics.clickhouse import reads
+
+        return reads.requests_since([org_id], start).get(org_id, 0)
     # Served by the (org, created_at) index.
     return RequestLog.objects.filter(org_id=org_id, created_at__gte=start).count()
 

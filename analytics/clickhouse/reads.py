@@ -331,3 +331,52 @@ def unpriced_models(org_ids: list[int], since: datetime) -> list[dict[str, Any]]
         "AND cost_usd IS NULL AND (prompt_tokens IS NOT NULL OR completion_tokens IS NOT NULL) AND model != '' "
         "GROUP BY provider, model ORDER BY requests DESC LIMIT 500", parameters=q.params)
     return list(result.named_results())
+
+
+def requests_since(org_ids: list[int], start: datetime) -> dict[int, int]:
+    """Requests logged since `start` per org (usage against a monthly limit)."""
+    edge = start.astimezone(dt_timezone.utc)
+    hour = edge.replace(minute=0, second=0, microsecond=0)
+    q = _Query(0)
+    result = client().query(
+        "SELECT org_id, sum(requests) FROM log_rollups WHERE dim = '' "
+        f"AND org_id IN {q.bind(org_ids, 'Array(UInt64)')} AND bucket >= {q.bind(hour, _DT)} GROUP BY org_id",
+        parameters=q.params)
+    counted = {int(org): int(n) for org, n in result.result_rows}
+    if edge > hour:  # take out the part of the first hour before `start`
+        q = _Query(0)
+        result = client().query(
+            f"SELECT org_id, count() FROM request_logs WHERE org_id IN {q.bind(org_ids, 'Array(UInt64)')} "
+            f"AND created_at >= {q.bind(hour, _DT64)} AND created_at < {q.bind(edge, _DT64)} GROUP BY org_id",
+            parameters=q.params)
+        for org, n in result.result_rows:
+            counted[int(org)] = counted.get(int(org), 0) - int(n)
+    return counted
+
+
+class PromptUsage:
+    """The prompt pages' usage figures (prompts.usage) from ClickHouse."""
+
+    @staticmethod
+    def prompt_request_counts(org, slugs: list[str]) -> dict[str, int]:
+        q = _Query(org.pk)
+        result = client().query(
+            "SELECT prompt_id, count() FROM request_logs WHERE org_id = {org:UInt64} "
+            f"AND prompt_id IN {q.bind(slugs, 'Array(String)')} GROUP BY prompt_id", parameters=q.params)
+        return {slug: int(n) for slug, n in result.result_rows}
+
+    @staticmethod
+    def prompt_version_stats(org, slug: str) -> dict[int | None, dict[str, Any]]:
+        q = _Query(org.pk)
+        result = client().query(
+            "SELECT prompt_version, count() AS requests, sum(cost_usd) AS cost, avg(latency_ms) AS latency, "
+            "countIf(cost_usd IS NULL AND (prompt_tokens IS NOT NULL OR completion_tokens IS NOT NULL)) AS unpriced "
+            f"FROM request_logs WHERE org_id = {{org:UInt64}} AND prompt_id = {q.bind(slug, 'String')} "
+            "GROUP BY prompt_version", parameters=q.params)
+        out = {}
+        for row in result.named_results():
+            row["requests"], row["unpriced"] = int(row["requests"]), int(row["unpriced"])
+            if row["latency"] is not None and row["latency"] != row["latency"]:
+                row["latency"] = None
+            out[row["prompt_version"]] = row
+        return out

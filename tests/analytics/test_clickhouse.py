@@ -341,3 +341,33 @@ class RowsTests(ClickHouseTestCase):
         assert ("openai", "mystery-model-x", 3) in unpriced
         assert unpriced == [(u.provider, u.model, u.requests)
                             for u in sql_answers(lambda: site_figures.unpriced_models())]
+
+    def test_counts_and_usage_read_clickhouse(self):
+        from analytics.admin import month_usage
+        from analytics.clickhouse.reads import requests_since
+        from prompts.usage import request_counts, version_stats
+
+        self.client.force_login(self.alice)
+        url = "/o/alice-org/users/erase/?user_id=user-2"
+        erase = self.client.get(url)
+        assert erase.context["requests"] == sql_answers(lambda: self.client.get(url).context["requests"]) > 0
+        dashboard = self.client.get("/o/alice-org/?range=24h")
+        assert [log.id for log in dashboard.context["recent"]] == [
+            log.id for log in sql_answers(lambda: self.client.get("/o/alice-org/?range=24h").context["recent"])]
+        start = timezone.now().replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        ours = month_usage([self.org.pk, self.other_org.pk], cached=False)
+        assert ours == sql_answers(lambda: month_usage([self.org.pk, self.other_org.pk], cached=False))
+        # What the gateway's monthly limit counts (gateway.ratelimit), from any moment.
+        assert requests_since([self.org.pk], start)[self.org.pk] == ours[self.org.pk]
+        half_hour = timezone.now() - timedelta(minutes=90)  # not on an hour: the first hour's logs before it
+        assert requests_since([self.org.pk], half_hour)[self.org.pk] == RequestLog.objects.filter(
+            org=self.org, created_at__gte=half_hour).count()
+        counts = request_counts(self.org, ["", "nope"])
+        assert counts == sql_answers(lambda: request_counts(self.org, ["", "nope"]))
+        stats, theirs = version_stats(self.org, ""), sql_answers(lambda: version_stats(self.org, ""))
+        assert stats.keys() == theirs.keys()
+        for version, row in theirs.items():
+            assert stats[version]["requests"] == row["requests"]
+            assert stats[version]["unpriced"] == row["unpriced"]
+            assert float(stats[version]["cost"]) == pytest.approx(float(row["cost"]))
+            assert stats[version]["latency"] == pytest.approx(row["latency"])
