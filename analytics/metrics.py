@@ -231,6 +231,17 @@ def grouped(source: QuerySet | Selection, key, *, order_by: str = "-count", limi
                         with_percentiles=with_percentiles, percentiles=percentiles)
 
 
+def distinct_count(selection: Selection, group_by: str, *, limit_seconds: float | None = -1) -> int:
+    """How many values of a `group_by` (users, say) the selection's logs have, "" left out."""
+    answer = rollup_reads.distinct_count(selection, group_dim(group_by))
+    if answer is not None:
+        return answer
+    key = group_key(group_by)
+    with budget(_raw_budget() if limit_seconds == -1 else limit_seconds):
+        return (selection.qs.annotate(group_key=key).exclude(group_key="").exclude(group_key=None)
+                .order_by().values("group_key").distinct().count())
+
+
 def group_dim(group_by: str) -> str:
     """The rollup dimension of a `group_by` value."""
     if group_by.startswith("property:"):

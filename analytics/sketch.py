@@ -170,13 +170,16 @@ def merge_json(a: dict[str, Any] | None, b: dict[str, Any] | None) -> dict[str, 
 
 def add_json(out: dict[str, Any], b: dict[str, Any] | None) -> dict[str, Any]:
     """merge_json into `out` itself (a page adding up many stored sketches)."""
-    for key, value in (b or {}).items():
-        if key == "lo":
-            out[key] = min(out.get(key, value), value)
-        elif key == "hi":
-            out[key] = max(out.get(key, value), value)
-        else:  # bucket counts, zeros ("z"), the count ("n") and the sum ("s") add up
-            out[key] = out.get(key, 0) + value
+    if not b:
+        return out
+    low, high = out.get("lo"), out.get("hi")
+    get = out.get
+    for key, value in b.items():  # bucket counts, zeros ("z"), the count ("n") and the sum ("s") add up
+        out[key] = get(key, 0) + value
+    if "lo" in b:  # the extremes do not: put them right
+        out["lo"] = b["lo"] if low is None else min(low, b["lo"])
+    if "hi" in b:
+        out["hi"] = b["hi"] if high is None else max(high, b["hi"])
     return out
 
 

@@ -133,8 +133,8 @@ def dashboard(request: HttpRequest, org: Organization, membership: Membership) -
         series = metrics.timeseries(selection, interval, ctx["start"], ctx["end"], fill=True,
                                     percentiles=("latency_p50_ms", "latency_p95_ms", "latency_p99_ms"))
         by_model = metrics.grouped(selection, "model", order_by="-cost_usd", limit=8, with_percentiles=False)
-        # Every user of the window, most requests first: its length is the active-user count.
-        users = metrics.grouped(selection, "user", exclude_empty=True, with_percentiles=False)
+        users = metrics.grouped(selection, "user", exclude_empty=True, with_percentiles=False, limit=8)
+        active_users = metrics.distinct_count(selection, "user")
         top_values = []
         if property_key and "__" not in property_key and len(property_key) <= 200:
             top_values = metrics.grouped(selection, f"property:{property_key}", limit=8,
@@ -147,9 +147,9 @@ def dashboard(request: HttpRequest, org: Organization, membership: Membership) -
         totals = rollup_reads.finish(Measures())
         series = metrics.timeseries(Selection(org, ctx["end"], ctx["end"]), interval, ctx["start"], ctx["end"],
                                     fill=True)
-        by_model, users, top_values, cache_split = [], [], [], None
+        by_model, users, top_values, cache_split, active_users = [], [], [], None, 0
     times = [bucket["time"] for bucket in series]
-    totals["active_users"] = len(users)
+    totals["active_users"] = active_users
     top_users = users[:8]
     if clickhouse.enabled():
         from .clickhouse import rows

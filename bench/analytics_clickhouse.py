@@ -2,7 +2,7 @@
 `python -m bench.analytics_clickhouse --logs 100000000`.
 
 1. starts a real ClickHouse 26.9 server (chdb-core, bench/clickhouse_server.py) on a fresh data
-   directory under var/, and a fresh PostgreSQL database ``helicone_bench_clickhouse`` for the
+   directory under var/, and a fresh PostgreSQL database (``--database``) for the
    accounts, with CLICKHOUSE_URL pointing at the server (migrate creates its tables);
 2. generates ``--logs`` logs of one org over 30 days straight into ClickHouse (INSERT … SELECT
    from numbers(), the same distributions as `manage.py generate_logs`: models and prices,
@@ -10,7 +10,7 @@
    tail of users, sessions, properties, request bodies), which fills the rollups view;
 3. reports the disk used per million logs (logs and rollups, from system.parts);
 4. times every aggregate page and API (`manage.py measure_analytics --aggregates`: P50 and P95);
-5. measures the log writer's inserts into ClickHouse: 200,000 logs through
+5. measures the log writer's inserts into ClickHouse: ``--writer-logs`` (200,000) logs through
    analytics.clickhouse.store.insert in batches of 5,000 (run_log_writer's batch size with
    ClickHouse), one process.
 
@@ -111,7 +111,7 @@ org = Organization.objects.get(slug="writer")
 rng = random.Random(7)
 prices = Command._prices()
 end = datetime.now(timezone.utc)
-n, batch = 200_000, 5_000
+n, batch = {writer_logs}, 5_000
 records = []
 for age in sorted((rng.uniform(0, 86_400) for _ in range(n)), reverse=True):
     row = Command._row(org.id, rng, prices, end, age, 2000, 40)
@@ -135,13 +135,13 @@ def generate_sql(org_id: int, start: int, count: int, end: float, sessions: int)
             .replace("{sessions}", str(sessions)))
 
 
-def fresh_postgres() -> str:
+def fresh_postgres(name: str) -> str:
     import psycopg
 
     with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute("DROP DATABASE IF EXISTS helicone_bench_clickhouse")
-        conn.execute("CREATE DATABASE helicone_bench_clickhouse")
-    return "postgres://postgres@127.0.0.1:5432/helicone_bench_clickhouse"
+        conn.execute(f"DROP DATABASE IF EXISTS {name}")
+        conn.execute(f"CREATE DATABASE {name}")
+    return f"postgres://postgres@127.0.0.1:5432/{name}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -149,9 +149,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--logs", type=int, default=10_000_000)
     p.add_argument("--runs", type=int, default=20)
     p.add_argument("--chunk", type=int, default=5_000_000, help="logs per INSERT … SELECT while generating")
+    p.add_argument("--writer-logs", type=int, default=200_000, help="logs the writer measurement inserts")
+    p.add_argument("--database", default="helicone_bench_clickhouse", help="the PostgreSQL database (recreated)")
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args(argv)
-    directory = ROOT / "var" / "bench-clickhouse"
+    directory = ROOT / "var" / args.database
     shutil.rmtree(directory, ignore_errors=True)
     server = ClickHouseServer(directory, free_port(), free_port()).start()
     try:
@@ -164,7 +166,7 @@ def _run(args, server: ClickHouseServer) -> int:
     import clickhouse_connect
 
     url = server.url(DATABASE)
-    env = {**os.environ, "DATABASE_URL": fresh_postgres(), "CLICKHOUSE_URL": url, "DEBUG": "0",
+    env = {**os.environ, "DATABASE_URL": fresh_postgres(args.database), "CLICKHOUSE_URL": url, "DEBUG": "0",
            "SECRET_KEY": os.environ.get("SECRET_KEY", "bench-analytics-secret-key-0123456789-abcdefghijkl")}
     env.pop("REDIS_URL", None)
     result: dict = {"logs": args.logs, "store": "clickhouse", "started": datetime.now(timezone.utc).isoformat()}
@@ -196,7 +198,8 @@ def _run(args, server: ClickHouseServer) -> int:
         match = re.match(r"(.+?)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)$", line)
         if match:
             result["pages"][match.group(1).strip()] = {"p50_ms": float(match.group(2)), "p95_ms": float(match.group(3))}
-    result["writer"] = json.loads(run(["shell", "-c", WRITER], env).strip().splitlines()[-1])
+    writer = WRITER.replace("{writer_logs}", str(args.writer_logs))
+    result["writer"] = json.loads(run(["shell", "-c", writer], env).strip().splitlines()[-1])
 
     print(f"\nClickHouse analytics benchmark: {args.logs:,} logs of one org over 30 days")
     print(f"  generated straight into ClickHouse (rollups view included) in {result['insert_seconds']:.0f} s")

@@ -99,3 +99,21 @@ def test_bench_smoke_runs_every_scenario_and_logs_every_request(tmp_path):
     for heading in ("Non-streamed", "Streamed", "Concurrent slow streams", "SIGKILL of daphne", "Log writer",
                     "Targets"):
         assert heading in result.stdout
+
+
+def test_the_clickhouse_benchmark_runs(tmp_path):
+    """`make bench-clickhouse` end to end on a few logs: a real ClickHouse server, every aggregate
+    page timed, disk per million logs, the writer's rate."""
+    from tests.base import require_service
+
+    require_service("PostgreSQL", "127.0.0.1", 5432)  # the benchmark keeps its accounts there
+    out = tmp_path / "clickhouse.json"
+    done = subprocess.run([sys.executable, "-m", "bench.analytics_clickhouse", "--logs", "20000", "--chunk", "10000",
+                           "--runs", "2", "--writer-logs", "5000", "--database", "helicone_bench_clickhouse_smoke",
+                           "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = json.loads(out.read_text())
+    assert result["size"]["request_logs"]["rows"] == 20000
+    assert result["size"]["log_rollups"]["rows"] > 0
+    assert len(result["pages"]) == 15 and all(page["p95_ms"] > 0 for page in result["pages"].values())
+    assert result["writer"]["rows"] == 5000

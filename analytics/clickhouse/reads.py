@@ -266,6 +266,14 @@ def grouped(selection: Selection, dim: str, *, order_by: str = "-count", limit: 
     return out
 
 
+def distinct_count(selection: Selection, dim: str) -> int:
+    q = _Query(selection.org.pk)
+    parts, raw_only = _parts(q, selection, dim, "value", None)
+    union = " UNION ALL ".join(parts)
+    sql = f"SELECT count() AS n FROM (SELECT k FROM ({union}) GROUP BY k HAVING sum(requests) > 0 AND k != '')"
+    return int(_run(sql, q, raw_only)[0]["n"])
+
+
 def timeseries(selection: Selection, interval: str, start: datetime, end: datetime,
                percentiles: tuple[str, ...] | None = None) -> dict[datetime, dict[str, Any]]:
     unit = _INTERVALS[interval]

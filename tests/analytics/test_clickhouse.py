@@ -149,6 +149,9 @@ class ReadsTests(ClickHouseTestCase):
         assert page.status_code == 200
         start = timezone.now() - timedelta(days=7)
         assert page.context["totals"]["count"] == RequestLog.objects.filter(org=self.org, created_at__gte=start).count()
+        assert page.context["totals"]["active_users"] == len(set(
+            RequestLog.objects.filter(org=self.org, created_at__gte=start).exclude(user_id="")
+            .values_list("user_id", flat=True)))
 
 
 class ChangesTests(ClickHouseTestCase):
