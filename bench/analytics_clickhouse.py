@@ -9,7 +9,8 @@
    log-normal latencies, streamed calls with a time to first token, errors, cache hits, a long
    tail of users, sessions, properties, request bodies), which fills the rollups view;
 3. reports the disk used per million logs (logs and rollups, from system.parts);
-4. times every aggregate page and API (`manage.py measure_analytics --aggregates`: P50 and P95);
+4. times every page and API `manage.py measure_analytics` times (P50 and P95): the aggregates,
+   the explorer, `/api/v1/requests` and a request's page, all read from ClickHouse;
 5. measures the log writer's inserts into ClickHouse: ``--writer-logs`` (200,000) logs through
    analytics.clickhouse.store.insert in batches of 5,000 (run_log_writer's batch size with
    ClickHouse), one process.
@@ -205,7 +206,7 @@ def _run(args, server: ClickHouseServer) -> int:
         "SELECT table, sum(rows), sum(bytes_on_disk) FROM system.parts WHERE active AND database = {d:String} "
         "GROUP BY table", parameters={"d": DATABASE}).result_rows}
     result["size"] = {table: {"rows": int(rows), "bytes": int(disk)} for table, (rows, disk) in sizes.items()}
-    pages = run(["measure_analytics", "--org", "scale", "--runs", str(args.runs), "--aggregates"], env)
+    pages = run(["measure_analytics", "--org", "scale", "--runs", str(args.runs)], env)
     result["pages"] = {}
     for line in pages.splitlines():
         match = re.match(r"(.+?)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)$", line)

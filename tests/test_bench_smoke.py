@@ -115,5 +115,6 @@ def test_the_clickhouse_benchmark_runs(tmp_path):
     result = json.loads(out.read_text())
     assert result["size"]["request_logs"]["rows"] == 20000
     assert result["size"]["log_rollups"]["rows"] > 0
-    assert len(result["pages"]) == 15 and all(page["p95_ms"] > 0 for page in result["pages"].values())
+    assert len(result["pages"]) == 20 and all(page["p95_ms"] > 0 for page in result["pages"].values())
+    assert "request page" in result["pages"] and "explorer 7d, slowest first" in result["pages"]
     assert result["writer"]["rows"] == 5000

@@ -21,7 +21,8 @@ from orgs.models import ApiKey, Membership, Organization
 
 
 # What reads rows rather than aggregates.
-ROWS = ("explorer 24h", "explorer 24h, model + property", "explorer 7d, slowest first", "API requests list")
+ROWS = ("explorer 24h", "explorer 24h, model + property", "explorer 7d, slowest first", "API requests list",
+        "request page")
 
 
 class Command(BaseCommand):
@@ -71,6 +72,9 @@ class Command(BaseCommand):
                 ("API timeseries hour", api, "/api/v1/metrics/timeseries?interval=hour"),
                 ("API requests list", api, "/api/v1/requests?limit=50"),
             ]
+            newest = api.get("/api/v1/requests?limit=1").json()["items"]
+            if newest:
+                targets.append(("request page", page, f"/o/{s}/requests/{newest[0]['id']}/"))
             if options["aggregates"]:
                 targets = [target for target in targets if target[0] not in ROWS]
             self.stdout.write(f"{'URL':<36} {'P50 ms':>8} {'P95 ms':>8} {'max ms':>8}")
