@@ -74,7 +74,15 @@ def row_of(log: Any) -> dict[str, Any]:
 
 
 def _rows(logs: list[Any]) -> bytes:
-    return b"\n".join(orjson.dumps(row_of(log), default=str) for log in logs)
+    return b"\n".join(_json(row_of(log)) for log in logs)
+
+
+def _json(row: dict[str, Any]) -> bytes:
+    try:
+        return orjson.dumps(row, default=str)
+    except orjson.JSONEncodeError:  # a lone surrogate in a client's text is not UTF-8: replace it
+        return orjson.dumps({name: value.encode("utf-8", "replace").decode() if isinstance(value, str) else value
+                             for name, value in row.items()}, default=str)
 
 
 def stored_ids(logs: list[Any]) -> set[uuid.UUID]:

@@ -374,3 +374,16 @@ class RowsTests(ClickHouseTestCase):
             assert stats[version]["unpriced"] == row["unpriced"]
             assert float(stats[version]["cost"]) == pytest.approx(float(row["cost"]))
             assert stats[version]["latency"] == pytest.approx(row["latency"])
+
+
+class OddTextTests(ClickHouseTestCase):
+    clickhouse_empty_each_test = True
+
+    def test_text_that_is_not_utf8_is_stored_with_a_replacement_character(self):
+        record = records(self.org, 1, seed=61)[0]
+        record["request_body"] = "half a pair: \ud800 and a NUL \x00"
+        logs = [build_log(record)]
+        assert store.insert(logs) == logs
+        stored = client().query("SELECT request_body FROM request_logs WHERE org_id = {o:UInt64}",
+                                parameters={"o": self.org.id}).result_rows[0][0]
+        assert stored.startswith("half a pair: ") and "\ud800" not in stored and stored.endswith("NUL \x00")
