@@ -144,6 +144,7 @@ MIDDLEWARE = [
     "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "analytics.middleware.ClickHouseUnavailable",
 ]
 
 ROOT_URLCONF = "heliconeproj.urls"

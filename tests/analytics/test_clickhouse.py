@@ -387,3 +387,14 @@ class OddTextTests(ClickHouseTestCase):
         stored = client().query("SELECT request_body FROM request_logs WHERE org_id = {o:UInt64}",
                                 parameters={"o": self.org.id}).result_rows[0][0]
         assert stored.startswith("half a pair: ") and "\ud800" not in stored and stored.endswith("NUL \x00")
+
+    def test_pages_and_apis_answer_503_while_clickhouse_is_away(self):
+        from tests.servers import free_port
+
+        key, raw_key = self.make_key()
+        self.client.force_login(self.alice)
+        with override_settings(CLICKHOUSE_URL=f"http://default:@127.0.0.1:{free_port()}/away"):
+            page = self.client.get("/o/alice-org/?range=24h")
+            assert page.status_code == 503 and b"ClickHouse" in page.content
+            api = self.client.get("/api/v1/metrics/summary", HTTP_AUTHORIZATION=f"Bearer {raw_key}")
+            assert api.status_code == 503 and "not answering" in api.json()["detail"]
