@@ -40,18 +40,15 @@ from .rollups import (
     SPAN_DIMS,
     Measures,
     ceil,
+    condition,
     covered_from,
     floor,
     measures_of,
-    property_text,
     shadow_band,
     utc,
 )
 from .sketch import Sketch, add_json
 
-# Filter names (queries.EXACT_FILTERS) -> rollup dimension.
-FILTER_DIMS = {"user_id": "user", "session_id": "session", "model": "model", "provider": "provider",
-               "status": "status", "cache_hit": "cache_hit", "request_name": "name", "prompt_id": "prompt"}
 # metrics.group_key names -> rollup dimension.
 GROUP_DIMS = {"model": "model", "provider": "provider", "user": "user", "prompt": "prompt",
               "cache_match": "cache_match", "shadow_similarity": SHADOW_DIM}
@@ -76,21 +73,10 @@ class Plan:
 
 def plan(selection: Selection, group_dim: str | None = None) -> Plan | None:
     """How the rollups answer the selection, or None when they cannot."""
-    if selection.search:
+    found = condition(selection, group_dim)
+    if found is None:
         return None
-    conditions = [(FILTER_DIMS.get(name), value) for name, value in selection.filters.items() if value is not None]
-    conditions += [(PROPERTY_PREFIX + name, value) for name, value in selection.properties.items()]
-    if len(conditions) > 1 or any(dim is None for dim, _ in conditions):
-        return None
-    dim, value = conditions[0] if conditions else ("", "")
-    if dim and group_dim is not None and group_dim != dim:
-        return None  # no rollup keeps two dimensions at once
-    if isinstance(value, bool):
-        value = "1" if value else "0"
-    elif dim.startswith(PROPERTY_PREFIX):
-        value = property_text(value) or ""
-    else:
-        value = str(value)
+    dim, value = found
     covered = covered_from(selection.org.pk)
     start = selection.start or EPOCH
     if covered is None or start < covered:

@@ -71,6 +71,33 @@ _LOCK_CLASS = 17017  # pg_advisory_xact_lock(class, org id): one rollup writer p
 EPOCH = datetime(2000, 1, 1, tzinfo=dt_timezone.utc)
 
 
+# Filter names (queries.EXACT_FILTERS) -> the rollup dimension that keeps them.
+FILTER_DIMS = {"user_id": "user", "session_id": "session", "model": "model", "provider": "provider",
+               "status": "status", "cache_hit": "cache_hit", "request_name": "name", "prompt_id": "prompt"}
+
+
+def condition(selection: Any, group_dim: str | None = None) -> tuple[str, str] | None:
+    """(dimension, value) of the one filter of a selection (analytics.queries.Selection) that a rollup
+    answers, ("", "") for none; None when no rollup can: body text, two filters, a filter no rollup
+    keeps, or a filter on another dimension than `group_dim`'s (no rollup keeps two at once)."""
+    if selection.search:
+        return None
+    conditions = [(FILTER_DIMS.get(name), value) for name, value in selection.filters.items() if value is not None]
+    conditions += [(PROPERTY_PREFIX + name, value) for name, value in selection.properties.items()]
+    if len(conditions) > 1 or any(dim is None for dim, _ in conditions):
+        return None
+    if not conditions:
+        return "", ""
+    dim, value = conditions[0]
+    if group_dim is not None and group_dim != dim:
+        return None
+    if isinstance(value, bool):
+        return dim, "1" if value else "0"
+    if dim.startswith(PROPERTY_PREFIX):
+        return dim, property_text(value) or ""
+    return dim, str(value)
+
+
 def is_error(status: int) -> bool:
     return status >= 400 or status < 200
 

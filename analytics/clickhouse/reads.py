@@ -18,14 +18,13 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
+from .. import rollups
 from ..queries import Selection, TooSlow
 from ..rollups import PROPERTY_PREFIX, SHADOW_DIM, property_text
 from ..sketch import Sketch
 from . import client, moment
 from .schema import ZERO_BUCKET, measures
 
-FILTER_DIMS = {"user_id": "user", "session_id": "session", "model": "model", "provider": "provider",
-               "status": "status", "cache_hit": "cache_hit", "request_name": "name", "prompt_id": "prompt"}
 _COLUMN_TYPES = {"user_id": "String", "session_id": "String", "model": "String", "provider": "String",
                  "status": "Int32", "cache_hit": "Bool", "request_name": "String", "prompt_id": "String",
                  "prompt_version": "Int32"}
@@ -60,27 +59,6 @@ class _Query:
         name = f"p{len(self.params)}"
         self.params[name] = value
         return f"{{{name}:{kind}}}"
-
-
-def _rollup_dim(selection: Selection, group_dim: str | None) -> tuple[str, str] | None:
-    """(dim, value) of the one condition the rollups can answer the selection with (("", "") for
-    none), or None when they cannot."""
-    if selection.search:
-        return None
-    conditions = [(FILTER_DIMS.get(name), value) for name, value in selection.filters.items() if value is not None]
-    conditions += [(PROPERTY_PREFIX + name, value) for name, value in selection.properties.items()]
-    if len(conditions) > 1 or any(dim is None for dim, _ in conditions):
-        return None
-    if not conditions:
-        return "", ""
-    dim, value = conditions[0]
-    if group_dim is not None and group_dim != dim:
-        return None
-    if isinstance(value, bool):
-        return dim, "1" if value else "0"
-    if dim.startswith(PROPERTY_PREFIX):
-        return dim, property_text(value) or ""
-    return dim, str(value)
 
 
 def _raw_where(q: _Query, selection: Selection, lo: datetime | None, hi: datetime | None) -> list[str]:
@@ -134,7 +112,7 @@ def _parts(q: _Query, selection: Selection, key_dim: str | None, rollup_key: str
     and whether the raw rows answer alone (no rollup could)."""
     start = selection.start or datetime(2000, 1, 1, tzinfo=dt_timezone.utc)
     end = selection.end or timezone.now() + timedelta(days=2)
-    condition = _rollup_dim(selection, key_dim)
+    condition = rollups.condition(selection, key_dim)
     hours = _hours(start, end) if condition is not None and whole_hours else None
     parts = []
     raw_ranges: list[tuple[datetime | None, datetime | None]] = [(start, end)]
