@@ -43,8 +43,9 @@ def delete(org_id: int, ids: Iterable[Any]) -> None:
         return
     _rollups(org_id, ids, -1)
     where, params = _where(org_id, ids)
-    client().command(f"DELETE FROM request_logs WHERE {where}", parameters=params,
-                     settings={"lightweight_deletes_sync": 2})
+    for table in ("request_logs", "request_ids"):
+        client().command(f"DELETE FROM {table} WHERE {where}", parameters=params,
+                         settings={"lightweight_deletes_sync": 2})
 
 
 _TYPES = {"user_id": "String", "session_id": "String", "session_path": "String", "session_name": "String",

@@ -107,7 +107,7 @@ def _hours(start: datetime, end: datetime) -> tuple[datetime, datetime] | None:
 
 
 def _parts(q: _Query, selection: Selection, key_dim: str | None, rollup_key: str, raw_key: str | None,
-           whole_hours: bool = True) -> tuple[list[str], bool]:
+           whole_hours: bool = True, values: list[str] | None = None) -> tuple[list[str], bool]:
     """The UNION ALL parts (hourly rollups, then raw rows) for the selection, grouped by `k`;
     and whether the raw rows answer alone (no rollup could)."""
     start = selection.start or datetime(2000, 1, 1, tzinfo=dt_timezone.utc)
@@ -123,6 +123,8 @@ def _parts(q: _Query, selection: Selection, key_dim: str | None, rollup_key: str
                  f"bucket >= {q.bind(hours[0], _DT)}", f"bucket < {q.bind(hours[1], _DT)}"]
         if dim:
             where.append(f"value = {q.bind(value, 'String')}")
+        if values is not None:
+            where.append(f"value IN {q.bind(values, 'Array(String)')}")
         parts.append(f"SELECT {rollup_key} AS k, {_ROLLUP_COLUMNS} FROM log_rollups "
                      f"WHERE {' AND '.join(where)}")
         raw_ranges = [(start, hours[0]), (hours[1], end)]
@@ -131,6 +133,8 @@ def _parts(q: _Query, selection: Selection, key_dim: str | None, rollup_key: str
             continue
         where = _raw_where(q, selection, lo, hi)
         key = raw_key if raw_key is not None else _dim_expression(q, key_dim, where)
+        if values is not None:
+            where.append(f"{key} IN {q.bind(values, 'Array(String)')}")
         parts.append(f"SELECT {key} AS k, {measures()} FROM request_logs WHERE {' AND '.join(where)} GROUP BY k")
     return parts, condition is None
 
@@ -226,8 +230,11 @@ def grouped(selection: Selection, dim: str, *, order_by: str = "-count", limit: 
     field = order_by.lstrip("-")
     if field not in _ORDERS:
         raise ValueError(f"cannot order by {order_by!r}")
+    values = None
+    if order_by == "-last" and limit:
+        values = _newest_values(selection, dim, limit, exclude_empty, contains)
     q = _Query(selection.org.pk)
-    parts, raw_only = _parts(q, selection, dim, "value", None)
+    parts, raw_only = _parts(q, selection, dim, "value", None, values=values)
     sql = _outer(parts, percentiles)
     if exclude_empty:
         sql += " AND k != ''"
@@ -242,6 +249,33 @@ def grouped(selection: Selection, dim: str, *, order_by: str = "-count", limit: 
         out.append({"key": _typed(dim, row["k"]), **_finish(row, percentiles), "first": row["t_first_at"],
                     "last": row["t_last_at"], "cost": Decimal(row["t_cost_usd"] or 0)})
     return out
+
+
+_WINDOWS = (timedelta(hours=1), timedelta(hours=6), timedelta(days=1), timedelta(days=7))
+
+
+def _newest_values(selection: Selection, dim: str, limit: int, exclude_empty: bool, contains: str) -> list[str] | None:
+    """The `limit` values (sessions, users) seen last, from the newest hours back: if `limit` values
+    were seen in the last hour, they are the ones seen last in any longer range, so the list need
+    not add up a month of sessions to keep 200. None: take the whole range."""
+    end = selection.end or timezone.now()
+    for window in _WINDOWS:
+        start = end - window
+        if selection.start is not None and start <= selection.start:
+            return None
+        narrow = Selection(selection.org, start, end, dict(selection.filters), dict(selection.properties),
+                           selection.search)
+        q = _Query(selection.org.pk)
+        parts, raw_only = _parts(q, narrow, dim, "value", None)
+        sql = _outer(parts, ())
+        if exclude_empty:
+            sql += " AND k != ''"
+        if contains:
+            sql += f" AND positionCaseInsensitiveUTF8(k, {q.bind(contains, 'String')}) > 0"
+        found = _run(sql + f" ORDER BY t_last_at DESC, k LIMIT {int(limit)}", q, raw_only)
+        if len(found) >= limit:
+            return [row["k"] for row in found]
+    return None
 
 
 def distinct_count(selection: Selection, dim: str) -> int:

@@ -2,13 +2,15 @@
 from a database, so templates, serializers and the feedback and scores kept by log id in SQL
 treat them as the SQL rows they mirror).
 
-- `get(org_id, log_id)`: one log with its bodies (the id's bloom-filter index finds its granule);
+- `get(org_id, log_id)`: one log with its bodies (`request_ids` gives its time, so the read is a
+  primary-key range);
 - `page(selection, ...)`: a page of a selection in one of the explorer's orders, bodies left out;
 - `count(selection)`.
 
-Reads use FINAL: a log written twice by a race (ReplacingMergeTree) is shown once. Ties are
-broken by the id's text, as PostgreSQL and SQLite order UUIDs (ClickHouse's own UUID order is not
-byte order).
+Reads use FINAL: a log written twice by a race (ReplacingMergeTree) is shown once. In time
+order, pages follow the table's order (created_at, id), so a page is read in order and the read
+stops after it; in the other orders ties are broken by the id's text, as PostgreSQL and SQLite
+order UUIDs (ClickHouse's own UUID order is not byte order).
 """
 
 from __future__ import annotations
@@ -62,7 +64,9 @@ def get(org_id: int, log_id: Any) -> RequestLog | None:
     except ValueError:
         return None
     result = client().query(f"SELECT {', '.join(_READ)} FROM request_logs FINAL "
-                            "WHERE org_id = {org:UInt64} AND id = {id:UUID} LIMIT 1",
+                            "WHERE org_id = {org:UInt64} AND id = {id:UUID} AND created_at IN ("
+                            "SELECT created_at FROM request_ids WHERE id = {id:UUID} AND org_id = {org:UInt64}) "
+                            "LIMIT 1",
                             parameters={"org": org_id, "id": str(log_id)})
     rows = list(result.named_results())
     return _log(rows[0]) if rows else None
@@ -84,10 +88,13 @@ def page(selection: Selection, *, order: str = "-created_at", offset: int = 0, l
     direction = "DESC" if order.startswith("-") else "ASC"
     q, where = _where(selection, errors_only)
     columns = [name for name in _READ if name not in _BODIES]
-    ordering = f"{column} {direction}" + (" NULLS LAST" if column != "created_at" else "")
+    if column == "created_at":  # the table's order: read in order, stopping after the page
+        ordering = f"created_at {direction}, id {direction}"
+    else:
+        ordering = f"{column} {direction} NULLS LAST, toString(id) DESC"
     result = client().query(
         f"SELECT {', '.join(columns)} FROM request_logs FINAL WHERE {where} "
-        f"ORDER BY {ordering}, toString(id) DESC LIMIT {int(limit)} OFFSET {int(offset)}", parameters=q.params)
+        f"ORDER BY {ordering} LIMIT {int(limit)} OFFSET {int(offset)}", parameters=q.params)
     return [_log(row) for row in result.named_results()]
 
 

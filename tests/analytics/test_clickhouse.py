@@ -398,3 +398,22 @@ class OddTextTests(ClickHouseTestCase):
             assert page.status_code == 503 and b"ClickHouse" in page.content
             api = self.client.get("/api/v1/metrics/summary", HTTP_AUTHORIZATION=f"Bearer {raw_key}")
             assert api.status_code == 503 and "not answering" in api.json()["detail"]
+
+
+class NewestValuesTests(ClickHouseTestCase):
+    @classmethod
+    def setUpTestData(cls):
+        super().setUpTestData()
+        write_batch(records(cls.org, 1500, seed=71, hours=24 * 3, users=30))
+
+    def test_the_values_seen_last_are_found_from_the_newest_hours_back(self):
+        now = timezone.now()
+        selection = Selection(self.org, now - timedelta(days=3), now)
+        for dim, limit in (("user", 3), ("user", 25), ("session", 2)):
+            ours = rollup_reads.grouped(selection, dim, order_by="-last", limit=limit, exclude_empty=True,
+                                        percentiles=())
+            theirs = sql_answers(lambda: rollup_reads.grouped(selection, dim, order_by="-last", limit=limit,
+                                                              exclude_empty=True, percentiles=()))
+            assert [row["key"] for row in ours] == [row["key"] for row in theirs], (dim, limit)
+            assert [(row["count"], row["first"], row["last"]) for row in ours] == [
+                (row["count"], row["first"], row["last"]) for row in theirs], (dim, limit)
