@@ -473,7 +473,9 @@ def session_list(request: HttpRequest, org: Organization, membership: Membership
     if clickhouse.enabled():
         from .clickhouse import reads
 
-        facts = reads.session_facts(org.pk, ctx["start"], [group["key"] for group in groups])
+        # Only from the first request of the sessions shown (the newest: a day, not the month).
+        since = min((group["first"] for group in groups if group["first"] is not None), default=ctx["start"])
+        facts = reads.session_facts(org.pk, max(since, ctx["start"]), [group["key"] for group in groups])
         names = {session: name for session, (name, _) in facts.items() if name}
         users = {session: count for session, (_, count) in facts.items()}
     else:

@@ -99,8 +99,10 @@ def page(selection: Selection, *, order: str = "-created_at", offset: int = 0, l
 
 
 def count(selection: Selection, errors_only: bool = False) -> int:
+    """Without FINAL (which merges every row of the range: 8 s over a day of 100M logs a month): the
+    writer never inserts a log twice, so only a race of two writers could count one twice."""
     q, where = _where(selection, errors_only)
-    return int(client().query(f"SELECT count() FROM request_logs FINAL WHERE {where}",
+    return int(client().query(f"SELECT count() FROM request_logs WHERE {where}",
                               parameters=q.params).result_rows[0][0])
 
 
