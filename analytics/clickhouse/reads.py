@@ -2,8 +2,9 @@
 returns them from the SQL rollups.
 
 A range is read from `log_rollups` for its whole hours and from `request_logs` for the minutes
-at either end; both give the same columns, quantile states included, and one outer query adds
-them up (UNION ALL, then sum and quantilesDDMerge). A selection no rollup keeps (two filters, a
+at either end; both give the same columns, the sketches' bucket maps included, and one outer
+query adds them up (UNION ALL, then sum and sumMap); the merged sketch is read back into
+analytics.sketch.Sketch. A selection no rollup keeps (two filters, a
 prompt version, body text) is read from `request_logs` alone, within ANALYTICS_RAW_BUDGET_SECONDS
 (`max_execution_time`), TooSlow past it.
 """
