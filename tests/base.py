@@ -76,7 +76,7 @@ class ClickHouseTestCase(BaseTestCase):
         if self.clickhouse_empty_each_test:
             from analytics.clickhouse import client
 
-            for table in ("request_logs", "log_rollups", "request_ids"):
+            for table in ("request_logs", "log_rollups", "log_rollups_daily", "request_ids"):
                 client().command(f"TRUNCATE TABLE {table}")
 
     @classmethod

@@ -107,8 +107,18 @@ def _hours(start: datetime, end: datetime) -> tuple[datetime, datetime] | None:
     return (first, last) if first < last else None
 
 
+def _days(first: datetime, last: datetime) -> tuple[datetime, datetime] | None:
+    """The whole days (UTC) inside [first, last), both hour-aligned, or None."""
+    a = first.replace(hour=0)
+    if a < first:
+        a += timedelta(days=1)
+    b = last.replace(hour=0)
+    return (a, b) if a < b else None
+
+
 def _parts(q: _Query, selection: Selection, key_dim: str | None, rollup_key: str, raw_key: str | None,
-           whole_hours: bool = True, values: list[str] | None = None) -> tuple[list[str], bool]:
+           whole_hours: bool = True, values: list[str] | None = None,
+           whole_days: bool = True) -> tuple[list[str], bool]:
     """The UNION ALL parts (hourly rollups, then raw rows) for the selection, grouped by `k`;
     and whether the raw rows answer alone (no rollup could)."""
     start = selection.start or datetime(2000, 1, 1, tzinfo=dt_timezone.utc)
@@ -120,14 +130,19 @@ def _parts(q: _Query, selection: Selection, key_dim: str | None, rollup_key: str
     if hours is not None:
         dim, value = condition
         row_dim = key_dim if key_dim is not None else dim
-        where = ["org_id = {org:UInt64}", f"dim = {q.bind(row_dim, 'String')}",
-                 f"bucket >= {q.bind(hours[0], _DT)}", f"bucket < {q.bind(hours[1], _DT)}"]
-        if dim:
-            where.append(f"value = {q.bind(value, 'String')}")
-        if values is not None:
-            where.append(f"value IN {q.bind(values, 'Array(String)')}")
-        parts.append(f"SELECT {rollup_key} AS k, {_ROLLUP_COLUMNS} FROM log_rollups "
-                     f"WHERE {' AND '.join(where)}")
+        days = _days(*hours) if whole_days else None
+        segments = [("log_rollups", *hours)] if days is None else [
+            ("log_rollups", hours[0], days[0]), ("log_rollups_daily", *days), ("log_rollups", days[1], hours[1])]
+        for table, lo, hi in segments:
+            if lo >= hi:
+                continue
+            where = ["org_id = {org:UInt64}", f"dim = {q.bind(row_dim, 'String')}",
+                     f"bucket >= {q.bind(lo, _DT)}", f"bucket < {q.bind(hi, _DT)}"]
+            if dim:
+                where.append(f"value = {q.bind(value, 'String')}")
+            if values is not None:
+                where.append(f"value IN {q.bind(values, 'Array(String)')}")
+            parts.append(f"SELECT {rollup_key} AS k, {_ROLLUP_COLUMNS} FROM {table} WHERE {' AND '.join(where)}")
         raw_ranges = [(start, hours[0]), (hours[1], end)]
     for lo, hi in raw_ranges:
         if lo is not None and hi is not None and lo >= hi:
@@ -296,7 +311,7 @@ def timeseries(selection: Selection, interval: str, start: datetime, end: dateti
     q = _Query(selection.org.pk)
     parts, raw_only = _parts(q, bounded, None, f"toDateTime(toStartOfInterval(bucket, INTERVAL 1 {unit}), 'UTC')",
                              f"toDateTime(toStartOfInterval(created_at, INTERVAL 1 {unit}), 'UTC')",
-                             whole_hours=interval != "minute")
+                             whole_hours=interval != "minute", whole_days=interval == "day")
     rows = _run(_outer(parts, percentiles) + " ORDER BY k", q, raw_only)
     return {row["k"].replace(tzinfo=dt_timezone.utc) if row["k"].tzinfo is None else row["k"]:
             _finish(row, percentiles) for row in rows}
