@@ -45,6 +45,7 @@ from .rollups import (
     floor,
     measures_of,
     shadow_band,
+    typed_key,
     utc,
 )
 from .sketch import Sketch, add_json
@@ -391,7 +392,7 @@ def grouped(selection: Selection, dim: str, *, order_by: str = "-count", limit: 
             chosen[value].ttft.merge(Sketch.from_json(ttft))
         for raw_logs in raw_parts:
             _add_raw_sketches(raw_logs, chosen, lambda key: _raw_key(dim, key), group_field=_group_expr(dim))
-    return [{"key": _typed(dim, key), **finish(m, percentiles), **extras(m)} for key, m in ordered]
+    return [{"key": typed_key(dim, key), **finish(m, percentiles), **extras(m)} for key, m in ordered]
 
 
 def distinct_count(selection: Selection, dim: str) -> int | None:
@@ -484,15 +485,6 @@ def _raw_key(dim: str, key):
         return "1" if key else "0"
     if dim == "status" or (dim.startswith(PROPERTY_PREFIX) and key is not None):
         return str(key)
-    return key
-
-
-def _typed(dim: str, key):
-    """The group key as the raw query returns it (status an int, cache_hit a bool)."""
-    if dim == "status" and key is not None:
-        return int(key)
-    if dim in ("cache_hit", "streamed"):
-        return key == "1"
     return key
 
 

@@ -98,6 +98,15 @@ def condition(selection: Any, group_dim: str | None = None) -> tuple[str, str] |
     return dim, str(value)
 
 
+def typed_key(dim: str, key):
+    """A rollup value as the raw rows' group key (status an int, cache_hit and streamed a bool)."""
+    if dim == "status" and key is not None:
+        return int(key) if key.lstrip("-").isdigit() else key
+    if dim in ("cache_hit", "streamed"):
+        return key == "1"
+    return key
+
+
 def is_error(status: int) -> bool:
     return status >= 400 or status < 200
 

@@ -112,6 +112,30 @@ print(json.dumps(out))
 """
 
 
+def measure_pages(env: dict[str, str], runs: int) -> dict[str, dict[str, float]]:
+    """`manage.py measure_analytics` on the org "scale": {page: {"p50_ms", "p95_ms"}}."""
+    pages = {}
+    for line in run(["measure_analytics", "--org", "scale", "--runs", str(runs)], env).splitlines():
+        match = re.match(r"(.+?)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)$", line)
+        if match:
+            pages[match.group(1).strip()] = {"p50_ms": float(match.group(2)), "p95_ms": float(match.group(3))}
+    return pages
+
+
+def print_pages(pages: dict[str, dict[str, float]]) -> None:
+    print(f"  {'page or API':<36} {'P50 ms':>8} {'P95 ms':>8}")
+    for name, figures in pages.items():
+        print(f"  {name:<36} {figures['p50_ms']:>8.1f} {figures['p95_ms']:>8.1f}")
+
+
+def write_result(result: dict, out: Path | None, prefix: str) -> None:
+    """The run's JSON, to `out` or bench/results/<prefix>-<time>.json."""
+    path = out or ROOT / "bench" / "results" / f"{prefix}-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2))
+    print(f"  written to {path}")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.analytics", description=__doc__.split("\n\n")[0])
     p.add_argument("--logs", type=int, default=1_000_000)
@@ -130,12 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     result["insert_seconds"] = float(re.search(r"logs into scale in ([\d.]+)s", out).group(1))
     result["rebuild_seconds"] = float(re.search(r"Rollups rebuilt in ([\d.]+)s", out).group(1))
     result["size"] = json.loads(run(["shell", "-c", SIZE], env).strip().splitlines()[-1])
-    pages = run(["measure_analytics", "--org", "scale", "--runs", str(args.runs)], env)
-    result["pages"] = {}
-    for line in pages.splitlines():
-        match = re.match(r"(.+?)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)$", line)
-        if match:
-            result["pages"][match.group(1).strip()] = {"p50_ms": float(match.group(2)), "p95_ms": float(match.group(3))}
+    result["pages"] = measure_pages(env, args.runs)
     result["writer"] = json.loads(run(["shell", "-c", WRITER], env).strip().splitlines()[-1])
     result["purge"] = json.loads(run(["shell", "-c", PURGE], env).strip().splitlines()[-1])
 
@@ -147,18 +166,13 @@ def main(argv: list[str] | None = None) -> int:
         line += (f", {size['rollup_bytes'] / size['logs'] * 1e6 / 2**20:,.0f} MiB per million logs "
                  f"(the logs: {size['log_bytes'] / size['logs'] * 1e6 / 2**20:,.0f} MiB)")
     print(line)
-    print(f"  {'page or API':<36} {'P50 ms':>8} {'P95 ms':>8}")
-    for name, figures in result["pages"].items():
-        print(f"  {name:<36} {figures['p50_ms']:>8.1f} {figures['p95_ms']:>8.1f}")
+    print_pages(result["pages"])
     writer = result["writer"]
     print(f"  log writer with rollups: {writer['rows'] / writer['seconds']:,.0f} rows/s")
     purge = result["purge"]
     print(f"  purge of the oldest day: {purge['rows']:,} logs in {purge['seconds']:.1f} s "
           f"({purge['rows'] / max(purge['seconds'], 1e-9):,.0f} logs/s)")
-    out_path = args.out or ROOT / "bench" / "results" / f"analytics-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}.json"
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_text(json.dumps(result, indent=2))
-    print(f"  written to {out_path}")
+    write_result(result, args.out, "analytics")
     return 0
 
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 import sys
 import threading
@@ -32,7 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bench.analytics import SETUP, run
+from bench.analytics import SETUP, measure_pages, print_pages, run, write_result
 from bench.clickhouse_server import ClickHouseServer
 from bench.stack import free_port
 
@@ -206,12 +205,7 @@ def _run(args, server: ClickHouseServer) -> int:
         "SELECT table, sum(rows), sum(bytes_on_disk) FROM system.parts WHERE active AND database = {d:String} "
         "GROUP BY table", parameters={"d": DATABASE}).result_rows}
     result["size"] = {table: {"rows": int(rows), "bytes": int(disk)} for table, (rows, disk) in sizes.items()}
-    pages = run(["measure_analytics", "--org", "scale", "--runs", str(args.runs)], env)
-    result["pages"] = {}
-    for line in pages.splitlines():
-        match = re.match(r"(.+?)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)$", line)
-        if match:
-            result["pages"][match.group(1).strip()] = {"p50_ms": float(match.group(2)), "p95_ms": float(match.group(3))}
+    result["pages"] = measure_pages(env, args.runs)
     writer = WRITER.replace("{writer_logs}", str(args.writer_logs))
     result["writer"] = json.loads(run(["shell", "-c", writer], env).strip().splitlines()[-1])
 
@@ -219,15 +213,10 @@ def _run(args, server: ClickHouseServer) -> int:
     print(f"  generated straight into ClickHouse (rollups view included) in {result['insert_seconds']:.0f} s")
     for table, size in sorted(result["size"].items()):
         print(f"  {table}: {size['rows']:,} rows, {size['bytes'] / args.logs * 1e6 / 2**20:,.1f} MiB per million logs")
-    print(f"  {'page or API':<36} {'P50 ms':>8} {'P95 ms':>8}")
-    for name, figures in result["pages"].items():
-        print(f"  {name:<36} {figures['p50_ms']:>8.1f} {figures['p95_ms']:>8.1f}")
+    print_pages(result["pages"])
     writer = result["writer"]
     print(f"  log writer into ClickHouse: {writer['rows'] / writer['seconds']:,.0f} logs/s (one process)")
-    out_path = args.out or ROOT / "bench" / "results" / f"clickhouse-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}.json"
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_text(json.dumps(result, indent=2))
-    print(f"  written to {out_path}")
+    write_result(result, args.out, "clickhouse")
     return 0
 
 

@@ -42,8 +42,7 @@ _DT = "DateTime('UTC')"
 _INTERVALS = {"minute": "minute", "hour": "hour", "day": "day"}
 PERCENTILES = {"latency_p50_ms": ("latency", 0.5), "latency_p95_ms": ("latency", 0.95),
                "latency_p99_ms": ("latency", 0.99), "ttft_p50_ms": ("ttft", 0.5)}
-_SUMS = ("requests", "errors", "cache_hits", "unpriced", "prompt_tokens", "completion_tokens", "cached_tokens",
-         "cost_usd", "saved_usd")
+_SUMS = rollups.SCALARS
 _SKETCHES = ("latency", "latency_low", "latency_high", "ttft", "ttft_low", "ttft_high")
 _ROLLUP_COLUMNS = ", ".join((*_SUMS, "first_at", "last_at", *_SKETCHES))
 
@@ -184,15 +183,6 @@ def _run(sql: str, q: _Query, raw_only: bool) -> list[dict[str, Any]]:
     return list(result.named_results())
 
 
-def _typed(dim: str, key: str):
-    """The group key as the SQL reads return it (status an int, cache_hit a bool)."""
-    if dim == "status":
-        return int(key) if key.lstrip("-").isdigit() else key
-    if dim in ("cache_hit", "streamed"):
-        return key == "1"
-    return key
-
-
 def _sketch(row: dict[str, Any], name: str) -> Sketch:
     """A merged sketch read back (analytics.sketch), which interpolates like percentile_cont."""
     sketch = Sketch()
@@ -262,7 +252,7 @@ def grouped(selection: Selection, dim: str, *, order_by: str = "-count", limit: 
         sql += f" LIMIT {int(limit)}"
     out = []
     for row in _run(sql, q, raw_only):
-        out.append({"key": _typed(dim, row["k"]), **_finish(row, percentiles), "first": row["t_first_at"],
+        out.append({"key": rollups.typed_key(dim, row["k"]), **_finish(row, percentiles), "first": row["t_first_at"],
                     "last": row["t_last_at"], "cost": Decimal(row["t_cost_usd"] or 0)})
     return out
 

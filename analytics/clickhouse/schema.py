@@ -25,6 +25,7 @@ as the SQL rollups keep them (analytics.rollups).
 
 from __future__ import annotations
 
+from ..rollups import SCALARS
 from ..sketch import LOG_GAMMA, MIN_VALUE
 from . import client, target
 
@@ -204,12 +205,8 @@ FROM log_rollups
 GROUP BY org_id, dim, value, toStartOfDay(bucket)
 SETTINGS prefer_column_name_to_alias = 1
 """
-ROLLUP_SUMS = ("requests", "errors", "cache_hits", "unpriced", "prompt_tokens", "completion_tokens", "cached_tokens",
-               "cost_usd", "saved_usd")
-
-
 def statements() -> list[str]:
-    daily_sums = ", ".join(f"sum({name}) AS {name}" for name in ROLLUP_SUMS)
+    daily_sums = ", ".join(f"sum({name}) AS {name}" for name in SCALARS)
     return [
         LOGS.replace("{window}", str(DEDUP_WINDOW)),
         IDS.replace("{window}", str(DEDUP_WINDOW)),
