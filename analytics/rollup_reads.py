@@ -35,6 +35,7 @@ from .rollups import (
     DIM_COLUMNS,
     EPOCH,
     GRAINS,
+    PERCENTILES,
     PROPERTY_PREFIX,
     SHADOW_DIM,
     SPAN_DIMS,
@@ -54,8 +55,6 @@ from .sketch import Sketch, add_json
 GROUP_DIMS = {"model": "model", "provider": "provider", "user": "user", "prompt": "prompt",
               "cache_match": "cache_match", "shadow_similarity": SHADOW_DIM}
 INTERVAL_GRAINS = {"minute": ("m",), "hour": ("h", "m"), "day": ("d", "h", "m")}
-PERCENTILES = {"latency_p50_ms": ("latency", 0.50), "latency_p95_ms": ("latency", 0.95),
-               "latency_p99_ms": ("latency", 0.99), "ttft_p50_ms": ("ttft", 0.50)}
 _SCALAR_SUMS = ("requests", "errors", "cache_hits", "unpriced", "prompt_tokens", "completion_tokens",
                 "cached_tokens", "cost_usd", "saved_usd")
 

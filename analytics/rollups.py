@@ -65,6 +65,9 @@ LOG_FIELDS = ("org_id", "created_at", "status", "model", "provider", "cache_hit"
               "streamed", "user_id",
               "session_id", "request_name", "prompt_id", "properties", "latency_ms", "ttft_ms", "prompt_tokens",
               "completion_tokens", "cached_tokens", "cost_usd")
+# The percentiles the pages read from the merged sketches: name -> (sketch, fraction).
+PERCENTILES = {"latency_p50_ms": ("latency", 0.50), "latency_p95_ms": ("latency", 0.95),
+               "latency_p99_ms": ("latency", 0.99), "ttft_p50_ms": ("ttft", 0.50)}
 SCALARS = ("requests", "errors", "cache_hits", "unpriced", "prompt_tokens", "completion_tokens", "cached_tokens",
            "cost_usd", "saved_usd")
 _LOCK_CLASS = 17017  # pg_advisory_xact_lock(class, org id): one rollup writer per org at a time

@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from .. import rollups
 from ..queries import Selection, TooSlow
-from ..rollups import PROPERTY_PREFIX, SHADOW_DIM, property_text
+from ..rollups import PERCENTILES, PROPERTY_PREFIX, SHADOW_DIM, property_text
 from ..sketch import Sketch
 from . import client, moment
 from .schema import ZERO_BUCKET, measures
@@ -40,8 +40,6 @@ _ORDERS = {"count": "t_requests", "cost_usd": "t_cost_usd", "errors": "t_errors"
 _DT64 = "DateTime64(6, 'UTC')"
 _DT = "DateTime('UTC')"
 _INTERVALS = {"minute": "minute", "hour": "hour", "day": "day"}
-PERCENTILES = {"latency_p50_ms": ("latency", 0.5), "latency_p95_ms": ("latency", 0.95),
-               "latency_p99_ms": ("latency", 0.99), "ttft_p50_ms": ("ttft", 0.5)}
 _SUMS = rollups.SCALARS
 _SKETCHES = ("latency", "latency_low", "latency_high", "ttft", "ttft_low", "ttft_high")
 _ROLLUP_COLUMNS = ", ".join((*_SUMS, "first_at", "last_at", *_SKETCHES))
