@@ -337,14 +337,14 @@ class WebhookDelivery(models.Model):
 
 
 class Rollup(models.Model):
-    """The measures of an org's logs in one bucket of time (a minute, an hour or a day) for one
+    """The measures of an org's logs in one bucket of time (a minute, an hour, a day or a week) for one
     value of one dimension ("" for all the org's logs). Maintained by analytics.rollups in the
     transactions that change the logs, so a sum over rollups equals the same sum over the rows.
 
     Values beyond a dimension's cap per bucket are folded into that bucket's overflow row."""
 
     org = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+", db_index=False)
-    grain = models.CharField(max_length=1, help_text="m: minute, h: hour, d: day")
+    grain = models.CharField(max_length=1, help_text="m: minute, h: hour, d: day, w: week (from Monday)")
     bucket = models.DateTimeField(help_text="Start of the bucket, UTC")
     dim = models.CharField(max_length=210, blank=True, help_text="'' (every log), model, user, p:<property>…")
     value = models.CharField(max_length=255, blank=True)

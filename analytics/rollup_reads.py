@@ -1,10 +1,11 @@
 """Aggregates read from the rollups (analytics.rollups), with the raw rows only at the edges.
 
-A range [start, end) is cut into whole days, whole hours and whole minutes (the coarsest that
-fit, and only grains the question allows: an hourly chart cannot use days), and the seconds
-at either end, which are read from the raw rows. A question about one value of a dimension
-(kept per hour, not per minute) reads the partial hours from the raw rows too; so does a bucket whose values
-overflowed its cap when the question needs one of the folded values.
+A range [start, end) is cut into whole weeks, days, hours and minutes (the coarsest that fit,
+and only grains the question allows: an hourly chart cannot use days), and the seconds at
+either end, which are read from the raw rows. A question about one value of a dimension (kept
+per hour, not per minute) reads the partial hours from the raw rows too. A bucket whose values
+overflowed its cap, when the question needs one of the folded values, is read from its finer
+buckets instead (an overflowing hour from the raw rows).
 
 With CLICKHOUSE_URL, ClickHouse's hourly rollups answer instead (analytics.clickhouse.reads).
 
@@ -39,6 +40,7 @@ from .rollups import (
     PROPERTY_PREFIX,
     SHADOW_DIM,
     SPAN_DIMS,
+    UNWEEKLY,
     Measures,
     ceil,
     condition,
@@ -67,8 +69,8 @@ class Plan:
     dim: str = ""  # the filter's dimension ("" for none)
     value: str = ""
 
-    def grains(self, dim: str, coarsest: tuple[str, ...] = ("d", "h", "m")) -> tuple[str, ...]:
-        return tuple(g for g in coarsest if g != "m" or dim == "")
+    def grains(self, dim: str, coarsest: tuple[str, ...] = ("w", "d", "h", "m")) -> tuple[str, ...]:
+        return tuple(g for g in coarsest if (g != "m" or dim == "") and (g != "w" or dim not in UNWEEKLY))
 
 
 def plan(selection: Selection, group_dim: str | None = None) -> Plan | None:
@@ -121,28 +123,31 @@ def _raw_q(ranges: list[tuple[datetime, datetime]]) -> Q:
     return q
 
 
-def _without_overflow(p: Plan, dim: str, pieces, raw, *, value: str | None):
-    """Buckets where the values needed may be folded into the overflow row are read raw instead."""
+def _without_overflow(p: Plan, dim: str, pieces, raw, grains: tuple[str, ...], *, value: str | None):
+    """Buckets where the values needed may be folded into the overflow row are read from their
+    finer buckets instead (a week from its days, a day from its hours), the finest from the raw rows."""
     if not dim or not pieces:
         return pieces, raw
-    overflowing = set(Rollup.objects.filter(_pieces_q(pieces), org_id=p.org_id, dim=dim, overflow=True)
-                      .values_list("grain", "bucket"))
-    if value is not None and overflowing:
-        kept = set(Rollup.objects.filter(_pieces_q(pieces), org_id=p.org_id, dim=dim, overflow=False, value=value)
-                   .values_list("grain", "bucket"))
-        overflowing -= kept
-    if not overflowing:
-        return pieces, raw
-    cut = sorted((grain, utc(bucket)) for grain, bucket in overflowing)
-    pieces = list(pieces)
-    raw = list(raw)
-    for grain, bucket in cut:
-        step = GRAINS[grain]
-        for index, (g, lo, hi) in enumerate(pieces):
-            if g == grain and lo <= bucket < hi:
-                pieces[index:index + 1] = [x for x in ((g, lo, bucket), (g, bucket + step, hi)) if x[1] < x[2]]
-                raw.append((bucket, bucket + step))
-                break
+    pieces, raw = list(pieces), list(raw)
+    checking = pieces
+    while checking:
+        overflowing = set(Rollup.objects.filter(_pieces_q(checking), org_id=p.org_id, dim=dim, overflow=True)
+                          .values_list("grain", "bucket"))
+        if value is not None and overflowing:
+            kept = set(Rollup.objects.filter(_pieces_q(checking), org_id=p.org_id, dim=dim, overflow=False,
+                                             value=value).values_list("grain", "bucket"))
+            overflowing -= kept
+        checking = []
+        for grain, bucket in sorted((grain, utc(bucket)) for grain, bucket in overflowing):
+            step = GRAINS[grain]
+            for index, (g, lo, hi) in enumerate(pieces):
+                if g == grain and lo <= bucket < hi:
+                    pieces[index:index + 1] = [x for x in ((g, lo, bucket), (g, bucket + step, hi)) if x[1] < x[2]]
+                    break
+            finer, finer_raw = split(bucket, bucket + step, grains[grains.index(grain) + 1:])
+            pieces.extend(finer)
+            checking.extend(finer)
+            raw.extend(finer_raw)
     return pieces, raw
 
 
@@ -278,8 +283,9 @@ def summary(selection: Selection, percentiles: tuple[str, ...] | None = None) ->
     p = plan(selection)
     if p is None:
         return None
-    pieces, raw = split(p.start, p.end, p.grains(p.dim))
-    pieces, raw = _without_overflow(p, p.dim, pieces, raw, value=p.value if p.dim else None)
+    grains = p.grains(p.dim)
+    pieces, raw = split(p.start, p.end, grains)
+    pieces, raw = _without_overflow(p, p.dim, pieces, raw, grains, value=p.value if p.dim else None)
     total = Measures()
     rows = _rollup_rows(p, p.dim, pieces, p.value)
     total.merge(_measures(rows.aggregate(**_ROLLUP_AGGREGATES)))
@@ -315,9 +321,10 @@ def grouped(selection: Selection, dim: str, *, order_by: str = "-count", limit: 
     p = plan(selection, group_dim=dim)
     if p is None or order_by.lstrip("-") not in {*ORDERS, "group_key"}:
         return None
-    pieces, raw = split(p.start, p.end, p.grains(dim))
+    grains = p.grains(dim)
+    pieces, raw = split(p.start, p.end, grains)
     only = p.value if p.dim == dim and p.dim else None
-    pieces, raw = _without_overflow(p, dim, pieces, raw, value=only)
+    pieces, raw = _without_overflow(p, dim, pieces, raw, grains, value=only)
     rows = _rollup_rows(p, dim, pieces, only).filter(overflow=False)
     if contains:
         rows = rows.filter(value__icontains=contains)
@@ -404,9 +411,10 @@ def distinct_count(selection: Selection, dim: str) -> int | None:
     p = plan(selection, group_dim=dim)
     if p is None:
         return None
-    pieces, raw = split(p.start, p.end, p.grains(dim))
+    grains = p.grains(dim)
+    pieces, raw = split(p.start, p.end, grains)
     only = p.value if p.dim == dim and p.dim else None
-    pieces, raw = _without_overflow(p, dim, pieces, raw, value=only)
+    pieces, raw = _without_overflow(p, dim, pieces, raw, grains, value=only)
     rows = _rollup_rows(p, dim, pieces, only).filter(overflow=False, requests__gt=0).exclude(value="")
     values = set(rows.order_by().values_list("value", flat=True).distinct())
     for logs in _raw_parts(p, raw):
@@ -504,8 +512,9 @@ def timeseries(selection: Selection, interval: str, start: datetime, end: dateti
     if p is None:
         return None
     p.start, p.end = max(p.start, start), min(p.end, end) if end else p.end
-    pieces, raw = split(p.start, p.end, p.grains(p.dim, INTERVAL_GRAINS[interval]))
-    pieces, raw = _without_overflow(p, p.dim, pieces, raw, value=p.value if p.dim else None)
+    grains = p.grains(p.dim, INTERVAL_GRAINS[interval])
+    pieces, raw = split(p.start, p.end, grains)
+    pieces, raw = _without_overflow(p, p.dim, pieces, raw, grains, value=p.value if p.dim else None)
     grain = INTERVAL_GRAINS[interval][0]
     buckets: dict[datetime, Measures] = {}
     fields = ["bucket", *_SCALAR_SUMS] + (["latency", "ttft"] if percentiles != () else [])

@@ -9,13 +9,15 @@ path, is one INSERT … ON CONFLICT DO UPDATE: the database adds the counts, and
 (analytics.sketch, plain JSON in both databases) are read, merged here and written whole.
 Subtracting (erase, purge, edits: rare) reads the rows, takes the deltas out and writes them.
 
-Grains: minutes, hours and days (UTC). Every dimension is kept per hour and per day; the row
-of all logs per minute too, for the 1 h view's chart (a question about one value of a dimension
-reads the partial hours at a range's ends from the raw rows). A dimension keeps at most
-CAPS[grain] values per bucket; the logs of values beyond it go to the bucket's overflow row
-(value "", overflow true), so the bucket's totals stay exact and a read that needs one of the
-folded values reads that bucket's raw rows instead. Users per day are never capped: distinct
-users are exact for any range.
+Grains: minutes, hours, days and weeks (UTC; a week starts on Monday). Every dimension is kept
+per hour and per day, and every one but sessions per week too (a 30-day question reads four
+weeks and a few days, not thirty days); the row of all logs per minute too, for the 1 h view's
+chart (a question about one value of a dimension reads the partial hours at a range's ends from
+the raw rows). A dimension keeps at most CAPS[grain] values per bucket; the logs of values
+beyond it go to the bucket's overflow row (value "", overflow true), so the bucket's totals stay
+exact and a read that needs one of the folded values reads that bucket's finer buckets (down to
+the raw rows) instead. Users per day and per week are never capped: distinct users are exact for
+any range.
 
 Which row a log went to is decided only by what exists: its value's row if there is one, else
 a new one while the bucket has fewer than the cap, else the overflow row. Rows are never
@@ -41,7 +43,8 @@ from django.utils import timezone
 from .models import RequestLog, Rollup, RollupCoverage
 from .sketch import Sketch, bucket_of, merge_json
 
-GRAINS: dict[str, timedelta] = {"m": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(days=1)}
+GRAINS: dict[str, timedelta] = {"m": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(days=1),
+                                "w": timedelta(weeks=1)}
 # Dimension -> the log's attribute. "" is the row of every log; "p:<Name>" a property.
 LOW_DIMS: dict[str, str] = {"": "", "model": "model", "provider": "provider", "status": "status",
                             "cache_hit": "cache_hit", "streamed": "streamed", "cache_match": "cache_match"}
@@ -53,9 +56,11 @@ PROPERTY_PREFIX = "p:"
 SHADOW_DIM = "shadow"
 # Sessions keep no latency sketches: no page shows a session's percentiles (a third of the bytes).
 UNSKETCHED = ("session",)
+# Nor weeks: a session lasts minutes, and the sessions list walks back from the newest days.
+UNWEEKLY = ("session",)
 # Values kept per bucket and dimension (minutes keep only the all-logs row, which has one).
-CAPS: dict[str, int] = {"h": 1_000, "d": 10_000}
-UNCAPPED = {("d", "user")}
+CAPS: dict[str, int] = {"h": 1_000, "d": 10_000, "w": 10_000}
+UNCAPPED = {("d", "user"), ("w", "user")}
 # Users and sessions keep when their requests of a bucket started and ended.
 SPAN_DIMS = ("user", "session")
 MAX_VALUE = 255
@@ -120,7 +125,8 @@ def floor(moment: datetime, grain: str) -> datetime:
         return moment.replace(second=0, microsecond=0)
     if grain == "h":
         return moment.replace(minute=0, second=0, microsecond=0)
-    return moment.replace(hour=0, minute=0, second=0, microsecond=0)
+    day = moment.replace(hour=0, minute=0, second=0, microsecond=0)
+    return day - timedelta(days=day.weekday()) if grain == "w" else day
 
 
 def property_text(value: Any) -> str | None:
@@ -211,7 +217,7 @@ Key = tuple[int, str, datetime, str, str]  # org, grain, bucket, dim, value
 
 def deltas(logs: Iterable[Any]) -> dict[Key, Measures]:
     """The logs' measures per rollup key (before caps). Each log is counted once per hour key; a
-    day's keys are the merge of its hours' (fewer objects than logs in any batch)."""
+    day's and a week's keys are the merge of their hours' (fewer objects than logs in any batch)."""
     grouped: dict[Key, list[tuple]] = {}
     for log in logs:
         contribution = _contribution(log)
@@ -233,11 +239,12 @@ def deltas(logs: Iterable[Any]) -> dict[Key, Measures]:
     for (org_id, grain, bucket, dim, value), measures in list(out.items()):
         if grain != "h":
             continue
-        day = (org_id, "d", floor(bucket, "d"), dim, value)
-        if day in out:
-            out[day].merge(measures)
-        else:
-            out[day] = measures.copy()
+        for coarser in ("d", "w") if dim not in UNWEEKLY else ("d",):
+            key = (org_id, coarser, floor(bucket, coarser), dim, value)
+            if key in out:
+                out[key].merge(measures)
+            else:
+                out[key] = measures.copy()
     return out
 
 
@@ -680,7 +687,7 @@ def cover_new_org(org_id: int) -> None:
 
 
 def rebuild(org_id: int, since: datetime | None = None, *, chunk: int = 20_000, progress=None) -> int:
-    """Recompute an org's rollups from its rows (from `since`, rounded down to a day; else all).
+    """Recompute an org's rollups from its rows (from `since`, rounded down to a week; else all).
 
     One transaction per day with logs, holding the org's rollup lock: the rollups from the end
     of the previous such day to the end of this one are deleted and this day's rows counted
@@ -688,7 +695,8 @@ def rebuild(org_id: int, since: datetime | None = None, *, chunk: int = 20_000, 
     day's turn, the rebuild counts it; after, its own transaction adds it (it waits for the
     lock). Returns the number of logs counted."""
     logs = RequestLog.objects.filter(org_id=org_id)
-    cursor = floor(since, "d") if since else EPOCH
+    # From a week's start: a week's row is deleted and counted again with its first day.
+    cursor = floor(since, "w") if since else EPOCH
     start = cursor
     total = logs.filter(created_at__gte=start).count()
     done = 0
