@@ -118,3 +118,36 @@ def test_the_clickhouse_benchmark_runs(tmp_path):
     assert len(result["pages"]) == 20 and all(page["p95_ms"] > 0 for page in result["pages"].values())
     assert "request page" in result["pages"] and "explorer 7d, slowest first" in result["pages"]
     assert result["writer"]["rows"] == 5000
+
+
+def test_the_analytics_benchmark_runs_and_measures_again_on_the_same_data(tmp_path):
+    """`make bench-analytics` end to end on a few logs (PostgreSQL), then `--reuse`: the pages and
+    the writer measured again on the database the first run left, whose logs the rolled-back purge
+    leaves as they were."""
+    import psycopg
+
+    from tests.base import require_service
+
+    require_service("PostgreSQL", "127.0.0.1", 5432)
+    database = "helicone_bench_analytics_smoke"
+    common = ["--runs", "2", "--writer-logs", "2000", "--database", database]
+
+    def scale_logs() -> int:
+        with psycopg.connect(f"postgres://postgres@127.0.0.1:5432/{database}") as conn:
+            return conn.execute("SELECT count(*) FROM analytics_requestlog l JOIN orgs_organization o "
+                                "ON o.id = l.org_id WHERE o.slug = 'scale'").fetchone()[0]
+
+    first, again = tmp_path / "first.json", tmp_path / "again.json"
+    for out, extra in ((first, ["--logs", "3000"]), (again, ["--reuse"])):
+        done = subprocess.run([sys.executable, "-m", "bench.analytics", *extra, *common, "--out", str(out)],
+                              cwd=ROOT, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stdout + done.stderr
+        if out is first:
+            kept = scale_logs()
+    for path in (first, again):
+        result = json.loads(path.read_text())
+        assert len(result["pages"]) == 20 and all(page["p95_ms"] > 0 for page in result["pages"].values())
+        assert result["writer"]["rows"] == 2000 and result["writer"]["batch"] == 2000
+        assert result["purge"]["rows"] > 0
+    assert json.loads(first.read_text())["rebuild_seconds"] > 0
+    assert scale_logs() == kept < 3000  # the first run's purge stayed, the second was rolled back
