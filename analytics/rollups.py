@@ -208,8 +208,8 @@ class Measures:
 
     @classmethod
     def of_row(cls, row: Rollup) -> "Measures":
-        return cls(**{name: getattr(row, name) for name in SCALARS}, latency=Sketch.from_json(row.latency),
-                   ttft=Sketch.from_json(row.ttft), first_at=row.first_at, last_at=row.last_at)
+        return cls(**{name: getattr(row, name) for name in SCALARS}, latency=Sketch.from_json(_json(row.latency)),
+                   ttft=Sketch.from_json(_json(row.ttft)), first_at=row.first_at, last_at=row.last_at)
 
 
 Key = tuple[int, str, datetime, str, str]  # org, grain, bucket, dim, value
@@ -413,9 +413,10 @@ def _upsert(org_id: int, changes: dict[Key, Measures]) -> None:
     names = [*_KEY, *_WRITTEN]
     casts = ["bigint", "text", "timestamptz", "text", "text", "boolean", *(_PG_TYPES[name] for name in _WRITTEN)]
     # One array per column (unnest): a statement of any size is planned once, cheaply. The sketches
-    # go as one JSON array each: as text[] elements psycopg escaped every quote of them in Python.
-    arrays = ", ".join("jsonb_array_elements(%s::jsonb)" if cast == "jsonb" else f"unnest(%s::{cast}[])"
-                       for cast in casts)
+    # go as one JSON array each (json, not jsonb: only checked, never converted): as text[] elements
+    # psycopg escaped every quote of them in Python.
+    arrays = ", ".join("json_array_elements_text(%s::json)" if name in _SKETCHES else f"unnest(%s::{cast}[])"
+                       for name, cast in zip(names, casts))
     added = ", ".join(f"{name} = t.{name} + excluded.{name}" for name in SCALARS)
     with _bound_cursor() as cursor:
         cursor.execute(
@@ -423,14 +424,14 @@ def _upsert(org_id: int, changes: dict[Key, Measures]) -> None:
             "ON CONFLICT (org_id, dim, grain, bucket, overflow, value) DO UPDATE SET "
             f"{added}, latency = excluded.latency, ttft = excluded.ttft, "
             "first_at = LEAST(t.first_at, excluded.first_at), last_at = GREATEST(t.last_at, excluded.last_at)",
-            [_json_array(column) if cast == "jsonb" else list(column) for column, cast in zip(zip(*rows), casts)])
+            [_json_array(column) if name in _SKETCHES else list(column) for column, name in zip(zip(*rows), names)])
 
 
 def _sqlite_upsert(rows: list[list[Any]]) -> None:
     """SQLite (one writer at a time): the same upsert, a row per execution."""
     names = [*_KEY, *_WRITTEN]
     converters = dict(_converters(names))
-    converters["latency"] = converters["ttft"] = lambda value: orjson.dumps(value).decode()
+    converters["latency"] = converters["ttft"] = _json_text
     params = []
     for row in rows:
         params.append([converters[name](value) if converters[name] else value for name, value in zip(names, row)])
@@ -471,7 +472,8 @@ def _merged_sketches(org_id: int, targets: dict[tuple, Measures]) -> dict[tuple,
     if connection.vendor == "sqlite":
         for key, (latency, ttft) in _matching(org_id, keys, ("latency", "ttft")):
             delta = targets[key]
-            out[key] = (merge_json(latency, delta.latency.to_json()), merge_json(ttft, delta.ttft.to_json()))
+            out[key] = (merge_json(_json(latency), delta.latency.to_json()),
+                        merge_json(_json(ttft), delta.ttft.to_json()))
         return out
     with _bound_cursor() as cursor:
         cursor.execute(
@@ -504,6 +506,10 @@ def _json_array(values) -> str:
 
 def _json(value: Any) -> Any:
     return orjson.loads(value) if isinstance(value, (str, bytes)) else value
+
+
+def _json_text(value: Any) -> str:
+    return orjson.dumps(value).decode()
 
 
 def _value_counts(org_id: int, keys: list[tuple[str, datetime, str]]) -> dict[tuple, int]:
@@ -547,7 +553,8 @@ def _existing_values(org_id: int, wanted: dict[tuple[str, datetime, str], set[st
         return {(grain, utc(bucket), dim, value) for grain, bucket, dim, value in cursor.fetchall()}
 
 
-_WRITTEN = [*SCALARS, "latency", "ttft", "first_at", "last_at"]
+_SKETCHES = ("latency", "ttft")
+_WRITTEN = [*SCALARS, *_SKETCHES, "first_at", "last_at"]
 _KEY = ["org_id", "grain", "bucket", "dim", "value", "overflow"]
 
 
@@ -597,7 +604,7 @@ def _write(inserts: list[Rollup], updates: list[Rollup]) -> None:
 
 
 _PG_TYPES = {**{name: "bigint" for name in SCALARS}, "cost_usd": "numeric", "saved_usd": "numeric",
-             "latency": "jsonb", "ttft": "jsonb", "first_at": "timestamptz", "last_at": "timestamptz"}
+             "latency": "text", "ttft": "text", "first_at": "timestamptz", "last_at": "timestamptz"}
 
 
 def _values(rows: list[Rollup], names: list[str]) -> list[list[Any]]:
@@ -614,8 +621,8 @@ def _chunks(items: list, size: int):
 def _store(row: Rollup, measures: Measures) -> None:
     for name in SCALARS:
         setattr(row, name, getattr(measures, name))
-    row.latency = measures.latency.to_json()
-    row.ttft = measures.ttft.to_json()
+    row.latency = _json_text(measures.latency.to_json())
+    row.ttft = _json_text(measures.ttft.to_json())
     row.first_at, row.last_at = measures.first_at, measures.last_at
 
 

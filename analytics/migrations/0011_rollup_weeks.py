@@ -2,6 +2,7 @@
 the earlier version kept, so an installation's existing rollups stay complete. Run it with the
 log writers stopped (as every migration); otherwise run `manage.py rebuild_rollups` after it."""
 
+import json
 from datetime import timedelta
 
 from django.db import migrations, models
@@ -12,8 +13,11 @@ CAP = 10_000  # values per week and dimension; users and the all-logs row are ne
 UNCAPPED = ("", "user")
 
 
-def _merge_sketch(into: dict, other: dict | None) -> dict:
-    """analytics.sketch.merge_json, frozen here: bucket counts, count and sum add up; extremes don't."""
+def _merge_sketch(into: dict, other: dict | str | None) -> dict:
+    """analytics.sketch.merge_json, frozen here: bucket counts, count and sum add up; extremes don't.
+    (A sketch is a dict here, or JSON text once migration 0012 has made the columns text.)"""
+    if isinstance(other, str):
+        other = json.loads(other)
     for key, value in (other or {}).items():
         if key == "lo":
             into[key] = min(into.get(key, value), value)
@@ -61,6 +65,9 @@ def build_weeks(apps, schema_editor):
                     target[name] = target.get(name, 0) + folded[name]
                 target["latency"] = _merge_sketch(target.setdefault("latency", {}), folded["latency"])
                 target["ttft"] = _merge_sketch(target.setdefault("ttft", {}), folded["ttft"])
+        if Rollup._meta.get_field("latency").get_internal_type() == "TextField":
+            for measures in weeks.values():
+                measures["latency"], measures["ttft"] = json.dumps(measures["latency"]), json.dumps(measures["ttft"])
         rows = [Rollup(org_id=org_id, grain="w", bucket=week, dim=dim, overflow=overflow, value=value, **measures)
                 for (week, dim, overflow, value), measures in weeks.items()]
         Rollup.objects.filter(org_id=org_id, grain="w").delete()

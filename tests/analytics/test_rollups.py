@@ -3,6 +3,7 @@ what the raw rows give, and the pages and APIs that read them answer what the ra
 (percentiles within 1 %)."""
 
 import io
+import json
 import random
 import time
 import uuid
@@ -59,8 +60,8 @@ def snapshot(org) -> dict:
     """The org's rollups, rows with no logs left out (a rebuild does not make them)."""
     out = {}
     for row in Rollup.objects.filter(org=org, requests__gt=0):
-        latency = rollups.Sketch.from_json(row.latency)
-        ttft = rollups.Sketch.from_json(row.ttft)
+        latency = rollups.Sketch.from_json(json.loads(row.latency))
+        ttft = rollups.Sketch.from_json(json.loads(row.ttft))
         key = (row.grain, rollups.utc(row.bucket), row.dim, row.overflow, row.value)
         out[key] = ([getattr(row, name) for name in rollups.SCALARS], latency.buckets, latency.zeros, latency.count,
                     ttft.buckets, ttft.count, row.first_at, row.last_at)
@@ -191,7 +192,7 @@ class WeeksTests(BaseTestCase):
         rebuilt = list(weeks.values_list("org_id", *fields))
         assert [row[:-2] for row in rebuilt] == [row[:-2] for row in written]
         for ours, theirs in zip(rebuilt, written):
-            for sketch_ours, sketch_theirs in zip(ours[-2:], theirs[-2:]):
+            for sketch_ours, sketch_theirs in zip(map(json.loads, ours[-2:]), map(json.loads, theirs[-2:])):
                 total_ours, total_theirs = sketch_ours.pop("s", 0), sketch_theirs.pop("s", 0)
                 assert total_ours == pytest.approx(total_theirs, rel=1e-12)  # added up in another order
                 assert sketch_ours == sketch_theirs

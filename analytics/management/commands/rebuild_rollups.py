@@ -30,7 +30,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--org", metavar="SLUG", help="Only this organization")
         parser.add_argument("--since", metavar="DATE", type=_date,
-                            help="Only logs from this day on (UTC; default: all)")
+                            help="Only logs from the Monday of this day's week on (UTC; default: all)")
 
     def handle(self, *args, org: str | None, since: datetime | None, **options):
         total = 0
