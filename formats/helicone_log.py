@@ -19,7 +19,6 @@ Pure: no Django, no database. A body we refuse raises `LogBodyError` naming the 
 from __future__ import annotations
 
 import math
-import uuid
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, Mapping
@@ -28,6 +27,7 @@ from urllib.parse import urlsplit
 import orjson
 
 from .headers import HeaderError, parse_options
+from .ids import log_id
 from .providers import provider_from_host
 from .usage import StreamTee, Usage, usage_from_body
 
@@ -115,7 +115,7 @@ def parse_log(body: Any, *, headers: Mapping[str, str] | None = None, provider: 
     streamed = answer.streamed or (isinstance(request_json, dict) and request_json.get("stream") is True)
 
     record: dict[str, Any] = {
-        "id": opts.request_id or str(uuid.uuid4()),
+        "id": opts.request_id or log_id(),
         "created_at": start,
         "source": "log",
         "provider": (provider or (provider_from_host(url) if url else "custom"))[:32],

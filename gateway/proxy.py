@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-import uuid
 from decimal import Decimal
 from typing import Any
 
@@ -22,6 +21,7 @@ from django.conf import settings
 
 from analytics.logqueue import enqueue
 from formats.headers import HeaderError, parse_options
+from formats.ids import log_id
 from formats.usage import StreamTee, Usage, usage_from_body
 from orgs.models import KEY_PREFIX
 
@@ -128,7 +128,7 @@ async def _read_body(receive, ex: Exchange) -> bytes:
 
 async def handle(scope, receive, send, prefix: str) -> None:
     ex = Exchange(
-        id=str(uuid.uuid4()),
+        id=log_id(),
         started=time.perf_counter(),
         created_at=time.time(),
         method=scope["method"],

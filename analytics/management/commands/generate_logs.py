@@ -26,6 +26,7 @@ from analytics import rollups
 from analytics.management.progress import progress_bar
 from analytics.models import RequestLog
 from analytics.pricing import cost_usd
+from formats.ids import log_id
 from orgs.models import Organization
 
 MODELS = [  # provider, model, weight, median latency ms
@@ -132,7 +133,9 @@ class Command(BaseCommand):
                           for _ in range(12))
         created = end - timedelta(seconds=age_seconds)
         return {
-            "id": uuid.uuid4(), "org_id": org_id, "created_at": created, "provider": provider, "method": "POST",
+            # Time-ordered ids, as the gateway makes them.
+            "id": uuid.UUID(log_id(created.timestamp())), "org_id": org_id, "created_at": created,
+            "provider": provider, "method": "POST",
             "target_url": "", "path": "/v1/chat/completions" if provider != "anthropic" else "/v1/messages",
             "requested_model": model, "model": model, "status": status,
             "error": "" if status == 200 else json.dumps({"error": {"message": f"upstream status {status}"}}),
