@@ -76,7 +76,11 @@ from django.conf import settings
 from analytics.management.commands.generate_logs import Command
 from analytics.writer import write_batch
 from orgs.models import Organization
+from analytics.models import RequestLog, Rollup
 org = Organization.objects.get(slug="writer")
+# An earlier measurement's logs (--reuse) would make this one write into fuller rows: start empty.
+Rollup.objects.filter(org=org).delete()
+RequestLog.objects.filter(org=org).delete()
 rng = random.Random(7)
 prices = Command._prices()
 end = datetime.now(timezone.utc)
