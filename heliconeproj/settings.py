@@ -396,7 +396,7 @@ ALERTS_EMBEDDED = env_bool("ALERTS_EMBEDDED", not TESTING)
 LOG_WRITER_IN_PROCESS = env_bool("LOG_WRITER_IN_PROCESS", True)
 LOG_STREAM_KEY = env_str("LOG_STREAM_KEY", "hc:logs")
 # The most records a writer inserts in one transaction. Under load batches fill up: each rollup row a
-# batch touches is written once per batch, so 2,000 logs cost ~40 % less each than 500 (benchmark.md).
+# batch touches is written once per batch, so 2,000 logs cost about half as much each as 500 (benchmark.md).
 LOG_WRITER_BATCH_SIZE = env_int("LOG_WRITER_BATCH_SIZE", 2000)
 LOG_SPOOL_DIR = Path(env_str("LOG_SPOOL_DIR", str(VAR_DIR / "spool")))
 # Every record is appended here before its client gets the last byte (analytics/journal.py):
