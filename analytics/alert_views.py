@@ -195,7 +195,7 @@ def alert_history(request: HttpRequest, org, membership) -> HttpResponse:
 
 @org_member_required()
 def alert_open_count(request: HttpRequest, org, membership) -> JsonResponse:
-    return JsonResponse({"open_alerts": AlertEvent.objects.filter(org=org, resolved_at__isnull=True).count()})
+    return JsonResponse({"open_alerts": alerts.open_count(org.pk)})
 
 
 @org_member_required(Role.ADMIN)

@@ -202,8 +202,13 @@ def payload(event: AlertEvent, state: str, test: bool = False) -> dict[str, Any]
         "request_count": event.request_count,
         "fired_at": event.fired_at.isoformat(),
         "resolved_at": event.resolved_at.isoformat() if event.resolved_at else None,
-        "open_alerts": AlertEvent.objects.filter(org_id=rule.org_id, resolved_at__isnull=True).count(),
+        "open_alerts": open_count(rule.org_id),
     }
+
+
+def open_count(org_id: int) -> int:
+    """The org's open (unresolved) alerts: the badge in the org navigation and the live messages."""
+    return AlertEvent.objects.filter(org_id=org_id, resolved_at__isnull=True).count()
 
 
 def _headline(data: dict[str, Any]) -> str:

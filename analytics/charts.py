@@ -46,12 +46,17 @@ def number(value: float | None) -> str:
 
 
 def usd(value: float | None) -> str:
+    """Dollars and cents from $0.01 up; below a cent two significant digits ($0.0042), so a
+    sub-cent cost never reads as $0.00."""
     if value is None:
         return "–"
+    value = float(value)
     if value == 0:
         return "$0"
     if abs(value) < 0.01:
-        return f"${value:.4f}"
+        decimals = 1 - math.floor(math.log10(abs(value)))
+        digits = f"{abs(value):.{decimals}f}".rstrip("0")
+        return f"{'-' if value < 0 else ''}${digits}"
     return f"${value:,.2f}"
 
 

@@ -21,7 +21,7 @@ from django.utils import timezone
 from orgs.access import org_member_required
 from orgs.models import Membership, Organization, Role
 
-from . import charts, clickhouse, metrics, rollup_reads, rollups
+from . import charts, clickhouse, metrics, pricing, rollup_reads, rollups
 from .actions import get_log, scores_of
 from .models import Feedback, RequestLog, Rollup
 from .queries import RANGES, FilterError, Selection, logs_for, window
@@ -163,6 +163,7 @@ def dashboard(request: HttpRequest, org: Organization, membership: Membership) -
         "org": org,
         "membership": membership,
         "notice": notice,
+        "quickstart": None if recent or totals["count"] or _has_logs(org) else _quickstart(request),
         "totals": totals,
         "interval": interval,
         "requests_chart": charts.column_chart(
@@ -185,6 +186,49 @@ def dashboard(request: HttpRequest, org: Organization, membership: Membership) -
         "live_url": f"/ws/orgs/{org.slug}/live/",
     })
     return render(request, "analytics/dashboard.html", ctx)
+
+
+def _has_logs(org: Organization) -> bool:
+    """Whether the org ever logged a request (its dashboard shows how to send the first one until then)."""
+    if clickhouse.enabled():
+        from .clickhouse import rows
+
+        return bool(rows.page(Selection(org), limit=1))
+    return RequestLog.objects.filter(org=org).exists()
+
+
+def _quickstart(request: HttpRequest) -> dict[str, str]:
+    """The first-request snippets, pointed at this server as the browser reached it. The key is a
+    placeholder: a key's secret is shown once, when it is created, and never again."""
+    base = request.build_absolute_uri("/").rstrip("/")
+    header = 'default_headers={"Helicone-Auth": "Bearer <your gateway API key>"},'
+    return {
+        "base_url": base,
+        "openai": "\n".join([
+            "from openai import OpenAI",
+            "",
+            "client = OpenAI(",
+            '    api_key="<your OpenAI key>",',
+            f'    base_url="{base}/oai/v1",',
+            f"    {header}",
+            ")",
+            'reply = client.chat.completions.create(model="gpt-4o-mini",',
+            '                                       messages=[{"role": "user", "content": "Hello"}])',
+            "print(reply.choices[0].message.content)",
+        ]),
+        "anthropic": "\n".join([
+            "from anthropic import Anthropic",
+            "",
+            "client = Anthropic(",
+            '    api_key="<your Anthropic key>",',
+            f'    base_url="{base}/anthropic",',
+            f"    {header}",
+            ")",
+            'reply = client.messages.create(model="claude-3-5-haiku-latest", max_tokens=256,',
+            '                               messages=[{"role": "user", "content": "Hello"}])',
+            "print(reply.content[0].text)",
+        ]),
+    }
 
 
 # --- Request explorer --------------------------------------------------------------------
@@ -433,6 +477,21 @@ def _pretty(text: str) -> str:
     return json.dumps(parsed, indent=2, ensure_ascii=False) if parsed is not None else text
 
 
+def cost_note(log: RequestLog) -> str:
+    """Why a log has no cost. "Unpriced" means usage whose model has no known price; a call with no
+    token usage (most failed calls) has nothing to price, whatever its model costs."""
+    if log.cost_usd is not None:
+        return ""
+    if log.prompt_tokens is None and log.completion_tokens is None:
+        failed = log.status >= 400 or log.status < 200
+        return "no token usage to price" + (" (the call failed)" if failed else "")
+    pricing.refresh_overrides()
+    if pricing.cost_usd(log.provider, log.model or log.requested_model, log.prompt_tokens, log.completion_tokens,
+                        log.cached_tokens) is not None:
+        return "not priced when logged (its model has a price now)"
+    return "unpriced (no known price for this model)"
+
+
 @org_member_required()
 def request_detail(request: HttpRequest, org: Organization, membership: Membership, log_id) -> HttpResponse:
     log = get_log(org, log_id)
@@ -453,6 +512,7 @@ def request_detail(request: HttpRequest, org: Organization, membership: Membersh
         "ttft_percent": None if ttft is None else min(100 * ttft / total, 100),
         "headers_pretty": json.dumps(log.request_headers, indent=2, ensure_ascii=False),
         "is_error": log.status >= 400 or log.status < 200,
+        "cost_note": cost_note(log),
         "uncached_prompt_tokens": None if log.prompt_tokens is None else log.prompt_tokens - (log.cached_tokens or 0),
     }
     return render(request, "analytics/request_detail.html", ctx)

@@ -115,7 +115,12 @@ class OrgCreateForm(forms.ModelForm):
     class Meta:
         model = Organization
         fields = ["name", "slug"]
-        help_texts = {"slug": "Lowercase letters, digits and hyphens; used in URLs: /o/<slug>/."}
+        # Help texts are HTML (the form template renders them as such): the placeholder is escaped.
+        help_texts = {"slug": "Lowercase letters, digits and hyphens, filled in from the name; part of every "
+                              "URL of the organization: <code>/o/&lt;slug&gt;/</code>."}
+        # app.js fills the slug from the name as it is typed, until the user edits the slug.
+        widgets = {"slug": forms.TextInput(attrs={"data-slug-from": "id_name", "autocomplete": "off",
+                                                  "spellcheck": "false"})}
         error_messages = {"slug": {"unique": "An organization with this slug already exists; choose another slug."}}
 
     def clean_slug(self) -> str:

@@ -38,6 +38,7 @@ def browser():
     options.binary_location = chromium
     for arg in ARGS:
         options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # driver.get_log("browser"): page errors
     # An explicit driver path: Selenium Manager never downloads a browser or a driver.
     driver = webdriver.Chrome(service=Service(driver_path), options=options)
     driver.implicitly_wait(0)

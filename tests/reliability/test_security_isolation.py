@@ -93,6 +93,7 @@ CASES: dict[str, Case] = {
     "invite/<str:token>/": Case("public", "/invite/{invitation}x/"),
     "api/v1/openapi.json": Case("public", "/api/v1/openapi.json"),
     "api/v1/docs": Case("public", "/api/v1/docs"),
+    "favicon.ico": Case("public", "/favicon.ico"),  # a redirect to the static icon
     # The user's own account
     "account/2fa/": Case("account", "/account/2fa/"),
     "account/password/": Case("account", "/account/password/"),

@@ -35,10 +35,13 @@
         return { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c];
       });
     },
+    // As analytics.charts.usd: cents from $0.01 up, two significant digits below ($0.0042).
     usd: function (v) {
       if (v == null) return "–";
       if (v === 0) return "$0";
-      return Math.abs(v) < 0.01 ? "$" + v.toFixed(4) : "$" + v.toLocaleString(undefined, { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+      if (Math.abs(v) >= 0.01) return "$" + v.toLocaleString("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+      const decimals = 1 - Math.floor(Math.log10(Math.abs(v)));
+      return (v < 0 ? "-" : "") + "$" + Math.abs(v).toFixed(decimals).replace(/0+$/, "");
     },
     ms: function (v) { return v == null ? "–" : (v >= 1000 ? (v / 1000).toFixed(2) + "s" : Math.round(v) + "ms"); },
     time: function (iso) { const d = new Date(iso); return d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" }); },
