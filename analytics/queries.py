@@ -149,6 +149,6 @@ class PromptUsage:
             RequestLog.objects.filter(org=org, prompt_id=slug)
             .values("prompt_version")
             .annotate(requests=Count("id"), cost=Sum("cost_usd"), latency=Avg("latency_ms"),
-                      unpriced=Count("id", filter=UNPRICED))
+                      unpriced=Count("id", filter=UNPRICED & ~ERROR_Q))  # as the rollups count it
         )
         return {row["prompt_version"]: row for row in rows}

@@ -394,7 +394,8 @@ class PromptUsage:
         q = _Query(org.pk)
         result = client().query(
             "SELECT prompt_version, count() AS requests, sum(cost_usd) AS cost, avg(latency_ms) AS latency, "
-            "countIf(cost_usd IS NULL AND (prompt_tokens IS NOT NULL OR completion_tokens IS NOT NULL)) AS unpriced "
+            "countIf(cost_usd IS NULL AND (prompt_tokens IS NOT NULL OR completion_tokens IS NOT NULL) "
+            "AND status >= 200 AND status < 400) AS unpriced "
             f"FROM request_logs WHERE org_id = {{org:UInt64}} AND prompt_id = {q.bind(slug, 'String')} "
             "GROUP BY prompt_version", parameters=q.params)
         out = {}

@@ -57,6 +57,15 @@ class PromptPagesTests(BaseTestCase):
         self.assertContains(response, "200 ms")
         self.assertEqual(versions[1].labels, ["production"])
 
+    def test_unpriced_counts_usage_without_a_price_but_not_failed_calls(self):
+        for status in (200, 500):  # tokens and no cost: unpriced only when the call succeeded
+            create_log(org=self.org, provider="openai", model="mystery-model", status=status, prompt_id="helper",
+                       prompt_version=2, prompt_tokens=10, completion_tokens=5, cost_usd=None)
+        self.client.force_login(self.bob)
+        response = self.client.get(BASE + "helper/")
+        versions = {v.version: v for v in response.context["versions"]}
+        self.assertEqual((versions[2].stats["requests"], versions[2].stats["unpriced"]), (2, 1))
+
     def test_diff_between_two_versions(self):
         self.client.force_login(self.bob)
         response = self.client.get(BASE + "helper/")
