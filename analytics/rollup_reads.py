@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -69,6 +69,7 @@ class Plan:
     end: datetime
     dim: str = ""  # the filter's dimension ("" for none)
     value: str = ""
+    open_end: bool = False  # the range runs until now: the current buckets are read whole
 
     def grains(self, dim: str, coarsest: tuple[str, ...] = ("w", "d", "h", "m")) -> tuple[str, ...]:
         return tuple(g for g in coarsest if (g != "m" or dim == "") and (g != "w" or dim not in UNWEEKLY))
@@ -85,10 +86,19 @@ def plan(selection: Selection, group_dim: str | None = None) -> Plan | None:
     if covered is None or start < covered:
         return None
     now = timezone.now()
-    end = selection.end or floor(now, "d") + GRAINS["d"] * 2  # later logs (clock skew) too
+    end = selection.end
+    # A range that runs until now (no end, or an end that is now: the last 24 hours): the buckets
+    # still open hold nothing later, so they are read whole rather than their logs from the raw
+    # rows (a log stamped ahead of now, a client's clock skew, counts too).
+    open_end = end is None or abs(end - now) <= OPEN_END
+    if open_end:
+        end = floor(now, "d") + GRAINS["d"] * 2
     if end <= start:
         end = start
-    return Plan(selection.org.pk, start, end, dim, value)
+    return Plan(selection.org.pk, start, end, dim, value, open_end)
+
+
+OPEN_END = timedelta(seconds=5)
 
 
 def split(lo: datetime, hi: datetime, grains: tuple[str, ...]) -> tuple[list[tuple[str, datetime, datetime]],
@@ -518,7 +528,9 @@ def timeseries(selection: Selection, interval: str, start: datetime, end: dateti
     p = plan(selection)
     if p is None:
         return None
-    p.start, p.end = max(p.start, start), min(p.end, end) if end else p.end
+    p.start = max(p.start, start)
+    if end and not p.open_end:
+        p.end = min(p.end, end)
     grains = p.grains(p.dim, INTERVAL_GRAINS[interval])
     pieces, raw = split(p.start, p.end, grains)
     pieces, raw = _without_overflow(p, p.dim, pieces, raw, grains, value=p.value if p.dim else None)
@@ -539,5 +551,5 @@ def timeseries(selection: Selection, interval: str, start: datetime, end: dateti
                 logs_by_bucket.setdefault(floor(log.created_at, grain), []).append(log)
         for moment, logs in logs_by_bucket.items():
             _merge(buckets, moment, measures_of(logs))
-    return {moment: finish(m, percentiles) for moment, m in sorted(buckets.items())}
+    return {moment: finish(m, percentiles) for moment, m in sorted(buckets.items()) if not end or moment < end}
 
