@@ -637,7 +637,7 @@ class Bench:
             method = "manage.py run_log_writer draining a Redis Stream into PostgreSQL (timed from its start line)"
             extra = {"stream_left": left}
         else:
-            self.log(f"embedded: write_batch of {n} records into SQLite, batches of 500")
+            self.log(f"embedded: write_batch of {n} records into SQLite, batches of LOG_WRITER_BATCH_SIZE")
             data = self.workdir / "writer-records.json"
             data.write_text(json.dumps(records))
             code = (
@@ -654,7 +654,8 @@ class Bench:
             out = setup.manage("shell", "-c", code, env=dict(setup.env, BENCH_RECORDS=str(data)), timeout=600)
             elapsed = json.loads(out.split("BENCHJSON ", 1)[1].splitlines()[0])["elapsed"]
             rows = setup.log_counts(tenant["org_id"])["rows"]
-            method = "analytics.writer.write_batch into SQLite, batches of 500 (what the in-process writer runs)"
+            method = ("analytics.writer.write_batch into SQLite, batches of LOG_WRITER_BATCH_SIZE (2,000 unless set: "
+                      "what the in-process writer takes at once)")
             extra = {}
         self.add({"id": row_id(setup.name, "writer"), "setup": setup.name, "scenario": "writer",
                   "label": "log writer throughput", "status": "ok", "method": method, "records": n,
