@@ -162,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", type=int, default=20)
     p.add_argument("--sqlite", action="store_true", help="SQLite instead of PostgreSQL")
     p.add_argument("--out", type=Path, default=None)
-    p.add_argument("--database", default="helicone_bench_analytics", help="the PostgreSQL database (recreated)")
+    p.add_argument("--database", default="helicone_bench_analytics",
+                   help="the PostgreSQL database (recreated, unless --reuse)")
     p.add_argument("--writer-logs", type=int, default=20_000, help="logs the writer measurement writes")
     p.add_argument("--reuse", action="store_true",
                    help="measure again on the PostgreSQL database an earlier run left "
