@@ -6,8 +6,10 @@ narrow an org's logs but never reach another org's.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db import connection
@@ -131,6 +133,79 @@ def window(range_key: str | None, now: datetime | None = None) -> tuple[str, dat
     key = range_key if range_key in RANGES else DEFAULT_RANGE
     end = now or timezone.now()
     return key, end - RANGES[key], end
+
+
+# The longest custom range (from/to). The presets stop at 30 days, but the rollups keep days and
+# weeks for as long as the logs are kept, so a year and a bit (a year-on-year view) stays cheap.
+MAX_CUSTOM_RANGE = timedelta(days=400)
+_EPOCH = re.compile(r"-?\d+(\.\d+)?")
+# "+02:00" typed into a URL arrives as " 02:00" (a "+" in a query string is a space).
+_SPACED_OFFSET = re.compile(r"(\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?) (\d{2}(?::?\d{2})?)$")
+
+
+class RangeError(ValueError):
+    """A custom time range that cannot be read; the message names the parameter (from or to)."""
+
+
+@dataclass(frozen=True)
+class TimeRange:
+    """The time range a page shows: a preset (`range`), or custom bounds (`from`, `to`) as given."""
+
+    key: str  # a key of RANGES, or "custom"
+    start: datetime
+    end: datetime
+    given_from: str = ""
+    given_to: str = ""
+
+    @property
+    def custom(self) -> bool:
+        return self.key == "custom"
+
+    @property
+    def query(self) -> dict[str, str]:
+        """The URL parameters that select this range again (what links carry)."""
+        if not self.custom:
+            return {"range": self.key}
+        return {name: value for name, value in (("from", self.given_from), ("to", self.given_to)) if value}
+
+
+def parse_instant(value: str, param: str) -> datetime:
+    """An ISO 8601 time (no zone: UTC) or epoch seconds, or milliseconds for numbers above 1e11."""
+    text = value.strip()
+    try:
+        if _EPOCH.fullmatch(text):
+            number = float(text)
+            return datetime.fromtimestamp(number / 1000 if abs(number) > 1e11 else number, tz=UTC)
+        parsed = datetime.fromisoformat(_SPACED_OFFSET.sub(r"\1+\2", text))
+        parsed = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+        parsed - RANGES[DEFAULT_RANGE]  # noqa: B018  a time too close to year 1 to subtract a range from
+    except (ValueError, OverflowError, OSError):
+        raise RangeError(f"Invalid {param!r}: {value[:40]!r} is neither an ISO 8601 time (2026-12-06T14:00Z, "
+                         f"no zone is UTC) nor epoch seconds or milliseconds") from None
+    return parsed
+
+
+def time_range(params: Mapping[str, str], now: datetime | None = None) -> TimeRange:
+    """The range a page's URL asks for: `from`/`to` win over the preset `range`. `to` missing is now;
+    `from` missing is the default range's length before `to`. Empty values count as missing (a
+    form's empty inputs)."""
+    given_from, given_to = (params.get("from") or "").strip(), (params.get("to") or "").strip()
+    if not given_from and not given_to:
+        key, start, end = window(params.get("range"), now)
+        return TimeRange(key, start, end)
+    end = parse_instant(given_to, "to") if given_to else (now or timezone.now())
+    start = parse_instant(given_from, "from") if given_from else end - RANGES[DEFAULT_RANGE]
+    if start >= end:
+        raise RangeError(f"Invalid 'from': it must be before 'to' ({utc_label(start)} is not before {utc_label(end)})")
+    if end - start > MAX_CUSTOM_RANGE:
+        raise RangeError(f"Invalid 'from'/'to': a custom range is at most {MAX_CUSTOM_RANGE.days} days "
+                         f"(this one is {(end - start).days} days)")
+    return TimeRange("custom", start, end, given_from, given_to)
+
+
+def utc_label(moment: datetime) -> str:
+    """The one format the pages show a range's bounds in: 2026-12-06 14:00 UTC."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 class PromptUsage:

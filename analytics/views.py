@@ -7,8 +7,10 @@ the database aggregates a window through the (org, ..., created_at) indexes.
 
 from __future__ import annotations
 
+import functools
 import json
 from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode
@@ -24,7 +26,7 @@ from orgs.models import Membership, Organization, Role
 from . import charts, clickhouse, metrics, pricing, rollup_reads, rollups
 from .actions import get_log, scores_of
 from .models import Feedback, RequestLog, Rollup
-from .queries import RANGES, FilterError, Selection, logs_for, window
+from .queries import MAX_CUSTOM_RANGE, RANGES, FilterError, RangeError, Selection, logs_for, time_range, utc_label
 from .rollups import Measures
 
 PAGE_SIZE = 50
@@ -42,8 +44,38 @@ SORTS = {
 
 
 def _range_context(request: HttpRequest) -> dict[str, Any]:
-    key, start, end = window(request.GET.get("range"))
-    return {"range": key, "start": start, "end": end, "ranges": list(RANGES)}
+    """The page's time range (queries.time_range) and what its templates show and link with.
+    Raises RangeError for a custom range that cannot be read."""
+    chosen = time_range(request.GET)
+    label = f"{utc_label(chosen.start)} – {utc_label(chosen.end)}" if chosen.custom else f"the last {chosen.key}"
+    return {"range": chosen.key, "start": chosen.start, "end": chosen.end, "ranges": list(RANGES),
+            "custom": chosen.custom, "range_label": label, "range_query": urlencode(chosen.query),
+            "range_params": chosen.query, "fixed_end": bool(chosen.given_to),
+            "from_input": _local_input(chosen.start), "to_input": _local_input(chosen.end) if chosen.given_to else ""}
+
+
+def _local_input(moment: datetime) -> str:
+    """A `datetime-local` input's value (UTC, to the minute: the URL keeps any seconds)."""
+    return moment.astimezone(dt_timezone.utc).strftime("%Y-%m-%dT%H:%M")
+
+
+def with_range(view):
+    """Gives a page its range context; a custom range that cannot be read is a 400 page that names
+    the parameter and offers the range picker again (never a silent fallback to a preset)."""
+
+    @functools.wraps(view)
+    def wrapper(request: HttpRequest, org: Organization, membership: Membership, *args, **kwargs) -> HttpResponse:
+        try:
+            ctx = _range_context(request)
+        except RangeError as exc:
+            return render(request, "analytics/range_error.html", {
+                "org": org, "membership": membership, "error": str(exc), "range": "", "ranges": list(RANGES),
+                "custom": False, "from_input": "", "to_input": "",
+                "max_days": MAX_CUSTOM_RANGE.days,
+            }, status=400)
+        return view(request, org, membership, ctx, *args, **kwargs)
+
+    return wrapper
 
 
 def _pickers(org: Organization, sample: int = PICKER_SAMPLE) -> dict[str, list[str]]:
@@ -120,8 +152,8 @@ def _cache_split(selection: Selection, totals: dict[str, Any], floor: float) -> 
 
 
 @org_member_required()
-def dashboard(request: HttpRequest, org: Organization, membership: Membership) -> HttpResponse:
-    ctx = _range_context(request)
+@with_range
+def dashboard(request: HttpRequest, org: Organization, membership: Membership, ctx: dict[str, Any]) -> HttpResponse:
     # Read from the rollups (analytics.rollup_reads): the cost of a page does not grow with the traffic.
     selection = Selection(org, ctx["start"], ctx["end"])
     interval = metrics.pick_interval(ctx["end"] - ctx["start"])
@@ -183,7 +215,8 @@ def dashboard(request: HttpRequest, org: Organization, membership: Membership) -
         "top_values": charts.bars([(str(g["key"]), g["count"]) for g in top_values]),
         "recent": recent,
         "cache_split": cache_split,
-        "live_url": f"/ws/orgs/{org.slug}/live/",
+        # A range that ends at a fixed time does not grow: no live updates.
+        "live_url": "" if ctx["fixed_end"] else f"/ws/orgs/{org.slug}/live/",
     })
     return render(request, "analytics/dashboard.html", ctx)
 
@@ -236,9 +269,11 @@ def _quickstart(request: HttpRequest) -> dict[str, str]:
 EXPLORER_FIELDS = ("user_id", "session_id", "model", "provider", "status", "cache_hit", "request_name", "prompt_id")
 
 
-def _explorer_filters(request: HttpRequest, start: datetime) -> tuple[dict, dict, str, list[str]]:
+def _explorer_filters(request: HttpRequest, start: datetime, end: datetime | None) -> tuple[dict, dict, str, list[str]]:
     params = request.GET
     filters: dict[str, Any] = {"created_after": start}
+    if end is not None:
+        filters["created_before"] = end
     errors = []
     for name in EXPLORER_FIELDS:
         value = params.get(name, "").strip()
@@ -263,9 +298,11 @@ def _explorer_filters(request: HttpRequest, start: datetime) -> tuple[dict, dict
 
 
 @org_member_required()
-def request_list(request: HttpRequest, org: Organization, membership: Membership) -> HttpResponse:
-    ctx = _range_context(request)
-    filters, properties, search, errors = _explorer_filters(request, ctx["start"])
+@with_range
+def request_list(request: HttpRequest, org: Organization, membership: Membership, ctx: dict[str, Any]) -> HttpResponse:
+    # A range that ends now has no upper bound: the newest logs (and the live ones) stay in it.
+    filters, properties, search, errors = _explorer_filters(request, ctx["start"],
+                                                            ctx["end"] if ctx["fixed_end"] else None)
     sort = request.GET.get("sort") if request.GET.get("sort") in SORTS else "newest"
     try:
         page = max(int(request.GET.get("page", "1")), 1)
@@ -309,7 +346,7 @@ def request_list(request: HttpRequest, org: Organization, membership: Membership
         "sorts": [(key, label) for key, (_, label) in SORTS.items()],
         "errors": errors,
         "pickers": _pickers(org),
-        "live": page == 1 and sort == "newest",
+        "live": page == 1 and sort == "newest" and not ctx["fixed_end"],
         "live_filters": {name: request.GET.get(name, "") for name in EXPLORER_FIELDS}
                         | {"prop_key": request.GET.get("prop_key", ""), "prop_value": request.GET.get("prop_value", ""),
                            "q": search},
@@ -522,8 +559,8 @@ def request_detail(request: HttpRequest, org: Organization, membership: Membersh
 
 
 @org_member_required()
-def session_list(request: HttpRequest, org: Organization, membership: Membership) -> HttpResponse:
-    ctx = _range_context(request)
+@with_range
+def session_list(request: HttpRequest, org: Organization, membership: Membership, ctx: dict[str, Any]) -> HttpResponse:
     search = request.GET.get("session", "").strip()
     selection = Selection(org, ctx["start"], ctx["end"])
     groups = rollup_reads.grouped(selection, "session", order_by="-last", limit=200, exclude_empty=True,
@@ -638,8 +675,8 @@ def session_detail(request: HttpRequest, org: Organization, membership: Membersh
 
 
 @org_member_required()
-def user_list(request: HttpRequest, org: Organization, membership: Membership) -> HttpResponse:
-    ctx = _range_context(request)
+@with_range
+def user_list(request: HttpRequest, org: Organization, membership: Membership, ctx: dict[str, Any]) -> HttpResponse:
     search = request.GET.get("user", "").strip()
     order = {"requests": "-count", "cost": "-cost_usd", "last": "-last", "errors": "-errors"}.get(
         request.GET.get("sort", ""), "-count")
@@ -652,7 +689,7 @@ def user_list(request: HttpRequest, org: Organization, membership: Membership) -
               "errors": group["errors"], "last": group["last"], "tokens": group["total_tokens"]}
              for group in groups]
     for user in users:
-        user["query"] = urlencode({"user_id": user["user_id"], "range": ctx["range"]})
+        user["query"] = urlencode({"user_id": user["user_id"], **ctx["range_params"]})
         user["erase_query"] = urlencode({"user_id": user["user_id"]})
     ctx.update({"org": org, "membership": membership, "users": users, "search": search,
                 "can_erase": membership.has_role(Role.ADMIN),
