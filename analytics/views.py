@@ -520,7 +520,7 @@ def cost_note(log: RequestLog) -> str:
     if log.cost_usd is not None:
         return ""
     if log.prompt_tokens is None and log.completion_tokens is None:
-        failed = log.status >= 400 or log.status < 200
+        failed = rollups.is_error(log.status)
         return "no token usage to price" + (" (the call failed)" if failed else "")
     pricing.refresh_overrides()
     if pricing.cost_usd(log.provider, log.model or log.requested_model, log.prompt_tokens, log.completion_tokens,
@@ -548,7 +548,7 @@ def request_detail(request: HttpRequest, org: Organization, membership: Membersh
         "scores": scores_of(log),
         "ttft_percent": None if ttft is None else min(100 * ttft / total, 100),
         "headers_pretty": json.dumps(log.request_headers, indent=2, ensure_ascii=False),
-        "is_error": log.status >= 400 or log.status < 200,
+        "is_error": rollups.is_error(log.status),
         "cost_note": cost_note(log),
         "uncached_prompt_tokens": None if log.prompt_tokens is None else log.prompt_tokens - (log.cached_tokens or 0),
     }
@@ -662,7 +662,7 @@ def session_detail(request: HttpRequest, org: Organization, membership: Membersh
         "requests": len(logs),
         "cost": sum(float(log.cost_usd) for log in logs if log.cost_usd is not None),
         "tokens": sum(log.total_tokens or 0 for log in logs),
-        "errors": sum(1 for log in logs if log.status >= 400 or log.status < 200),
+        "errors": sum(1 for log in logs if rollups.is_error(log.status)),
         "duration": span,
     }
     ctx = {"org": org, "membership": membership, "session_id": session_id,
