@@ -2,6 +2,7 @@
 
 import uuid
 
+from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
@@ -192,6 +193,24 @@ class Score(models.Model):
 
     def as_json(self) -> float | bool:
         return bool(self.value) if self.is_boolean else self.value
+
+
+class SavedView(models.Model):
+    """A named explorer filter (the query string of the request explorer), shared by an org's members."""
+
+    org = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    name = models.CharField(max_length=100)
+    query = models.TextField(blank=True, help_text="The explorer's URL query string: filters, range and sort.")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["org", "name"], name="unique_saved_view_name")]
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
 
 
 # --- Alerts and webhooks (issue #7) -------------------------------------------------------------
