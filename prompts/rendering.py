@@ -208,6 +208,47 @@ def validate_messages(messages: Any) -> list[str]:
     return problems
 
 
+_INSIDE = re.compile(r"\s*(?:hc:(?P<typed>" + _NAME + r")(?::(?P<type>[A-Za-z]+))?|(?P<plain>" + _NAME + r"))\s*")
+
+
+def _snippet(text: str, start: int) -> str:
+    piece = text[start:start + 24].splitlines()[0] if text[start:start + 24] else ""
+    return piece + ("…" if len(text) > start + len(piece) else "")
+
+
+def placeholder_problems(text: str) -> list[str]:
+    """Double braces in one piece of content that do not make a placeholder: a `{{` never closed
+    by `}}` (before the next `{{`), or something between them that is not a variable name.
+
+    The prompt editor refuses these (a typo would otherwise be sent to the model as literal
+    braces); the API and prompts from code keep accepting literal braces. A lone `}}` is
+    ordinary text (JSON examples end that way). static/prompts/editor.js mirrors this check.
+    """
+    problems: list[str] = []
+    position = 0
+    while (start := text.find("{{", position)) >= 0:
+        end = text.find("}}", start + 2)
+        following = text.find("{{", start + 2)
+        if end < 0 or 0 <= following < end:
+            problems.append(f"'{{{{' in “{_snippet(text, start)}” is never closed with '}}}}'")
+            if following < 0:
+                break
+            position = following
+            continue
+        inside = text[start + 2:end]
+        placeholder = text[start:end + 2]
+        match = _INSIDE.fullmatch(inside)
+        if not inside.strip():
+            problems.append(f"'{placeholder}' is empty: put a variable name between the braces")
+        elif match is None:
+            problems.append(f"'{placeholder}' is not a valid variable: a name starts with a letter or '_' "
+                            "and holds only letters, digits, '_' and '-'")
+        elif match.group("type") and match.group("type") not in TYPES:
+            problems.append(f"unknown type '{match.group('type')}' in {placeholder} (use string, number or boolean)")
+        position = end + 2
+    return problems
+
+
 def parameter_problems(value: Any) -> list[str]:
     """Problems with a version's parameters (temperature, max_tokens, …); empty when fine."""
     if not isinstance(value, dict):

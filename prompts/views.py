@@ -16,12 +16,23 @@ from orgs.access import org_member_required
 from orgs.models import Membership, Organization, Role
 
 from . import access, actions, usage
-from .forms import EnvironmentForm, PromptForm, VersionForm
+from .forms import ACTION_FIELD, EnvironmentForm, PromptForm, VersionForm, apply_editor_action
 from .models import PromptVersion
 
 
 def _actor(request: HttpRequest) -> actions.Actor:
     return actions.Actor(user=request.user, request=request)
+
+
+def _editor_step(request: HttpRequest, form_class: type[VersionForm]) -> VersionForm | None:
+    """The form again, its rows added to, removed or moved, when an editor button was pressed
+    with JavaScript off (nothing is saved); None for a real submit."""
+    action = request.POST.get(ACTION_FIELD)
+    posted = form_class(request.POST)
+    if not action or posted.rows is None:
+        return None
+    initial = {name: request.POST.get(name, "") for name in form_class.base_fields if name != "messages"}
+    return form_class(initial=initial, rows=apply_editor_action(posted.rows, action))
 
 
 @org_member_required()
@@ -34,8 +45,9 @@ def prompt_list(request: HttpRequest, org: Organization, membership: Membership)
             return render(request, "403.html", {"org": org, "membership": membership,
                                                 "reason": "Creating prompts needs the member role or higher."},
                           status=403)
-        form = PromptForm(request.POST)
-        if form.is_valid():
+        stepped = _editor_step(request, PromptForm)
+        form = stepped if stepped is not None else PromptForm(request.POST)
+        if stepped is None and form.is_valid():
             data = form.cleaned_data
             try:
                 prompt = actions.create_prompt(org, actor=_actor(request), slug=data["id"], name=data["name"],
@@ -47,7 +59,9 @@ def prompt_list(request: HttpRequest, org: Organization, membership: Membership)
             else:
                 messages.success(request, f"Created prompt {prompt.slug} (version 1).")
                 return redirect("prompt_detail", slug=org.slug, prompt_id=prompt.slug)
-        status = 400
+        status = 200 if stepped is not None else 400
+    elif request.GET.get("editor") == "json":
+        form = PromptForm(initial=form.initial, editor="json")
     prompts = list(access.prompts_of(org).annotate(version_count=Count("versions", distinct=True)))
     counts = usage.request_counts(org, [p.slug for p in prompts])
     for prompt in prompts:
@@ -125,8 +139,9 @@ def version_new(request: HttpRequest, org: Organization, membership: Membership,
     latest = PromptVersion.objects.filter(org=org, prompt=prompt).order_by("-version").first()
     status = 200
     if request.method == "POST":
-        form = VersionForm(request.POST)
-        if form.is_valid():
+        stepped = _editor_step(request, VersionForm)
+        form = stepped if stepped is not None else VersionForm(request.POST)
+        if stepped is None and form.is_valid():
             data = form.cleaned_data
             try:
                 version = actions.create_version(org, prompt, actor=_actor(request), messages=data["messages"],
@@ -137,10 +152,11 @@ def version_new(request: HttpRequest, org: Organization, membership: Membership,
             else:
                 messages.success(request, f"Created version {version.version} of {prompt.slug}.")
                 return redirect("prompt_detail", slug=org.slug, prompt_id=prompt.slug)
-        status = 400
+        status = 200 if stepped is not None else 400
     else:
-        initial = {"messages": latest.messages, "model": latest.model, "parameters": latest.parameters} if latest else {}
-        form = VersionForm(initial=initial)
+        initial = ({"messages": latest.messages, "model": latest.model, "parameters": latest.parameters}
+                   if latest else {})
+        form = VersionForm(initial=initial, editor=request.GET.get("editor", "rows"))
     return render(request, "prompts/version_form.html", {
         "org": org, "membership": membership, "prompt": prompt, "form": form, "latest": latest,
     }, status=status)
