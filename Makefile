@@ -16,9 +16,16 @@ $(VENV)/.installed: pyproject.toml | $(PY)
 	$(PY) -m pip install -q -e .
 	touch $@
 
-$(VENV)/.installed-dev: pyproject.toml | $(PY)
+$(VENV)/.installed-dev: pyproject.toml | $(PY) $(VENV)/.npm
 	$(PY) -m pip install -q -e ".[dev]"
 	touch $@ $(VENV)/.installed
+
+# The dashboard's charting library (uPlot, package.json), from the npm registry at install time and
+# served by Django from node_modules (settings.STATICFILES_DIRS): never a CDN. Node and npm from Debian if missing.
+$(VENV)/.npm: package.json package-lock.json | $(PY)
+	command -v npm >/dev/null 2>&1 || apt-get install -y nodejs npm || (apt-get update && apt-get install -y nodejs npm)
+	npm ci --omit=dev --no-audit --no-fund
+	touch $@
 
 migrate: $(VENV)/.installed
 	$(PY) manage.py migrate --noinput
@@ -28,7 +35,7 @@ migrate: $(VENV)/.installed
 ACCESS_LOG ?= 0
 DAPHNE_FLAGS = $(if $(filter 1,$(ACCESS_LOG)),-v 1,-v 0)
 
-serve: migrate
+serve: migrate $(VENV)/.npm
 	@echo "Serving on http://$(HOST):$(PORT)/ (Ctrl-C to stop)"
 	$(VENV)/bin/daphne $(DAPHNE_FLAGS) -b $(HOST) -p $(PORT) heliconeproj.asgi:application
 
@@ -40,7 +47,7 @@ WRITER_PROCESSES ?= 1
 PROD_VAR_DIR = $(abspath $(or $(VAR_DIR),var))
 .PHONY: prod
 
-prod: $(VENV)/.installed
+prod: $(VENV)/.installed $(VENV)/.npm
 	@case "$$DATABASE_URL" in postgres*) ;; *) echo "make prod: set DATABASE_URL=postgres://user:password@host:port/name (PostgreSQL)" >&2; exit 2;; esac
 	@test -n "$$REDIS_URL" || { echo "make prod: set REDIS_URL=redis://host:port/db" >&2; exit 2; }
 	rm -rf $(PROD_VAR_DIR)/prometheus && mkdir -p $(PROD_VAR_DIR)/prometheus $(PROD_VAR_DIR)/log $(PROD_VAR_DIR)/static
@@ -66,7 +73,7 @@ $(VENV)/.tinyproxy: | $(PY)
 	command -v tinyproxy >/dev/null 2>&1 || apt-get install -y tinyproxy || (apt-get update && apt-get install -y tinyproxy)
 	touch $@
 
-test: $(VENV)/.installed-dev $(VENV)/.browser $(VENV)/.wrk $(VENV)/.tinyproxy
+test: $(VENV)/.installed-dev $(VENV)/.npm $(VENV)/.browser $(VENV)/.wrk $(VENV)/.tinyproxy
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # The overhead benchmark (issue #8, see docs/benchmark.md): a few minutes, both setups

@@ -1,15 +1,20 @@
-"""Small server-rendered SVG charts: no JavaScript library, nothing fetched from a CDN.
+"""The pages' charts: server-rendered SVG, and the same data for the charting library.
 
-Each function returns SVG markup (marked safe; every label is escaped) sized by
-a viewBox, so the chart scales with its card. Hovering a point or a column
-shows its value (an SVG <title>).
+`line_chart` and `column_chart` return SVG markup (marked safe; every label is
+escaped) sized by a viewBox, so the chart scales with its card: what a page
+shows with JavaScript off. `figure` pairs that SVG with a `spec`, the same
+series as JSON (rendered with json_script), which analytics/static/analytics/
+charts.js draws with uPlot (npm, installed by `make`, never a CDN): a hover
+crosshair with the values, a click that opens the explorer filtered to the
+bucket (and series), a drag that zooms the page to that time range.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Any
 
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
@@ -123,6 +128,9 @@ def line_chart(times: Sequence[datetime], series: Sequence[tuple[str, Sequence[f
         if current:
             segments.append(current)
         for segment in segments:
+            if len(segment) == 1:  # one bucket (a new org's first hour): a dot, not an invisible line
+                parts.append(f'<circle cx="{segment[0][0]:.1f}" cy="{segment[0][1]:.1f}" r="3.5" fill="{color}"/>')
+                continue
             path = " ".join(f"{x:.1f},{y:.1f}" for x, y in segment)
             if area:
                 base = TOP + plot_h
@@ -170,8 +178,56 @@ def column_chart(times: Sequence[datetime], stacks: Sequence[tuple[str, Sequence
     return _svg(parts, label)
 
 
-def bars(items: Sequence[tuple[str, float]], fmt: Callable[[float], str] = number) -> list[dict]:
-    """Rows for a horizontal bar list (rendered in HTML: long labels wrap, values align)."""
+def bars(items: Sequence[tuple[str, float]], fmt: Callable[[float], str] = number,
+         links: Sequence[str] | None = None) -> list[dict]:
+    """Rows for a horizontal bar list (rendered in HTML: long labels wrap, values align); `links`, one
+    per row ("" for none), make each row a link (the explorer filtered to it)."""
     top = max((value for _, value in items), default=0) or 1
-    return [{"label": label, "value": value, "text": fmt(value), "percent": max(100 * value / top, 0.5)}
-            for label, value in items]
+    links = list(links or [])
+    return [{"label": label, "value": value, "text": fmt(value), "percent": max(100 * value / top, 0.5),
+             "href": links[n] if n < len(links) else ""}
+            for n, (label, value) in enumerate(items)]
+
+
+def percent(value: float | None) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.0f}%" if value >= 1 or value == 0 else f"{value:.1f}%"
+
+
+# The formats charts.js knows (the same as the functions above, in the browser).
+FORMATS: dict[Callable[[float | None], str], str] = {number: "number", usd: "usd", ms: "ms", percent: "percent"}
+
+
+def figure(kind: str, times: Sequence[datetime], series: Sequence[tuple[str, Sequence[float | None]]],
+           fmt: Callable[[float | None], str] = number, *, step: timedelta, label: str = "",
+           colors: Sequence[str] | None = None, area: bool = False, explore: str = "",
+           explore_params: Sequence[dict[str, str]] | None = None, zoom: bool = False) -> dict[str, Any]:
+    """A chart as SVG (`svg`, JavaScript off) and as data for charts.js (`spec`).
+
+    kind: "columns" (stacked per bucket) or "lines". `explore` is the explorer's URL a click opens
+    (with the bucket's from/to, the page's other range parameters dropped, and the clicked series'
+    `explore_params`, e.g. {"status": "error"}); empty means clicks do nothing. `zoom`: a drag
+    reloads the page with that range as from/to."""
+    colors = list(colors or PALETTE)
+    if kind == "columns":
+        svg = column_chart(times, [(name, [v or 0 for v in values]) for name, values in series], fmt,
+                           label=label, colors=colors)
+    else:
+        svg = line_chart(times, series, fmt, area=area, label=label)
+    params = list(explore_params or [{} for _ in series])
+    spec = {
+        "kind": kind,
+        "label": label,
+        "format": FORMATS.get(fmt, "number"),
+        "step": int(step.total_seconds()),
+        "times": [int(moment.timestamp()) for moment in times],
+        "series": [{"label": name, "color": colors[n % len(colors)],
+                    "values": [None if v is None else float(v) for v in values],
+                    "params": params[n] if n < len(params) else {}}
+                   for n, (name, values) in enumerate(series)],
+        "area": area,
+        "explore": explore,
+        "zoom": zoom,
+    }
+    return {"svg": svg, "spec": spec}

@@ -26,7 +26,7 @@ import orjson
 from django.db import connection
 from django.db.models import CharField, Count, F, Max, Min, Q, QuerySet, Sum, Value
 from django.db.models.fields.json import KT
-from django.db.models.functions import Concat
+from django.db.models.functions import Coalesce, Concat
 from django.utils import timezone
 
 from . import clickhouse
@@ -553,3 +553,65 @@ def timeseries(selection: Selection, interval: str, start: datetime, end: dateti
             _merge(buckets, moment, measures_of(logs))
     return {moment: finish(m, percentiles) for moment, m in sorted(buckets.items()) if not end or moment < end}
 
+
+# --- The users and sessions lists, one user's page ---------------------------------------------
+
+
+def people_page(selection: Selection, dim: str, *, order_by: str, offset: int, limit: int,
+                contains: str = "") -> tuple[list[dict[str, Any]], bool] | None:
+    """One page of the users or sessions list ("" left out): `limit` values from `offset`, as
+    grouped returns them, and whether more follow; None when the rollups cannot answer. It reads the
+    top offset + limit + 1 (the rollups' top-n reads stay exact, a page deeper costs a little more)."""
+    found = grouped(selection, dim, order_by=order_by, limit=offset + limit + 1, exclude_empty=True,
+                    percentiles=(), contains=contains)
+    if found is None:
+        return None
+    return found[offset:offset + limit], len(found) > offset + limit
+
+
+_RAW_ORDERS = {"count": "count", "cost_usd": "cost", "last": "last", "errors": "errors"}
+_PEOPLE_COLUMNS = {"user": "user_id", "session": "session_id"}
+
+
+def raw_people_page(selection: Selection, dim: str, *, order_by: str, offset: int, limit: int,
+                    contains: str = "", names: bool = False) -> tuple[list[dict[str, Any]], bool]:
+    """people_page from the raw rows (an org whose rollups are not built yet, or a session search,
+    which matches names: no rollup keeps them). `names`: `contains` matches the session's name too.
+    With ClickHouse a session search reads its raw rows there (analytics.clickhouse.reads)."""
+    if names and clickhouse.enabled():
+        from .clickhouse import reads
+
+        found = reads.search_sessions(selection, contains, order_by=order_by, offset=offset, limit=limit + 1)
+        return found[:limit], len(found) > limit
+    column = _PEOPLE_COLUMNS[dim]
+    qs = selection.qs.exclude(**{column: ""})
+    if contains:
+        matches = Q(**{f"{column}__icontains": contains})
+        if names:
+            matches |= Q(session_name__icontains=contains)
+        qs = qs.filter(matches)
+    field = _RAW_ORDERS[order_by.lstrip("-")]
+    ordering = F(field).desc(nulls_last=True) if order_by.startswith("-") else F(field).asc(nulls_last=True)
+    rows = list(qs.values(column)
+                .annotate(count=Count("id"), cost=Coalesce(Sum("cost_usd"), Value(Decimal(0))),
+                          prompt=Sum("prompt_tokens"), completion=Sum("completion_tokens"),
+                          errors=Count("id", filter=ERROR_Q), first=Min("created_at"), last=Max("created_at"))
+                .order_by(ordering, column)[offset:offset + limit + 1])
+    found = [{"key": row[column], "count": row["count"], "cost": Decimal(row["cost"] or 0),
+              "cost_usd": float(row["cost"] or 0), "errors": row["errors"], "first": row["first"], "last": row["last"],
+              "total_tokens": (row["prompt"] or 0) + (row["completion"] or 0)} for row in rows]
+    return found[:limit], len(found) > limit
+
+
+def user_seen(org_id: int, user_id: str) -> tuple[datetime, datetime] | None:
+    """A user's first and last request ever, None for a user with no logs: two ends of the
+    (org, user, created_at) index (SQLite answers min() alone from an index, not min() and max())."""
+    if clickhouse.enabled():
+        from .clickhouse import reads
+
+        return reads.user_seen(org_id, user_id)
+    logs = RequestLog.objects.filter(org_id=org_id, user_id=user_id)
+    first = logs.order_by("created_at").values_list("created_at", flat=True).first()
+    if first is None:
+        return None
+    return first, logs.order_by("-created_at").values_list("created_at", flat=True).first()

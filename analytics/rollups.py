@@ -88,8 +88,8 @@ def condition(selection: Any, group_dim: str | None = None) -> tuple[str, str] |
     """(dimension, value) of the one filter of a selection (analytics.queries.Selection) that a rollup
     answers, ("", "") for none; None when no rollup can: body text, two filters, a filter no rollup
     keeps, or a filter on another dimension than `group_dim`'s (no rollup keeps two at once)."""
-    if selection.search:
-        return None
+    if selection.search or getattr(selection, "conditions", None):
+        return None  # body text, or the explorer's filter builder: only raw rows answer them
     conditions = [(FILTER_DIMS.get(name), value) for name, value in selection.filters.items() if value is not None]
     conditions += [(PROPERTY_PREFIX + name, value) for name, value in selection.properties.items()]
     if len(conditions) > 1 or any(dim is None for dim, _ in conditions):

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
 from decimal import Decimal
+from urllib.parse import urlencode
 
 from django.core.cache import cache
 from django.db.models import Count, Max, Sum
@@ -60,20 +61,27 @@ class Figures:
     totals: dict = field(default_factory=dict)
 
     def charts(self) -> dict:
+        """The figures page's charts (charts.figure: SVG, and uPlot's data with its hover crosshair);
+        each top org opens the page for that org alone."""
         error_rate = [100 * e / n if n else None for n, e in zip(self.requests, self.errors)]
         ok = [n - e for n, e in zip(self.requests, self.errors)]
+        step = INTERVALS[WINDOWS[self.window][1]][1]
+
+        def for_org(slug: str) -> str:
+            return "?" + urlencode({"window": self.window, "org": slug})
+
         return {
-            "requests": charts.column_chart(self.times, [("ok", ok), ("errors", self.errors)],
-                                            label="Requests over time", colors=["#4f46e5", "#ef4444"]),
-            "cost": charts.line_chart(self.times, [("cost", self.cost)], charts.usd, area=True,
-                                      label="Cost over time"),
-            "error_rate": charts.line_chart(self.times, [("error rate", error_rate)],
-                                            lambda v: f"{v:.0f}%" if v >= 1 or v == 0 else f"{v:.1f}%",
-                                            label="Error rate over time"),
-            "active_orgs": charts.line_chart(self.times, [("active orgs", self.active_orgs)],
-                                             label="Active organizations over time"),
-            "top_by_volume": charts.bars(self.top_by_volume),
-            "top_by_cost": charts.bars(self.top_by_cost, charts.usd),
+            "requests": charts.figure("columns", self.times, [("successful", ok), ("errors", self.errors)],
+                                      step=step, label="Requests over time", colors=["#4f46e5", "#ef4444"]),
+            "cost": charts.figure("lines", self.times, [("cost", self.cost)], charts.usd, step=step, area=True,
+                                  label="Cost over time"),
+            "error_rate": charts.figure("lines", self.times, [("error rate", error_rate)], charts.percent,
+                                        step=step, label="Error rate over time"),
+            "active_orgs": charts.figure("lines", self.times, [("active orgs", self.active_orgs)], step=step,
+                                         label="Active organizations over time"),
+            "top_by_volume": charts.bars(self.top_by_volume, links=[for_org(slug) for slug, _ in self.top_by_volume]),
+            "top_by_cost": charts.bars(self.top_by_cost, charts.usd,
+                                       links=[for_org(slug) for slug, _ in self.top_by_cost]),
         }
 
 

@@ -9,24 +9,38 @@ from __future__ import annotations
 
 import functools
 import json
+import uuid
 from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
-from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode
 
-from django.db.models import Count, F, Max, Min, Sum
+from django.conf import settings
+from django.db.models import Count, F, Max
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
 from orgs.access import org_member_required
 from orgs.models import Membership, Organization, Role
 
-from . import charts, clickhouse, metrics, pricing, rollup_reads, rollups
+from . import charts, clickhouse, metrics, pricing, rollup_reads, rollups, saved_views
 from .actions import get_log, scores_of
 from .models import Feedback, RequestLog, Rollup
-from .queries import MAX_CUSTOM_RANGE, RANGES, FilterError, RangeError, Selection, logs_for, time_range, utc_label
+from .panel_views import replay_curl
+from .queries import (
+    MAX_CUSTOM_RANGE,
+    RANGES,
+    Conditions,
+    FilterError,
+    RangeError,
+    Selection,
+    logs_for,
+    parse_conditions,
+    time_range,
+    utc_label,
+)
 from .rollups import Measures
 
 PAGE_SIZE = 50
@@ -181,8 +195,11 @@ def dashboard(request: HttpRequest, org: Organization, membership: Membership, c
                                     fill=True)
         by_model, users, top_values, cache_split, active_users = [], [], [], None, 0
     times = [bucket["time"] for bucket in series]
+    step = metrics.INTERVALS[interval][1]
     totals["active_users"] = active_users
     top_users = users[:8]
+    explore = reverse("request_list", args=[org.slug])
+    in_range = "?" + ctx["range_query"] + "&"
     if clickhouse.enabled():
         from .clickhouse import rows
 
@@ -198,21 +215,36 @@ def dashboard(request: HttpRequest, org: Organization, membership: Membership, c
         "quickstart": None if recent or totals["count"] or _has_logs(org) else _quickstart(request),
         "totals": totals,
         "interval": interval,
-        "requests_chart": charts.column_chart(
-            times, [("ok", [b["count"] - b["errors"] for b in series]), ("errors", [b["errors"] for b in series])],
-            label="Requests over time", colors=["#4f46e5", "#ef4444"]),
-        "cost_chart": charts.line_chart(times, [("cost", [b["cost_usd"] for b in series])], charts.usd, area=True,
-                                        label="Cost over time"),
-        "latency_chart": charts.line_chart(
-            times, [("P50", [b["latency_p50_ms"] for b in series]), ("P95", [b["latency_p95_ms"] for b in series]),
-                    ("P99", [b["latency_p99_ms"] for b in series])], charts.ms, label="Latency percentiles"),
-        "errors_chart": charts.column_chart(times, [("errors", [b["errors"] for b in series])],
-                                            label="Errors over time", colors=["#ef4444"]),
-        "cost_by_model": charts.bars([(g["key"] or "(unknown)", g["cost_usd"]) for g in by_model], charts.usd),
-        "top_users": charts.bars([(g["key"], g["count"]) for g in top_users]),
+        # Charts: a click opens the explorer at the bucket (and series), a drag zooms this page.
+        "requests_chart": charts.figure(
+            "columns", times, [("successful", [b["count"] - b["errors"] for b in series]),
+                               ("errors", [b["errors"] for b in series])],
+            step=step, label="Requests over time", colors=["#4f46e5", "#ef4444"], explore=explore,
+            explore_params=[{}, {"status": "error"}], zoom=True),
+        "cost_chart": charts.figure("lines", times, [("cost", [b["cost_usd"] for b in series])], charts.usd,
+                                    step=step, area=True, label="Cost over time", explore=explore,
+                                    explore_params=[{"sort": "costliest"}], zoom=True),
+        "latency_chart": charts.figure(
+            "lines", times, [("P50", [b["latency_p50_ms"] for b in series]),
+                             ("P95", [b["latency_p95_ms"] for b in series]),
+                             ("P99", [b["latency_p99_ms"] for b in series])], charts.ms,
+            step=step, label="Latency percentiles", explore=explore, explore_params=[{"sort": "slowest"}] * 3,
+            zoom=True),
+        "errors_chart": charts.figure("columns", times, [("errors", [b["errors"] for b in series])], step=step,
+                                      label="Errors over time", colors=["#ef4444"], explore=explore,
+                                      explore_params=[{"status": "error"}], zoom=True),
+        # Top lists: each row opens the explorer filtered to it, in the page's range.
+        "cost_by_model": charts.bars(
+            [(g["key"] or "(unknown)", g["cost_usd"]) for g in by_model], charts.usd,
+            links=[explore + in_range + urlencode({"model": g["key"]}) if g["key"] else "" for g in by_model]),
+        "top_users": charts.bars([(g["key"], g["count"]) for g in top_users],
+                                 links=[explore + in_range + urlencode({"user_id": g["key"]}) for g in top_users]),
         "property_key": property_key,
         "property_keys": pickers["property_keys"],
-        "top_values": charts.bars([(str(g["key"]), g["count"]) for g in top_values]),
+        "top_values": charts.bars(
+            [(str(g["key"]), g["count"]) for g in top_values],
+            links=[explore + in_range + urlencode({"prop_key": property_key, "prop_value": str(g["key"])})
+                   for g in top_values]),
         "recent": recent,
         "cache_split": cache_split,
         # A range that ends at a fixed time does not grow: no live updates.
@@ -300,16 +332,27 @@ def _explorer_filters(request: HttpRequest, start: datetime, end: datetime | Non
 @org_member_required()
 @with_range
 def request_list(request: HttpRequest, org: Organization, membership: Membership, ctx: dict[str, Any]) -> HttpResponse:
+    # The builder's "Add condition" (a GET form, so it works without JavaScript): one more `f` in the URL.
+    added = saved_views.add_condition_redirect(request) if "add_field" in request.GET else None
+    if isinstance(added, HttpResponse):
+        return added
     # A range that ends now has no upper bound: the newest logs (and the live ones) stay in it.
     filters, properties, search, errors = _explorer_filters(request, ctx["start"],
                                                             ctx["end"] if ctx["fixed_end"] else None)
+    if added:
+        errors.append(added)
+    try:
+        conditions = parse_conditions(request.GET)
+    except FilterError as exc:
+        errors.append(str(exc))
+        conditions = Conditions()
     sort = request.GET.get("sort") if request.GET.get("sort") in SORTS else "newest"
     try:
         page = max(int(request.GET.get("page", "1")), 1)
     except ValueError:
         page = 1
     try:
-        qs = logs_for(org, filters, properties, search)
+        qs = logs_for(org, filters, properties, search, conditions)
     except FilterError as exc:
         errors.append(str(exc))
         qs = RequestLog.objects.none()
@@ -325,7 +368,7 @@ def request_list(request: HttpRequest, org: Organization, membership: Membership
     if clickhouse.enabled() and not errors:
         from .clickhouse import rows as clickhouse_rows
 
-        selection = Selection(org, filters=filters, properties=properties, search=search)
+        selection = Selection(org, filters=filters, properties=properties, search=search, conditions=conditions)
         rows = clickhouse_rows.page(selection, order=order, offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE + 1,
                                     errors_only=request.GET.get("status") == "error")
     else:
@@ -349,10 +392,11 @@ def request_list(request: HttpRequest, org: Organization, membership: Membership
         "live": page == 1 and sort == "newest" and not ctx["fixed_end"],
         "live_filters": {name: request.GET.get(name, "") for name in EXPLORER_FIELDS}
                         | {"prop_key": request.GET.get("prop_key", ""), "prop_value": request.GET.get("prop_value", ""),
-                           "q": search},
+                           "q": search, "conditions": bool(conditions)},
         "live_url": f"/ws/orgs/{org.slug}/live/",
+        **saved_views.explorer_context(request, org, membership, conditions),
     })
-    return render(request, "analytics/requests.html", ctx)
+    return render(request, "analytics/requests.html", ctx, status=400 if errors else 200)
 
 
 # --- Request detail ----------------------------------------------------------------------
@@ -529,15 +573,14 @@ def cost_note(log: RequestLog) -> str:
     return "unpriced (no known price for this model)"
 
 
-@org_member_required()
-def request_detail(request: HttpRequest, org: Organization, membership: Membership, log_id) -> HttpResponse:
-    log = get_log(org, log_id)
+def _request_context(request: HttpRequest, org: Organization, membership: Membership, log: RequestLog) -> dict:
+    """What the request page and the request panel (over a list, beside a session) show of one log."""
     request_json = None if log.request_omitted else _maybe_json(log.request_body)
     response_json = None if log.response_omitted else _maybe_json(log.response_body)
     feedback = Feedback.objects.filter(request=log).first()
     total = log.latency_ms or 0
     ttft = log.ttft_ms if log.ttft_ms is not None and total else None
-    ctx = {
+    return {
         "org": org,
         "membership": membership,
         "log": log,
@@ -551,7 +594,17 @@ def request_detail(request: HttpRequest, org: Organization, membership: Membersh
         "is_error": rollups.is_error(log.status),
         "cost_note": cost_note(log),
         "uncached_prompt_tokens": None if log.prompt_tokens is None else log.prompt_tokens - (log.cached_tokens or 0),
+        "can_edit": membership.has_role(Role.MEMBER),
+        "replay_curl": replay_curl(log, request.build_absolute_uri("/").rstrip("/")),
+        "return_to": request.path,
     }
+
+
+@org_member_required()
+def request_detail(request: HttpRequest, org: Organization, membership: Membership, log_id) -> HttpResponse:
+    ctx = _request_context(request, org, membership, get_log(org, log_id))
+    if request.GET.get("panel") == "1":  # the fragment the request panel loads over a list
+        return render(request, "analytics/request_panel.html", {**ctx, "panel": True})
     return render(request, "analytics/request_detail.html", ctx)
 
 
@@ -562,11 +615,12 @@ def request_detail(request: HttpRequest, org: Organization, membership: Membersh
 @with_range
 def session_list(request: HttpRequest, org: Organization, membership: Membership, ctx: dict[str, Any]) -> HttpResponse:
     search = request.GET.get("session", "").strip()
-    selection = Selection(org, ctx["start"], ctx["end"])
-    groups = rollup_reads.grouped(selection, "session", order_by="-last", limit=200, exclude_empty=True,
-                                  percentiles=(), contains=search)
-    if groups is None:  # the rollups do not cover the range yet
-        groups = _raw_groups(selection.qs.exclude(session_id=""), "session_id", search, "-last")
+    ctx.update({"org": org, "membership": membership, "search": search})
+    try:
+        groups = _people(request, org, ctx, "session", search, default_sort="last")
+    except _BadParameter as exc:
+        ctx.update({"sessions": [], "error": str(exc)})
+        return render(request, "analytics/sessions.html", ctx, status=400)
     if clickhouse.enabled():
         from .clickhouse import reads
 
@@ -588,25 +642,60 @@ def session_list(request: HttpRequest, org: Organization, membership: Membership
                  "tokens": group["total_tokens"], "name": names.get(group["key"], ""),
                  "users": users.get(group["key"], 0),
                  "duration": (group["last"] - group["first"]).total_seconds()} for group in groups]
-    ctx.update({"org": org, "membership": membership, "sessions": sessions, "search": search})
+    for session in sessions:
+        try:
+            session["href"] = reverse("session_detail", args=[org.slug, session["session_id"]])
+        except NoReverseMatch:  # an id the path cannot carry (a newline, from the log API): its requests
+            session["href"] = (reverse("request_list", args=[org.slug]) + "?"
+                               + urlencode({"session_id": session["session_id"], **ctx["range_params"]}))
+    ctx["sessions"] = sessions
     return render(request, "analytics/sessions.html", ctx)
 
 
-_RAW_ORDERS = {"-count": "count", "-cost_usd": "cost", "-last": "last", "-errors": "errors"}
+# The users and sessions lists' sorts (?sort=) -> rollup_reads orders.
+PEOPLE_SORTS = {"requests": "-count", "cost": "-cost_usd", "errors": "-errors", "last": "-last"}
+PEOPLE_PAGE_SIZE = 50
 
 
-def _raw_groups(qs, column: str, search: str, order_by: str) -> list[dict[str, Any]]:
-    """The users or sessions list from the raw rows (an org whose rollups are not built yet)."""
-    if search:
-        qs = qs.filter(**{f"{column}__icontains": search})
-    rows = (qs.values(column)
-            .annotate(count=Count("id"), cost=Sum("cost_usd"), prompt=Sum("prompt_tokens"),
-                      completion=Sum("completion_tokens"), errors=Count("id", filter=metrics.ERROR_Q),
-                      first=Min("created_at"), last=Max("created_at"))
-            .order_by(F(_RAW_ORDERS[order_by]).desc(nulls_last=True), column)[:200])
-    return [{"key": row[column], "count": row["count"], "cost": row["cost"] or Decimal(0),
-             "errors": row["errors"], "first": row["first"], "last": row["last"],
-             "total_tokens": (row["prompt"] or 0) + (row["completion"] or 0)} for row in rows]
+class _BadParameter(ValueError):
+    """A query parameter a list cannot read: a 400 page that names it."""
+
+
+def _people(request: HttpRequest, org: Organization, ctx: dict[str, Any], dim: str, search: str,
+            default_sort: str) -> list[dict[str, Any]]:
+    """One page of the users or sessions list (every value reachable page by page, none capped),
+    from the rollups or ClickHouse; from the raw rows under the time budget while the org's rollups
+    are not built, and for a session search (it matches names, which no rollup keeps). Adds the
+    paging and sorting links to ctx, which keep the range, the search and the sort."""
+    sort = request.GET.get("sort") or default_sort
+    if sort not in PEOPLE_SORTS:
+        raise _BadParameter(f"sort must be one of {', '.join(PEOPLE_SORTS)}, not {sort[:40]!r}")
+    raw_page = request.GET.get("page", "1")
+    if not (raw_page.isascii() and raw_page.isdigit()) or not 1 <= int(raw_page) <= 1_000_000:
+        raise _BadParameter(f"page must be a whole number from 1, not {raw_page[:40]!r}")
+    page = int(raw_page)
+    offset = (page - 1) * PEOPLE_PAGE_SIZE
+    selection = Selection(org, ctx["start"], ctx["end"])
+    order = PEOPLE_SORTS[sort]
+    names = dim == "session" and bool(search)
+    found = None if names else rollup_reads.people_page(selection, dim, order_by=order, offset=offset,
+                                                           limit=PEOPLE_PAGE_SIZE, contains=search)
+    notice = ""
+    if found is None:
+        try:
+            with metrics.budget(getattr(settings, "ANALYTICS_RAW_BUDGET_SECONDS", None)):
+                found = rollup_reads.raw_people_page(selection, dim, order_by=order, offset=offset,
+                                                     limit=PEOPLE_PAGE_SIZE, contains=search, names=names)
+        except metrics.TooSlow:
+            found = ([], False)
+            notice = ("This takes too long to read from the raw logs" + (" (a search reads them all)" if names else
+                      ": the organization's rollups are not built yet") + ". Choose a shorter range.")
+    groups, has_next = found
+    kept = {**ctx["range_params"], **({"session" if dim == "session" else "user": search} if search else {})}
+    ctx.update({"page": page, "has_next": has_next, "sort": sort, "notice": notice,
+                "first_row": offset + 1, "last_row": offset + len(groups),
+                "sort_query": urlencode(kept), "page_query": urlencode({**kept, "sort": sort})})
+    return groups
 
 
 def session_tree(logs: list[RequestLog]) -> list[dict]:
@@ -658,6 +747,17 @@ def session_detail(request: HttpRequest, org: Organization, membership: Membersh
         "width": max(100 * (log.latency_ms or 0) / 1000 / span, 0.4),
         "offset_s": (log.created_at - start).total_seconds(),
     } for log in logs]
+    for item in timeline:  # the trace shows each request on its own lane of the session's time
+        item["log"].lane_left, item["log"].lane_width = item["left"], min(item["width"], 100 - item["left"])
+        item["log"].offset_s = item["offset_s"]
+    chosen = request.GET.get("request", "")
+    if chosen:
+        try:
+            chosen = str(uuid.UUID(chosen))
+        except ValueError:
+            return HttpResponse("request: not a request id", status=400, content_type="text/plain; charset=utf-8")
+        if chosen not in {str(log.id) for log in logs}:
+            raise Http404("No request with this id in this session")
     totals = {
         "requests": len(logs),
         "cost": sum(float(log.cost_usd) for log in logs if log.cost_usd is not None),
@@ -668,6 +768,10 @@ def session_detail(request: HttpRequest, org: Organization, membership: Membersh
     ctx = {"org": org, "membership": membership, "session_id": session_id,
            "session_name": next((log.session_name for log in logs if log.session_name), ""),
            "tree": session_tree(logs), "timeline": timeline, "totals": totals, "truncated": len(logs) == 1000}
+    # The selected request (the first one until a trace node is picked) is shown beside the trace.
+    selected = get_log(org, chosen or logs[0].id)
+    ctx.update({**_request_context(request, org, membership, selected), **ctx, "panel": True, "on_session": True,
+                "return_to": f"{request.path}?request={selected.id}"})
     return render(request, "analytics/session_detail.html", ctx)
 
 
@@ -678,20 +782,98 @@ def session_detail(request: HttpRequest, org: Organization, membership: Membersh
 @with_range
 def user_list(request: HttpRequest, org: Organization, membership: Membership, ctx: dict[str, Any]) -> HttpResponse:
     search = request.GET.get("user", "").strip()
-    order = {"requests": "-count", "cost": "-cost_usd", "last": "-last", "errors": "-errors"}.get(
-        request.GET.get("sort", ""), "-count")
-    selection = Selection(org, ctx["start"], ctx["end"])
-    groups = rollup_reads.grouped(selection, "user", order_by=order, limit=200, exclude_empty=True,
-                                  percentiles=(), contains=search)
-    if groups is None:  # the rollups do not cover the range yet
-        groups = _raw_groups(selection.qs.exclude(user_id=""), "user_id", search, order)
+    ctx.update({"org": org, "membership": membership, "search": search,
+                "can_erase": membership.has_role(Role.ADMIN)})
+    try:
+        groups = _people(request, org, ctx, "user", search, default_sort="requests")
+    except _BadParameter as exc:
+        ctx.update({"users": [], "error": str(exc)})
+        return render(request, "analytics/users.html", ctx, status=400)
     users = [{"user_id": group["key"], "requests": group["count"], "cost": group["cost"],
-              "errors": group["errors"], "last": group["last"], "tokens": group["total_tokens"]}
-             for group in groups]
+              "errors": group["errors"], "first": group["first"], "last": group["last"],
+              "tokens": group["total_tokens"]} for group in groups]
     for user in users:
         user["query"] = urlencode({"user_id": user["user_id"], **ctx["range_params"]})
+        user["detail_query"] = urlencode({"id": user["user_id"], **ctx["range_params"]})
         user["erase_query"] = urlencode({"user_id": user["user_id"]})
-    ctx.update({"org": org, "membership": membership, "users": users, "search": search,
-                "can_erase": membership.has_role(Role.ADMIN),
-                "sort": request.GET.get("sort", "requests")})
+    ctx["users"] = users
     return render(request, "analytics/users.html", ctx)
+
+
+# The user page's properties come from their newest requests in the range, not a scan of it.
+PROPERTY_SAMPLE = 500
+
+
+@org_member_required()
+@with_range
+def user_detail(request: HttpRequest, org: Organization, membership: Membership, ctx: dict[str, Any]) -> HttpResponse:
+    """One user: requests, cost and latency over the range, first and last seen (ever), top models,
+    the properties of their latest requests. The id travels as ?id= so that any id (slashes, "..",
+    spaces, a newline) has a URL."""
+    user_id = request.GET.get("id", "")
+    ctx.update({"org": org, "membership": membership, "user_id": user_id})
+    if not user_id.strip():
+        ctx["error"] = "id: which user? This page takes the user id as ?id=<user id>."
+        return render(request, "analytics/user_detail.html", ctx, status=400)
+    seen = rollup_reads.user_seen(org.pk, user_id)
+    if seen is None:  # no log of this org names them: another org's user is as unknown
+        raise Http404("No such user")
+    selection = Selection(org, ctx["start"], ctx["end"], filters={"user_id": user_id})
+    interval = metrics.pick_interval(ctx["end"] - ctx["start"])
+    latency = ("latency_p50_ms", "latency_p95_ms")
+    notice = ""
+    try:
+        totals = metrics.summary(selection, percentiles=latency)
+        series = metrics.timeseries(selection, interval, ctx["start"], ctx["end"], fill=True, percentiles=latency)
+        models = metrics.grouped(selection, "model", order_by="-count", limit=8, with_percentiles=False)
+    except metrics.TooSlow:
+        notice = "This range takes too long to read for one user. Choose a shorter range."
+        totals = rollup_reads.finish(Measures())
+        series = metrics.timeseries(Selection(org, ctx["end"], ctx["end"]), interval, ctx["start"], ctx["end"],
+                                    fill=True)
+        models = []
+    if clickhouse.enabled():
+        from .clickhouse import rows
+
+        recent = rows.page(selection, limit=PROPERTY_SAMPLE)
+    else:
+        recent = list(selection.qs.order_by("-created_at").only("created_at", "properties")[:PROPERTY_SAMPLE])
+    values: dict[str, dict[str, int]] = {}
+    for log in recent:
+        for key, value in (log.properties or {}).items():
+            counted = values.setdefault(str(key), {})
+            counted[str(value)] = counted.get(str(value), 0) + 1
+    properties = [{"key": key, "values": sorted(counted.items(), key=lambda item: (-item[1], item[0]))[:5],
+                   "more": max(len(counted) - 5, 0)} for key, counted in sorted(values.items())]
+    explore = reverse("request_list", args=[org.slug])
+    top_models = charts.bars(
+        [(group["key"] or "(unknown)", group["count"]) for group in models],
+        links=[explore + "?" + urlencode({"user_id": user_id, "model": group["key"], **ctx["range_params"]})
+               if group["key"] else "" for group in models])
+    times = [bucket["time"] for bucket in series]
+    step = metrics.INTERVALS[interval][1]
+    ctx.update({
+        "notice": notice, "totals": totals, "first_seen": seen[0], "last_seen": seen[1],
+        "active_for": seen[1] - seen[0], "interval": interval, "properties": properties,
+        "sampled": len(recent),
+        "models": top_models,
+        "explorer_query": urlencode({"user_id": user_id, **ctx["range_params"]}),
+        "erase_query": urlencode({"user_id": user_id}), "can_erase": membership.has_role(Role.ADMIN),
+        # Charts as on the dashboard: a click opens the explorer at the bucket for this user, a drag
+        # zooms this page (the ?id= stays in the URL).
+        "requests_chart": charts.figure(
+            "columns", times, [("successful", [b["count"] - b["errors"] for b in series]),
+                               ("errors", [b["errors"] for b in series])],
+            step=step, label="Requests over time", colors=["#4f46e5", "#ef4444"], explore=explore,
+            explore_params=[{"user_id": user_id}, {"user_id": user_id, "status": "error"}], zoom=True),
+        "cost_chart": charts.figure("lines", times, [("cost", [b["cost_usd"] for b in series])], charts.usd,
+                                    step=step, area=True, label="Cost over time", explore=explore,
+                                    explore_params=[{"user_id": user_id, "sort": "costliest"}], zoom=True),
+        "latency_chart": charts.figure(
+            "lines", times, [("P50", [b["latency_p50_ms"] for b in series]),
+                             ("P95", [b["latency_p95_ms"] for b in series])], charts.ms,
+            step=step, label="Latency percentiles", explore=explore,
+            explore_params=[{"user_id": user_id, "sort": "slowest"}] * 2, zoom=True),
+    })
+    return render(request, "analytics/user_detail.html", ctx)
+

@@ -273,6 +273,10 @@ USE_TZ = True
 STATIC_URL = "/static/"
 STATIC_ROOT = VAR_DIR / "static"
 STATICFILES_DIRS = [BASE_DIR / "static"] if (BASE_DIR / "static").is_dir() else []
+# The charting library's dist files, installed by `npm ci` (package.json; the Makefile runs it), served as
+# /static/vendor/uplot/...: never a CDN, never committed.
+if (BASE_DIR / "node_modules" / "uplot" / "dist").is_dir():
+    STATICFILES_DIRS.append(("vendor/uplot", BASE_DIR / "node_modules" / "uplot" / "dist"))
 # Serving from the finders means no collectstatic step before `make serve`.
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = DEBUG

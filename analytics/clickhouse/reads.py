@@ -81,7 +81,51 @@ def _raw_where(q: _Query, selection: Selection, lo: datetime | None, hi: datetim
         text = q.bind(selection.search, "String")
         where.append(f"(positionCaseInsensitiveUTF8(request_body, {text}) > 0"
                      f" OR positionCaseInsensitiveUTF8(response_body, {text}) > 0)")
+    if getattr(selection, "conditions", None):
+        where.append(_conditions_sql(q, selection.conditions))
     return where
+
+
+# The explorer's conditions (analytics.queries.Condition) in ClickHouse, meaning what they mean in SQL:
+# ≠ keeps the logs without a value (or without the property), contains is case-insensitive.
+_CONDITION_TYPES = {"latency_ms": "Float64", "ttft_ms": "Float64", "cost_usd": "Decimal(38, 10)",
+                    "prompt_tokens": "Int64", "completion_tokens": "Int64", "total_tokens": "Float64",
+                    "status": "Int32", "cache_hit": "Bool"}
+_CONDITION_COLUMNS = {"total_tokens": "(ifNull(prompt_tokens, 0) + ifNull(completion_tokens, 0))"}
+_COMPARE = {"eq": "=", "gt": ">", "lt": "<"}
+
+
+def _conditions_sql(q: _Query, conditions) -> str:
+    parts = [_condition_sql(q, condition) for condition in conditions.items]
+    return "(" + (" OR " if conditions.any_of else " AND ").join(parts) + ")"
+
+
+def _condition_sql(q: _Query, condition) -> str:
+    if condition.is_property:
+        name = q.bind(condition.property_name, "String")
+        value = q.bind(str(condition.value), "String")
+        if condition.op == "contains":
+            return f"(mapContains(properties, {name}) AND positionCaseInsensitiveUTF8(properties[{name}], {value}) > 0)"
+        equal = f"(mapContains(properties, {name}) AND properties[{name}] = {value})"
+        return equal if condition.op == "eq" else f"NOT {equal}"
+    column = _CONDITION_COLUMNS.get(condition.field, condition.field)
+    if condition.field == "status" and condition.value == "error":
+        errors = "(status >= 400 OR status < 200)"
+        return errors if condition.op == "eq" else f"NOT {errors}"
+    if condition.op == "contains":
+        return f"positionCaseInsensitiveUTF8(toString({column}), {q.bind(condition.value, 'String')}) > 0"
+    kind = _CONDITION_TYPES.get(condition.field, "String")
+    value = condition.value
+    if kind.startswith("Int") and isinstance(value, float):  # status:lt:200.5 or tokens:gt:10.5
+        kind = "Float64"
+    if kind == "Float64":
+        value = float(value)
+    elif kind.startswith("Decimal"):  # a cost finer than the column's 10 places compares as it rounds
+        value = str(Decimal(value).quantize(Decimal("1e-10")))
+    bound = q.bind(value, kind)
+    if condition.op == "ne":
+        return f"({column} IS NULL OR {column} != {bound})"
+    return f"ifNull({column} {_COMPARE[condition.op]} {bound}, 0)"
 
 
 def _dim_expression(q: _Query, dim: str, where: list[str]) -> str:
@@ -330,6 +374,38 @@ def session_facts(org_id: int, since: datetime, session_ids: list[str]) -> dict[
         f"WHERE org_id = {{org:UInt64}} AND created_at >= {q.bind(since, _DT64)} "
         f"AND session_id IN {q.bind(session_ids, 'Array(String)')} GROUP BY session_id", parameters=q.params)
     return {session: (name, int(users)) for session, name, users in result.result_rows}
+
+
+def search_sessions(selection: Selection, text: str, *, order_by: str, offset: int,
+                    limit: int) -> list[dict[str, Any]]:
+    """The sessions whose id or name contains `text` (case-insensitive), as grouped returns them,
+    from the raw rows of the range (no rollup keeps names), within the raw-read budget."""
+    field = order_by.lstrip("-")
+    if field not in _ORDERS:
+        raise ValueError(f"cannot order by {order_by!r}")
+    q = _Query(selection.org.pk)
+    where = _raw_where(q, selection, selection.start, selection.end)
+    pattern = q.bind(text, "String")
+    where += ["session_id != ''", f"(positionCaseInsensitiveUTF8(session_id, {pattern}) > 0"
+                                  f" OR positionCaseInsensitiveUTF8(session_name, {pattern}) > 0)"]
+    part = f"SELECT session_id AS k, {measures()} FROM request_logs WHERE {' AND '.join(where)} GROUP BY k"
+    direction = "DESC" if order_by.startswith("-") else "ASC"
+    sql = _outer([part], ()) + f" ORDER BY {_ORDERS[field]} {direction}, k LIMIT {int(limit)} OFFSET {int(offset)}"
+    return [{"key": row["k"], **_finish(row, ()), "first": row["t_first_at"], "last": row["t_last_at"],
+             "cost": Decimal(row["t_cost_usd"] or 0)} for row in _run(sql, q, True)]
+
+
+def user_seen(org_id: int, user_id: str) -> tuple[datetime, datetime] | None:
+    """A user's first and last request ever (the user page), None for a user with no logs; the
+    table's bloom index on user_id skips the granules without them."""
+    q = _Query(org_id)
+    result = client().query(
+        "SELECT min(created_at), max(created_at), count() FROM request_logs "
+        f"WHERE org_id = {{org:UInt64}} AND user_id = {q.bind(user_id, 'String')}", parameters=q.params)
+    first, last, count = result.result_rows[0]
+    if not count:
+        return None
+    return tuple(moment if moment.tzinfo else moment.replace(tzinfo=dt_timezone.utc) for moment in (first, last))
 
 
 def site_rows(org_ids: list[int], start: datetime, interval: str) -> list[dict[str, Any]]:

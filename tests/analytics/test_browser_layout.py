@@ -123,7 +123,8 @@ def test_no_page_scrolls_sideways_on_a_phone_and_none_logs_a_console_error(brows
     o = f"/o/{org.slug}"
     pages = [
         f"{o}/", f"/o/{empty.slug}/", f"{o}/requests/", f"{o}/requests/{detail.id}/", f"{o}/users/",
-        f"{o}/users/erase/?user_id=u1", f"{o}/sessions/", f"{o}/sessions/{long_session}/", f"{o}/prompts/",
+        f"{o}/user/?id=u1", f"{o}/users/erase/?user_id=u1", f"{o}/sessions/", f"{o}/requests/?f=latency_ms:gt:0",
+        f"{o}/prompts/greeting/versions/new/", f"{o}/sessions/{long_session}/", f"{o}/prompts/",
         f"{o}/prompts/greeting/", f"{o}/prompts/greeting/versions/1/", f"{o}/alerts/", f"{o}/alerts/new/",
         f"{o}/alerts/history/", f"{o}/alerts/webhooks/", f"{o}/alerts/deliveries/", f"{o}/settings/",
         f"{o}/settings/keys/", f"{o}/settings/members/", f"{o}/settings/audit/", f"{o}/settings/rate-limits/",

@@ -105,7 +105,8 @@ class PagesTests(BaseTestCase):
         assert len(page2.context["rows"]) == 22 and not page2.context["has_next"]
         assert not {r.id for r in page1.context["rows"]} & {r.id for r in page2.context["rows"]}
         assert b"Plan a day" not in page1.content  # bodies are not loaded for the list
-        assert self.client.get("/o/alice-org/requests/", {"status": "abc"}).status_code == 200
+        bad_status = self.client.get("/o/alice-org/requests/", {"status": "abc"})  # named, never silently dropped
+        assert bad_status.status_code == 400 and b"Status: a number, or &#x27;error&#x27;." in bad_status.content
 
     def test_detail_shows_conversation_feedback_and_scores(self):
         self.login(self.bob)
