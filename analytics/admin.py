@@ -10,6 +10,7 @@ from datetime import timezone as dt_timezone
 from urllib.parse import urlencode
 
 from django.contrib import admin
+from django.contrib.admin.views.main import ChangeList
 from django.core.cache import cache
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
@@ -108,6 +109,54 @@ class StatusFilter(admin.SimpleListFilter):
         return queryset.filter(entry[1]) if entry else queryset
 
 
+class ClickHouseChangeList(ChangeList):
+    """The request-log list read from ClickHouse when it is configured: the same filters, search and
+    newer/older pages, turned into one query of request_logs (SQL may hold no logs at all)."""
+
+    def get_results(self, request):
+        if not clickhouse.enabled():
+            return super().get_results(request)
+        from .clickhouse import rows
+
+        params = self.params
+        org_ids = None
+        if params.get("org", "").strip():
+            org_ids = list(Organization.objects.filter(slug=params["org"].strip()).values_list("pk", flat=True))
+        equals = {}
+        for name in ("model", "provider"):
+            if params.get(name, "").strip():
+                equals[name] = params[name].strip()
+        for name in ("cache_hit", "streamed"):
+            if params.get(f"{name}__exact") in ("0", "1"):
+                equals[name] = params[f"{name}__exact"] == "1"
+        since, before = _moment(params.get("created_at__gte")), _moment(params.get("created_at__lt"))
+        ascending = "created_at" in self.get_ordering(request, self.root_queryset)
+        logs = rows.admin_page(org_ids=org_ids, equals=equals, status=params.get("status", ""), since=since,
+                               before=before, search=(self.query or "").strip(), ascending=ascending,
+                               offset=(self.page_num - 1) * self.list_per_page, limit=self.list_per_page)
+        orgs = Organization.objects.in_bulk({log.org_id for log in logs})
+        for log in logs:
+            log._state.fields_cache["org"] = orgs.get(log.org_id)
+        self.paginator = self.model_admin.get_paginator(request, self.queryset, self.list_per_page)
+        self.result_count = self.paginator.count
+        self.show_full_result_count = False
+        self.show_admin_actions = True
+        self.full_result_count = None
+        self.result_list = logs
+        self.can_show_all = False
+        self.multi_page = True
+
+
+def _moment(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        value = datetime.fromisoformat(text.strip())
+    except ValueError:
+        return None
+    return value if value.tzinfo else timezone.make_aware(value)
+
+
 @admin.register(RequestLog)
 class RequestLogAdmin(admin.ModelAdmin):
     list_display = ("id", "created_at", "org", "provider", "model", "status", "latency_ms", "cost_usd", "cache_hit",
@@ -123,6 +172,16 @@ class RequestLogAdmin(admin.ModelAdmin):
     sortable_by = ("created_at",)  # newest first by index; any other order sorts the whole table
     exclude = ("request_body", "response_body", "request_headers")
     readonly_fields = ("pretty_request", "pretty_response", "pretty_headers")
+
+    def get_changelist(self, request, **kwargs):
+        return ClickHouseChangeList
+
+    def get_object(self, request, object_id, from_field=None):
+        if clickhouse.enabled():
+            from .clickhouse import rows
+
+            return rows.find(object_id)
+        return super().get_object(request, object_id, from_field)
 
     def get_queryset(self, request):
         qs = super().get_queryset(request)
@@ -312,9 +371,17 @@ class OrganizationAdmin(orgs_admin.OrganizationAdmin):
             reverse("admin:analytics_requestlog_figures"), obj.slug, reverse("admin:orgs_auditevent_changelist"),
             obj.pk)
 
+    @staticmethod
+    def _clickhouse_logs(org) -> bool:
+        if not clickhouse.enabled():
+            return False
+        from .clickhouse import rows
+
+        return rows.has_logs(org.pk)
+
     def has_delete_permission(self, request, obj=None) -> bool:
         # Only an org without request logs (a mistake, a test): deleting one with traffic would have the
         # admin collect every log row for its confirmation page. Suspend those instead.
-        if obj is not None and RequestLog.objects.filter(org=obj).exists():
+        if obj is not None and (RequestLog.objects.filter(org=obj).exists() or self._clickhouse_logs(obj)):
             return False
         return super().has_delete_permission(request, obj)

@@ -22,7 +22,6 @@ import orjson
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
-from django.db.models import Exists, OuterRef
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from ninja import Field, NinjaAPI, Query, Schema
 from ninja.errors import AuthenticationError, HttpError, ValidationError
@@ -37,8 +36,7 @@ from prompts.helicone import router as prompt_router
 from . import actions, helicone_query
 from .ingest import read_limited
 from .logqueue import enqueue
-from .models import Score
-from .queries import FilterError, logs_for
+from .queries import FilterError
 from .writer import without_nul
 
 
@@ -254,15 +252,10 @@ class RequestQueryIn(Schema):
 def query_rows(request: HttpRequest, body: RequestQueryIn) -> list[dict[str, Any]]:
     try:
         limit, offset = helicone_query.page(body.limit, body.offset)
-        qs = helicone_query.filtered_logs(request.org, body.filter)
-        if body.isCached:
-            qs = qs.filter(cache_hit=True)
-        if body.isScored:
-            qs = qs.filter(Exists(Score.objects.filter(request=OuterRef("pk"))))
-        qs = helicone_query.sort_logs(qs, body.sort)
+        logs = helicone_query.query_logs(request.org, body.filter, body.sort, limit=limit, offset=offset,
+                                         cached_only=bool(body.isCached), scored_only=bool(body.isScored))
     except FilterError as exc:
         raise HeliconeError(400, str(exc)) from None
-    logs = helicone_query.with_annotations(qs)[offset: offset + limit]
     return [helicone_query.request_row(log) for log in logs]
 
 
@@ -295,7 +288,7 @@ def query_request_ids(request: HttpRequest, body: RequestIdsIn):
             ids.append(uuid.UUID(value))
         except ValueError:
             raise HeliconeError(400, f"requestIds.{position}: not a request id (a UUID)") from None
-    logs = helicone_query.with_annotations(logs_for(request.org).filter(id__in=ids)).order_by("-created_at", "-id")
+    logs = helicone_query.logs_by_ids(request.org, ids)
     return ok([helicone_query.request_row(log) for log in logs])
 
 
@@ -309,7 +302,8 @@ def _request_id(value: str) -> uuid.UUID:
 @helicone.get("/v1/request/{request_id}", tags=["Request"], summary="One request",
               description="With `includeBody=true` the request and response bodies; null without.")
 def get_request(request: HttpRequest, request_id: str, includeBody: bool = Query(False)):
-    log = helicone_query.with_annotations(logs_for(request.org).filter(id=_request_id(request_id))).first()
+    logs = helicone_query.logs_by_ids(request.org, [_request_id(request_id)])
+    log = logs[0] if logs else None
     if log is None:
         raise HeliconeError(404, "No request with this id in your organization")
     return ok(helicone_query.request_row(log, include_body=includeBody))

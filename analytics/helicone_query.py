@@ -40,6 +40,7 @@ from django.db.models.lookups import Exact, GreaterThan, GreaterThanOrEqual, Les
 
 from formats.helicone_log import helicone_provider, our_provider
 
+from . import clickhouse
 from .models import RequestLog, Score
 from .queries import FilterError, check_property_name, is_postgres, logs_for
 
@@ -249,6 +250,15 @@ def _property_key(spec: Any, where: str) -> Q:
     return Q(properties__has_key=check_property_name(name, where))
 
 
+class ScoreExists(Exists):
+    """A log has a score of this name meeting `check` (kept apart so that ClickHouse's reads,
+    which cannot join SQL's scores, can ask SQL for the ids instead)."""
+
+    def __init__(self, name: str, check: Q):
+        super().__init__(Score.objects.filter(check, request=OuterRef("pk"), name=name))
+        self.score_name, self.check = name, check
+
+
 def _scores(spec: Any, where: str) -> Q:
     if not isinstance(spec, dict) or not spec:
         raise FilterError(f"{where}: expected {{\"<score name>\": {{\"gte\": …}}}}")
@@ -256,7 +266,7 @@ def _scores(spec: Any, where: str) -> Q:
     for name, operators in spec.items():
         for op, value in _operators(operators, f"{where}.{name}"):
             check = number_q("value", op, value, f"{where}.{name}.{op}")
-            condition &= Q(Exists(Score.objects.filter(check, request=OuterRef("pk"), name=str(name))))
+            condition &= Q(ScoreExists(str(name), check))
     return condition
 
 
@@ -392,6 +402,35 @@ def filtered_logs(org, tree: Any) -> QuerySet[RequestLog]:
     where, _ = compile_tree(tree, request_leaf)
     qs = logs_for(org)
     return qs if where is None else qs.filter(where)
+
+
+def query_logs(org, tree: Any, sort: Any, *, limit: int, offset: int, cached_only: bool = False,
+               scored_only: bool = False) -> list[RequestLog]:
+    """A page of the org's logs a Helicone request query selects, with their feedback and scores;
+    from ClickHouse when it is configured (the same filter compiled for it)."""
+    if clickhouse.enabled():
+        from .clickhouse import helicone as clickhouse_helicone
+
+        where, _ = compile_tree(tree, request_leaf)
+        sort_logs(RequestLog.objects.none(), sort)  # the same checks, the same 400s
+        logs = clickhouse_helicone.request_logs(org.pk, where, sort=sort or None, limit=limit, offset=offset,
+                                                cached_only=bool(cached_only), scored_only=bool(scored_only))
+        return clickhouse_helicone.attach_annotations(logs)
+    qs = filtered_logs(org, tree)
+    if cached_only:
+        qs = qs.filter(cache_hit=True)
+    if scored_only:
+        qs = qs.filter(Exists(Score.objects.filter(request=OuterRef("pk"))))
+    return list(with_annotations(sort_logs(qs, sort))[offset: offset + limit])
+
+
+def logs_by_ids(org, ids: list[uuid.UUID]) -> list[RequestLog]:
+    """The org's logs among `ids` (others' ids are left out), newest first, with feedback and scores."""
+    if clickhouse.enabled():
+        from .clickhouse import helicone as clickhouse_helicone
+
+        return clickhouse_helicone.attach_annotations(clickhouse_helicone.logs_by_ids(org.pk, ids))
+    return list(with_annotations(logs_for(org).filter(id__in=ids)).order_by("-created_at", "-id"))
 
 
 # --- Request rows -------------------------------------------------------------------------------------
@@ -571,33 +610,39 @@ def sessions(org, tree: Any, *, start: datetime, end: datetime, search: str = ""
              limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
     """Helicone's `SessionResult` rows: each session's totals within the time window, newest first."""
     where, having = compile_tree(tree, _session_leaf)
-    qs = logs_for(org, {"created_after": start, "created_before": end}).exclude(session_id="")
-    if where is not None:
-        qs = qs.filter(where)
-    if search:
-        qs = qs.filter(Q(session_id__icontains=search) | Q(session_name__icontains=search))
-    if name_equals is not None:
-        qs = qs.filter(session_name=name_equals)
-    grouped = (
-        qs.values("session_id")
-        .annotate(s_first=Min("created_at"), s_latest=Max("created_at"), s_name=Max("session_name"),
-                  s_cost=Sum("cost_usd"), s_requests=Count("id"), s_prompt=Coalesce(Sum("prompt_tokens"), 0),
-                  s_completion=Coalesce(Sum("completion_tokens"), 0), s_latency=Avg("latency_ms"))
-        .annotate(s_tokens=F("s_prompt") + F("s_completion"))
-    )
-    if having is not None:
-        grouped = grouped.filter(having)
-    rows = grouped.order_by("-s_latest", "session_id")[offset: offset + limit]
+    if clickhouse.enabled():
+        from .clickhouse import helicone as clickhouse_helicone
+
+        rows = clickhouse_helicone.sessions(org.pk, where, having, start=start, end=end, search=search,
+                                            name_equals=name_equals, limit=limit, offset=offset)
+    else:
+        qs = logs_for(org, {"created_after": start, "created_before": end}).exclude(session_id="")
+        if where is not None:
+            qs = qs.filter(where)
+        if search:
+            qs = qs.filter(Q(session_id__icontains=search) | Q(session_name__icontains=search))
+        if name_equals is not None:
+            qs = qs.filter(session_name=name_equals)
+        grouped = (
+            qs.values("session_id")
+            .annotate(s_first=Min("created_at"), s_latest=Max("created_at"), s_name=Max("session_name"),
+                      s_cost=Sum("cost_usd"), s_requests=Count("id"), s_prompt=Coalesce(Sum("prompt_tokens"), 0),
+                      s_completion=Coalesce(Sum("completion_tokens"), 0), s_latency=Avg("latency_ms"))
+            .annotate(s_tokens=F("s_prompt") + F("s_completion"))
+        )
+        if having is not None:
+            grouped = grouped.filter(having)
+        rows = grouped.order_by("-s_latest", "session_id")[offset: offset + limit]
     return [{
         "created_at": _iso(row["s_first"]),
         "latest_request_created_at": _iso(row["s_latest"]),
         "session_id": row["session_id"],
         "session_name": row["s_name"] or "",
         "total_cost": float(row["s_cost"] or 0),
-        "total_requests": row["s_requests"],
-        "prompt_tokens": row["s_prompt"],
-        "completion_tokens": row["s_completion"],
-        "total_tokens": row["s_tokens"],
+        "total_requests": int(row["s_requests"]),
+        "prompt_tokens": int(row["s_prompt"]),
+        "completion_tokens": int(row["s_completion"]),
+        "total_tokens": int(row["s_tokens"]),
         "avg_latency": float(row["s_latency"] or 0),
     } for row in rows]
 
@@ -641,6 +686,18 @@ def users(org, tree: Any, *, start: datetime | None, end: datetime | None, tz_mi
           sort: Any = None, limit: int = 100, offset: int = 0) -> dict[str, Any]:
     """Helicone's user metrics: `{"hasUsers", "count", "users": [UserMetricsResult]}`."""
     where, having = compile_tree(tree, _user_leaf)
+    for name, direction in (sort or {}).items():
+        if name not in USER_SORTS:
+            raise FilterError(f"sort.{name}: sorting on this field is not supported "
+                              f"(supported: {', '.join(sorted(USER_SORTS))})")
+        _direction(direction, f"sort.{name}")
+    if clickhouse.enabled():
+        from .clickhouse import helicone as clickhouse_helicone
+
+        has_users, count, rows = clickhouse_helicone.users(
+            org.pk, where, having, start=start, end=end, tz_minutes=tz_minutes, sort=sort or {"last_active": "desc"},
+            limit=limit, offset=offset)
+        return {"hasUsers": has_users, "count": count, "users": [_user_row(row) for row in rows]}
     window = {"created_after": start, "created_before": end}
     all_users = logs_for(org).exclude(user_id="")
     qs = logs_for(org, window).exclude(user_id="")
@@ -677,17 +734,21 @@ def users(org, tree: Any, *, start: datetime | None, end: datetime | None, tz_mi
     return {
         "hasUsers": all_users.exists(),
         "count": grouped.count(),
-        "users": [{
-            "id": row["user_id"],
-            "user_id": row["user_id"],
-            "active_for": row["active_for"],
-            "first_active": _iso(row["first_active"]),
-            "last_active": _iso(row["last_active"]),
-            "total_requests": row["total_requests"],
-            "average_requests_per_day_active": float(row["average_requests_per_day_active"]),
-            "average_tokens_per_request": float(row["average_tokens_per_request"]),
-            "total_completion_tokens": row["total_completion_tokens"],
-            "total_prompt_tokens": row["total_prompt_tokens"],
-            "cost": float(row["cost"] or 0),
-        } for row in rows[offset: offset + limit]],
+        "users": [_user_row(row) for row in rows[offset: offset + limit]],
+    }
+
+
+def _user_row(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["user_id"],
+        "user_id": row["user_id"],
+        "active_for": int(row["active_for"]),
+        "first_active": _iso(row["first_active"]),
+        "last_active": _iso(row["last_active"]),
+        "total_requests": int(row["total_requests"]),
+        "average_requests_per_day_active": float(row["average_requests_per_day_active"]),
+        "average_tokens_per_request": float(row["average_tokens_per_request"]),
+        "total_completion_tokens": int(row["total_completion_tokens"]),
+        "total_prompt_tokens": int(row["total_prompt_tokens"]),
+        "cost": float(row["cost"] or 0),
     }

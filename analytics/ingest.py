@@ -260,12 +260,18 @@ def match_proxied(org_id: int, items: list[LlmSpan]) -> None:
         end = _moment(max(item.span.end_ns for item in group)) + MATCH_WINDOW
         for first in range(0, len(group), 20):
             chunk = group[first : first + 20]
-            wanted = Q()
-            for item in chunk:
-                wanted |= Q(response_body__contains=f'"{item.response_id}"')
-            rows = (RequestLog.objects.filter(org_id=org_id, created_at__gte=start, created_at__lte=end,
-                                              **{column: model})
-                    .exclude(source="otlp").filter(wanted).values_list("id", "response_body", "session_id")[:100])
+            if clickhouse.enabled():
+                from .clickhouse import rows as clickhouse_rows
+
+                rows = clickhouse_rows.with_response_ids(org_id, column, model, start, end,
+                                                         [item.response_id for item in chunk])
+            else:
+                wanted = Q()
+                for item in chunk:
+                    wanted |= Q(response_body__contains=f'"{item.response_id}"')
+                rows = (RequestLog.objects.filter(org_id=org_id, created_at__gte=start, created_at__lte=end,
+                                                  **{column: model})
+                        .exclude(source="otlp").filter(wanted).values_list("id", "response_body", "session_id")[:100])
             for log_id, body, session_id in rows:
                 for item in chunk:
                     if item.matched is None and f'"{item.response_id}"' in body:
@@ -390,9 +396,15 @@ def _resolve(tree: dict[str, dict], row: dict) -> Resolved:
 
 
 def _update_logs(org_id: int, resolved: dict[str, tuple[Resolved, str]]) -> None:
-    current = RequestLog.objects.filter(org_id=org_id, id__in=list(resolved)).values(
-        "id", "session_id", "session_path", "session_name", "user_id", "properties", "request_omitted",
-        "response_omitted")
+    names = ("id", "session_id", "session_path", "session_name", "user_id", "properties", "request_omitted",
+             "response_omitted")
+    if clickhouse.only():
+        from .clickhouse import helicone as clickhouse_helicone
+
+        current = [{name: getattr(log, name) for name in names}
+                   for log in clickhouse_helicone.logs_by_ids(org_id, list(resolved), bodies=False)]
+    else:
+        current = RequestLog.objects.filter(org_id=org_id, id__in=list(resolved)).values(*names)
     for row in current:
         now, kind = resolved[str(row["id"])]
         changes: dict[str, Any] = {"session_id": now.session_id, "session_path": now.session_path[:500],
@@ -405,6 +417,11 @@ def _update_logs(org_id: int, resolved: dict[str, tuple[Resolved, str]]) -> None
             if now.context.get("omit_response") and not row["response_omitted"]:
                 changes.update(response_body="", response_omitted=True)
         if any(row.get(name) != value for name, value in changes.items()):
+            if clickhouse.only():  # ClickHouse alone holds the log (its rollups follow the edit)
+                from .clickhouse import changes as clickhouse_changes
+
+                clickhouse_changes.update(org_id, row["id"], changes)
+                continue
             with transaction.atomic():
                 log = (RequestLog.objects.select_for_update().only(*rollups.LOG_FIELDS)
                        .get(org_id=org_id, id=row["id"]))

@@ -78,6 +78,21 @@ def delete_logs_in_batches(logs: models.QuerySet[RequestLog], *, batch_size: int
     return counts
 
 
+def _delete_logs(org: Organization, logs: models.QuerySet[RequestLog], *, batch_size: int,
+                 progress: Progress | None, user_id: str | None = None, before: datetime | None = None
+                 ) -> dict[str, int]:
+    """The org's logs `logs` selects deleted: from SQL (and ClickHouse beside it), or, with ClickHouse
+    as the only log store, from ClickHouse (where the same selection is one user's, or older than)."""
+    if clickhouse.only():
+        from .clickhouse import changes
+
+        counts = changes.erase(org.pk, user_id=user_id, before=before, batch_size=max(batch_size, 1))
+        if progress and counts["requests"]:
+            progress(1, counts["requests"])
+        return counts
+    return delete_logs_in_batches(logs, batch_size=batch_size, progress=progress)
+
+
 # --- Retention ------------------------------------------------------------------------------
 
 
@@ -105,7 +120,7 @@ def purge_plan(org: Organization, now: datetime | None = None) -> PurgePlan | No
 
 def purge(plan: PurgePlan, *, batch_size: int = DEFAULT_BATCH_SIZE, progress: Progress | None = None) -> int:
     """Delete the plan's logs in batches; audited once for the org when anything was deleted."""
-    counts = delete_logs_in_batches(plan.logs, batch_size=batch_size, progress=progress)
+    counts = _delete_logs(plan.org, plan.logs, batch_size=batch_size, progress=progress, before=plan.cutoff)
     rollups.forget_empty(plan.org.pk, plan.cutoff)
     # The semantic cache's questions are prompt text: they go with the logs they came from.
     counts["semantic_cache_entries"] = semantic_store.delete_older(plan.org.pk, plan.cutoff)
@@ -145,8 +160,8 @@ def erase_user(org: Organization, user_id: str, *, via: str, user=None, api_key:
     """
     if not user_id:
         raise ValueError("user_id must not be empty")
-    counts = delete_logs_in_batches(RequestLog.objects.filter(org=org, user_id=user_id),
-                                     batch_size=batch_size, progress=progress)
+    counts = _delete_logs(org, RequestLog.objects.filter(org=org, user_id=user_id), batch_size=batch_size,
+                          progress=progress, user_id=user_id)
     counts["semantic_cache_entries"] = semantic_store.delete_for_user(org.id, user_id)
     # Webhook bodies are compact JSON (webhooks.request_payload): the user id appears exactly so.
     marker = '"user_id":' + json.dumps(user_id, cls=DjangoJSONEncoder)

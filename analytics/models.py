@@ -165,7 +165,9 @@ class Feedback(models.Model):
     """A thumbs up or down on one logged request (one per request; the last rating wins)."""
 
     org = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
-    request = models.OneToOneField(RequestLog, on_delete=models.CASCADE, related_name="feedback")
+    # No database constraint: with ClickHouse as the only log store, SQL holds no RequestLog row.
+    request = models.OneToOneField(RequestLog, on_delete=models.CASCADE, related_name="feedback",
+                                   db_constraint=False)
     rating = models.BooleanField()
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
@@ -178,7 +180,7 @@ class Score(models.Model):
     """A named evaluation score on a logged request: a number, or a boolean kept as 0/1."""
 
     org = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
-    request = models.ForeignKey(RequestLog, on_delete=models.CASCADE, related_name="scores")
+    request = models.ForeignKey(RequestLog, on_delete=models.CASCADE, related_name="scores", db_constraint=False)
     name = models.CharField(max_length=100)
     value = models.FloatField()
     is_boolean = models.BooleanField(default=False)

@@ -201,6 +201,8 @@ else:
 # Issue #18: request logs and their aggregates also go to ClickHouse (analytics.clickhouse), e.g.
 # http://default:@127.0.0.1:8123/helicone (https:// for TLS; the path names the database).
 CLICKHOUSE_URL = env_str("CLICKHOUSE_URL")
+# ClickHouse as the only store of request logs (no SQL copy): docs/operations.md "ClickHouse only".
+CLICKHOUSE_ONLY = env_bool("CLICKHOUSE_ONLY", False)
 
 AUTH_USER_MODEL = "orgs.User"
 AUTH_PASSWORD_VALIDATORS = [

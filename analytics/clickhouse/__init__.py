@@ -47,6 +47,13 @@ def enabled() -> bool:
     return bool(getattr(settings, "CLICKHOUSE_URL", ""))
 
 
+def only() -> bool:
+    """ClickHouse is the only store of request logs (CLICKHOUSE_ONLY=1 beside CLICKHOUSE_URL): the
+    writer writes no log and no rollup into SQL, and every change and read of a log goes to
+    ClickHouse. Without it, logs are written to both (SQL keeps a full copy)."""
+    return enabled() and bool(getattr(settings, "CLICKHOUSE_ONLY", False))
+
+
 def target() -> Target:
     return Target.parse(settings.CLICKHOUSE_URL)
 

@@ -78,3 +78,33 @@ def update(org_id: int, log_id: Any, changes: dict[str, Any]) -> None:
                      "WHERE org_id = {org:UInt64} AND id = {id:UUID}",
                      parameters={"org": org_id, "id": ids[0], **values})
     _rollups(org_id, ids, 1)
+
+
+def erase(org_id: int, *, user_id: str | None = None, before=None, batch_size: int = 10_000) -> dict[str, int]:
+    """Delete an org's logs (all, one user's, or those older than `before`) from ClickHouse, with their
+    feedback and scores (kept in SQL by request id), a batch of ids at a time; counts per kind, as
+    analytics.lifecycle.delete_logs_in_batches gives them. For ClickHouse as the only log store,
+    where SQL holds no log to select them by."""
+    from ..models import Feedback, Score
+    from . import moment
+
+    where, params = ["org_id = {org:UInt64}"], {"org": org_id}
+    if user_id is not None:
+        where.append("user_id = {user:String}")
+        params["user"] = user_id
+    if before is not None:
+        where.append("created_at < {before:DateTime64(6, 'UTC')}")
+        params["before"] = moment(before)
+    counts = {"requests": 0, "feedback": 0, "scores": 0}
+    while True:
+        ids = [row[0] for row in client().query(
+            f"SELECT id FROM request_logs FINAL WHERE {' AND '.join(where)} ORDER BY created_at "
+            f"LIMIT {int(batch_size)}", parameters=params).result_rows]
+        if not ids:
+            return counts
+        counts["feedback"] += Feedback.objects.filter(org_id=org_id, request_id__in=ids).delete()[0]
+        counts["scores"] += Score.objects.filter(org_id=org_id, request_id__in=ids).delete()[0]
+        delete(org_id, ids)
+        counts["requests"] += len(ids)
+        if len(ids) < batch_size:
+            return counts

@@ -122,3 +122,82 @@ def every(org_id: int, chunk_size: int = 2000):
         if len(logs) < chunk_size:
             return
         after = (logs[-1].created_at, logs[-1].id)
+
+
+def with_response_ids(org_id: int, column: str, model: str, start, end, response_ids: list[str],
+                      limit: int = 100) -> list[tuple[Any, str, str]]:
+    """(id, response body, session id) of the org's proxied logs (not OpenTelemetry's own) of a
+    model between start and end whose response body holds one of the quoted response ids (an
+    OpenTelemetry span's match, analytics.ingest.match_proxied)."""
+    if column not in ("model", "requested_model"):
+        raise ValueError(column)
+    needles = [f'"{response_id}"' for response_id in response_ids]
+    result = client().query(
+        f"SELECT id, response_body, session_id FROM request_logs FINAL WHERE org_id = {{org:UInt64}} "
+        f"AND created_at >= {{lo:DateTime64(6, 'UTC')}} AND created_at <= {{hi:DateTime64(6, 'UTC')}} "
+        f"AND {column} = {{model:String}} AND source != 'otlp' "
+        f"AND multiSearchAny(response_body, {{needles:Array(String)}}) LIMIT {int(limit)}",
+        parameters={"org": org_id, "lo": moment(start), "hi": moment(end), "model": model, "needles": needles})
+    return [tuple(row) for row in result.result_rows]
+
+
+def org_of(log_id: Any) -> int | None:
+    """The org of the stored log with this id, if any (one primary-key lookup of request_ids)."""
+    try:
+        log_id = uuid.UUID(str(log_id))
+    except ValueError:
+        return None
+    found = client().query("SELECT org_id FROM request_ids WHERE id = {id:UUID} LIMIT 1",
+                           parameters={"id": str(log_id)}).result_rows
+    return int(found[0][0]) if found else None
+
+
+def find(log_id: Any) -> RequestLog | None:
+    """A log by id, whichever org's it is (the operators' admin), with its bodies."""
+    org_id = org_of(log_id)
+    return get(org_id, log_id) if org_id is not None else None
+
+
+def admin_page(*, org_ids: list[int] | None = None, equals: dict[str, Any] | None = None,
+               status: str = "", since=None, before=None, search: str = "", ascending: bool = False,
+               offset: int = 0, limit: int = 100) -> list[RequestLog]:
+    """A page of every org's logs (the operators' admin list), newest first, bodies left out.
+    `equals`: exact column values (model, provider, cache_hit, streamed); `status`: one of the
+    admin's status classes; `search`: a request id, or a user or session id exactly."""
+    where, params = ["1"], {}
+    if org_ids is not None:
+        where.append("org_id IN {orgs:Array(UInt64)}")
+        params["orgs"] = org_ids
+    types = {"model": "String", "provider": "String", "cache_hit": "Bool", "streamed": "Bool"}
+    for name, value in (equals or {}).items():
+        where.append(f"{name} = {{v_{name}:{types[name]}}}")
+        params[f"v_{name}"] = value
+    where.append(_STATUS_CLASSES.get(status, "1"))
+    if since is not None:
+        where.append("created_at >= {since:DateTime64(6, 'UTC')}")
+        params["since"] = moment(since)
+    if before is not None:
+        where.append("created_at < {before:DateTime64(6, 'UTC')}")
+        params["before"] = moment(before)
+    if search:
+        try:
+            params["id"] = str(uuid.UUID(search))
+            where.append("id = {id:UUID} AND created_at IN (SELECT created_at FROM request_ids WHERE id = {id:UUID})")
+        except ValueError:
+            params["term"] = search
+            where.append("(user_id = {term:String} OR session_id = {term:String})")
+    direction = "ASC" if ascending else "DESC"
+    columns = [name for name in _READ if name not in _BODIES]
+    result = client().query(
+        f"SELECT {', '.join(columns)} FROM request_logs FINAL WHERE {' AND '.join(where)} "
+        f"ORDER BY created_at {direction}, id {direction} LIMIT {int(limit)} OFFSET {int(offset)}", parameters=params)
+    return [_log(row) for row in result.named_results()]
+
+
+_STATUS_CLASSES = {"2xx": "status >= 200 AND status < 300", "4xx": "status >= 400 AND status < 500",
+                   "429": "status = 429", "5xx": "status >= 500", "0": "status = 0", "error": ERRORS}
+
+
+def has_logs(org_id: int) -> bool:
+    return bool(client().query("SELECT 1 FROM request_logs WHERE org_id = {org:UInt64} LIMIT 1",
+                               parameters={"org": org_id}).result_rows)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from datetime import timezone
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -33,8 +34,10 @@ _TEXT = {"provider", "method", "target_url", "path", "requested_model", "model",
          "prompt_id", "source"}
 _JSON = {"request_headers", "prompt_variables"}
 _FLOAT = {"latency_ms", "ttft_ms", "similarity"}
+# parallel_view_processing: the server fills the three views of an insert on as many cores (the
+# views are most of an insert's time, and the writer waits for them).
 INSERT_SETTINGS = {"deduplicate_blocks_in_dependent_materialized_views": 1, "async_insert": 0,
-                   "date_time_input_format": "best_effort"}
+                   "date_time_input_format": "best_effort", "parallel_view_processing": 1}
 
 
 def properties_map(properties: Any) -> dict[str, str]:
@@ -106,6 +109,61 @@ def stored_ids(logs: list[Any]) -> set[uuid.UUID]:
     return {row[0] for row in result.result_rows}
 
 
+def columns_of(logs: list[Any]) -> list[list[Any]]:
+    """The logs as insert columns (in COLUMNS' order), the values row_of gives, typed for the
+    native format: one list per column, built column by column (a dict per row cost more than
+    the insert)."""
+    values = [log.__dict__ if hasattr(log, "_state") else {name: getattr(log, name) for name in COLUMNS[:-1]}
+              for log in logs]
+    out = []
+    for name in COLUMNS[:-1]:
+        column = [row.get(name) for row in values]
+        if name in _TEXT:
+            column = ["" if value is None else value for value in column]
+        elif name in _JSON:
+            column = ["" if value in (None, {}, "") else orjson.dumps(value).decode() for value in column]
+        elif name in _FLOAT:
+            column = [None if value is not None and value != value else value for value in column]
+        elif name == "cost_usd":
+            column = [value if value is None or isinstance(value, Decimal) else Decimal(str(value))
+                      for value in column]
+        elif name in ("id", "source_request_id"):
+            column = [value if value is None or isinstance(value, uuid.UUID) else uuid.UUID(str(value))
+                      for value in column]
+        elif name in _NUMBERS:
+            column = [_NUMBERS[name] if value is None else value for value in column]
+        elif name == "properties":
+            properties = [value if isinstance(value, dict) else {} for value in column]
+            column = [properties_map(value) if value else {} for value in properties]
+        out.append(column)
+    out.append(["" if not value else orjson.dumps(value).decode() for value in properties])
+    return out
+
+
+# Columns that are never null in ClickHouse, and their value for a missing one.
+_NUMBERS = {"status": 0, "retries": 0, "cancelled": False, "streamed": False, "request_omitted": False,
+            "response_omitted": False, "cache_hit": False}
+_insert_types: dict[str, Any] = {}
+
+
+def _native_insert(columns: list[list[Any]], token: str) -> None:
+    """One insert in the native format, column by column (clickhouse-connect's columnar insert: 2-3x
+    the rows per second of JSONEachRow, which the server parses field by field)."""
+    c = client()
+    key = (getattr(c, "url", id(c)), c.database)
+    if key not in _insert_types:  # the table's types, read once per server (a DESCRIBE per insert otherwise)
+        _insert_types[key] = c.create_insert_context("request_logs", list(COLUMNS)).column_types
+    settings = {**INSERT_SETTINGS, "insert_deduplication_token": token}
+    try:
+        c.insert("request_logs", columns, column_names=list(COLUMNS), column_types=_insert_types[key],
+                 column_oriented=True, settings=settings)
+    except UnicodeEncodeError:  # a lone surrogate in a client's text is not UTF-8: replace it
+        columns = [[value.encode("utf-8", "replace").decode() if isinstance(value, str) else value
+                    for value in column] for column in columns]
+        c.insert("request_logs", columns, column_names=list(COLUMNS), column_types=_insert_types[key],
+                 column_oriented=True, settings=settings)
+
+
 def insert(logs: list[Any]) -> list[Any]:
     """Insert the logs not stored yet; returns those inserted."""
     if not logs:
@@ -115,6 +173,5 @@ def insert(logs: list[Any]) -> list[Any]:
     if not fresh:
         return []
     token = hashlib.sha256(b"".join(log.id.bytes for log in fresh)).hexdigest()
-    client().raw_insert("request_logs", COLUMNS, insert_block=_rows(fresh), fmt="JSONEachRow",
-                        settings={**INSERT_SETTINGS, "insert_deduplication_token": token})
+    _native_insert(columns_of(fresh), token)
     return fresh
