@@ -17,6 +17,7 @@ from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
+from orgs import audit
 from orgs.access import org_member_required
 from orgs.models import Membership, Organization, Role
 
@@ -144,8 +145,6 @@ def explorer_context(request: HttpRequest, org: Organization, membership: Member
 
 def save_view(org: Organization, name: str, query: str, *, request: HttpRequest) -> tuple[SavedView, bool]:
     """Create the view, or point an existing view of that name at the new query."""
-    from orgs import audit
-
     with transaction.atomic():
         view = SavedView.objects.select_for_update().filter(org=org, name=name).first()
         created = view is None
@@ -161,8 +160,6 @@ def save_view(org: Organization, name: str, query: str, *, request: HttpRequest)
 
 
 def delete_view(view: SavedView, *, request: HttpRequest) -> None:
-    from orgs import audit
-
     with transaction.atomic():
         audit.record("saved_view.delete", request=request, org=view.org, target=view,
                      changes={"name": view.name, "query": view.query})

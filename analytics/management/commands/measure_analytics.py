@@ -12,6 +12,7 @@ from __future__ import annotations
 import statistics
 import time
 from datetime import timedelta
+from urllib.parse import quote, urlencode
 
 from django.core.management.base import BaseCommand, CommandError
 from django.test import Client
@@ -19,10 +20,9 @@ from django.utils import timezone
 
 from orgs.models import ApiKey, Membership, Organization
 
-
 # What reads rows rather than aggregates.
 ROWS = ("explorer 24h", "explorer 24h, model + property", "explorer 7d, slowest first", "API requests list",
-        "request page")
+        "request page", "explorer 24h, conditions OR", "request panel", "session page", "sessions 24h search")
 
 
 class Command(BaseCommand):
@@ -75,6 +75,21 @@ class Command(BaseCommand):
             newest = api.get("/api/v1/requests?limit=1").json()["items"]
             if newest:
                 targets.append(("request page", page, f"/o/{s}/requests/{newest[0]['id']}/"))
+                targets.append(("request panel", page, f"/o/{s}/requests/{newest[0]['id']}/?panel=1"))
+            targets += [
+                ("explorer 24h, conditions OR", page,
+                 f"/o/{s}/requests/?f=latency_ms:gt:2000&f=property.Feature:eq:chat&join=or"),
+                ("users 30d, page 3", page, f"/o/{s}/users/?range=30d&page=3"),
+                ("sessions 30d by requests, page 2", page, f"/o/{s}/sessions/?range=30d&sort=requests&page=2"),
+                ("sessions 24h search", page, f"/o/{s}/sessions/?session=Agent"),
+            ]
+            top = api.get("/api/v1/metrics/summary?group_by=user").json().get("groups") or []
+            if top and top[0].get("key"):
+                targets.append(("user page 30d", page, f"/o/{s}/user/?{urlencode({'id': top[0]['key'], 'range': '30d'})}"))
+            session = next((item.get("session_id") for item in api.get("/api/v1/requests?limit=50").json()["items"]
+                            if item.get("session_id")), None)
+            if session:
+                targets.append(("session page", page, f"/o/{s}/sessions/{quote(session, safe='')}/"))
             if options["aggregates"]:
                 targets = [target for target in targets if target[0] not in ROWS]
             self.stdout.write(f"{'URL':<36} {'P50 ms':>8} {'P95 ms':>8} {'max ms':>8}")

@@ -8,7 +8,7 @@
 (function () {
   "use strict";
   const uPlot = window.uPlot;
-  if (!uPlot) return;
+  if (!uPlot || !window.helicone) return;  // uPlot, and live.js before this file
 
   const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
   const pad = (n) => String(n).padStart(2, "0");
@@ -24,14 +24,8 @@
       if (Number.isInteger(v)) return String(v);
       return a >= 1 ? v.toFixed(2) : String(Number(v.toPrecision(3)));
     },
-    usd: function (v) {
-      if (v == null) return "–";
-      if (v === 0) return "$0";
-      if (Math.abs(v) >= 0.01) return "$" + v.toLocaleString("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 });
-      const decimals = 1 - Math.floor(Math.log10(Math.abs(v)));
-      return (v < 0 ? "-" : "") + "$" + Math.abs(v).toFixed(decimals).replace(/0+$/, "");
-    },
-    ms: function (v) { return v == null ? "–" : (v >= 1000 ? (v / 1000).toFixed(2) + "s" : Math.round(v) + "ms"); },
+    usd: window.helicone.usd,  // live.js: the formats the rows use
+    ms: window.helicone.ms,
     percent: function (v) { return v == null ? "–" : (v >= 1 || v === 0 ? Math.round(v) + "%" : v.toFixed(1) + "%"); },
   };
 
