@@ -371,9 +371,10 @@ def request_list(request: HttpRequest, org: Organization, membership: Membership
         selection = Selection(org, filters=filters, properties=properties, search=search, conditions=conditions)
         rows = clickhouse_rows.page(selection, order=order, offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE + 1,
                                     errors_only=request.GET.get("status") == "error")
+    elif order.startswith("-") and column != "created_at":
+        rows = _largest_first(qs, column, (page - 1) * PAGE_SIZE, PAGE_SIZE + 1)
     else:
-        rows = list(qs.order_by(*ordering).defer("request_body", "response_body", "request_headers",
-                                                 "prompt_variables")[(page - 1) * PAGE_SIZE: page * PAGE_SIZE + 1])
+        rows = list(_listed(qs.order_by(*ordering))[(page - 1) * PAGE_SIZE: page * PAGE_SIZE + 1])
     has_next = len(rows) > PAGE_SIZE
     query = request.GET.copy()
     query.pop("page", None)
@@ -397,6 +398,24 @@ def request_list(request: HttpRequest, org: Organization, membership: Membership
         **saved_views.explorer_context(request, org, membership, conditions),
     })
     return render(request, "analytics/requests.html", ctx, status=400 if errors else 200)
+
+
+def _listed(qs):
+    return qs.defer("request_body", "response_body", "request_headers", "prompt_variables")
+
+
+def _largest_first(qs, column: str, offset: int, limit: int) -> list[RequestLog]:
+    """A page of the logs sorted by `column` descending, logs without a value last. The logs with
+    a value come first, in the order the (org, -column) index keeps them (DESC NULLS FIRST, the nulls
+    filtered out), so slowest first over a week reads a page of the index rather than sorting the
+    week; the logs without a value follow (counted only for a page beyond the last valued log)."""
+    valued = qs.filter(**{f"{column}__isnull": False})
+    rows = list(_listed(valued.order_by(F(column).desc(), "-id"))[offset:offset + limit])
+    if len(rows) == limit:
+        return rows
+    skip = 0 if rows else max(offset - valued.count(), 0)
+    unvalued = qs.filter(**{f"{column}__isnull": True}).order_by("-id")
+    return rows + list(_listed(unvalued)[skip:skip + limit - len(rows)])
 
 
 # --- Request detail ----------------------------------------------------------------------
@@ -801,7 +820,7 @@ def user_list(request: HttpRequest, org: Organization, membership: Membership, c
 
 
 # The user page's properties come from their newest requests in the range, not a scan of it.
-PROPERTY_SAMPLE = 500
+PROPERTY_SAMPLE = 2000
 
 
 @org_member_required()
@@ -825,24 +844,29 @@ def user_detail(request: HttpRequest, org: Organization, membership: Membership,
     try:
         totals = metrics.summary(selection, percentiles=latency)
         series = metrics.timeseries(selection, interval, ctx["start"], ctx["end"], fill=True, percentiles=latency)
-        models = metrics.grouped(selection, "model", order_by="-count", limit=8, with_percentiles=False)
     except metrics.TooSlow:
         notice = "This range takes too long to read for one user. Choose a shorter range."
         totals = rollup_reads.finish(Measures())
         series = metrics.timeseries(Selection(org, ctx["end"], ctx["end"]), interval, ctx["start"], ctx["end"],
                                     fill=True)
-        models = []
+    # Top models and properties from the user's latest requests in the range (the (org, user,
+    # created_at) index): no rollup keeps a user's models, and a heavy user's month of raw rows
+    # takes seconds. Exact when the range holds no more than the sample.
     if clickhouse.enabled():
         from .clickhouse import rows
 
         recent = rows.page(selection, limit=PROPERTY_SAMPLE)
     else:
-        recent = list(selection.qs.order_by("-created_at").only("created_at", "properties")[:PROPERTY_SAMPLE])
+        recent = list(selection.qs.order_by("-created_at").only("created_at", "model", "properties")[:PROPERTY_SAMPLE])
     values: dict[str, dict[str, int]] = {}
+    model_counts: dict[str, int] = {}
     for log in recent:
+        model_counts[log.model] = model_counts.get(log.model, 0) + 1
         for key, value in (log.properties or {}).items():
             counted = values.setdefault(str(key), {})
             counted[str(value)] = counted.get(str(value), 0) + 1
+    models = [{"key": key, "count": count}
+              for key, count in sorted(model_counts.items(), key=lambda item: (-item[1], item[0]))[:8]]
     properties = [{"key": key, "values": sorted(counted.items(), key=lambda item: (-item[1], item[0]))[:5],
                    "more": max(len(counted) - 5, 0)} for key, counted in sorted(values.items())]
     explore = reverse("request_list", args=[org.slug])

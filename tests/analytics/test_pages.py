@@ -5,7 +5,7 @@ from decimal import Decimal
 
 from django.utils import timezone
 
-from analytics.models import Feedback, Score
+from analytics.models import Feedback, RequestLog, Score
 from tests.base import BaseTestCase
 
 from .helpers import create_log, make_logs
@@ -107,6 +107,27 @@ class PagesTests(BaseTestCase):
         assert b"Plan a day" not in page1.content  # bodies are not loaded for the list
         bad_status = self.client.get("/o/alice-org/requests/", {"status": "abc"})  # named, never silently dropped
         assert bad_status.status_code == 400 and b"Status: a number, or &#x27;error&#x27;." in bad_status.content
+
+    def test_largest_first_sorts_page_through_every_log_with_the_unmeasured_last(self):
+        self.login(self.alice)
+        make_logs(self.org, n=70, seed=11)
+        unmeasured = list(RequestLog.objects.filter(org=self.org).order_by("id").values_list("id", flat=True)[:45])
+        RequestLog.objects.filter(id__in=unmeasured).update(latency_ms=None)
+        in_range = set(RequestLog.objects.filter(org=self.org, created_at__gte=timezone.now() - timedelta(days=1))
+                       .values_list("id", flat=True))
+        for sort, column in (("slowest", "latency_ms"), ("costliest", "cost_usd")):
+            seen, page = [], 1
+            while True:
+                response = self.client.get("/o/alice-org/requests/", {"sort": sort, "page": page})
+                seen += response.context["rows"]
+                if not response.context["has_next"]:
+                    break
+                page += 1
+            assert page >= 3 and len(seen) == len(in_range) and {r.id for r in seen} == in_range
+            values = [getattr(r, column) for r in seen]
+            valued = [v for v in values if v is not None]
+            assert values[:len(valued)] == sorted(valued, reverse=True)  # the measured first, largest first
+            assert all(v is None for v in values[len(valued):])
 
     def test_detail_shows_conversation_feedback_and_scores(self):
         self.login(self.bob)
