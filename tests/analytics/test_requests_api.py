@@ -60,6 +60,12 @@ class RequestsApiTests(BaseTestCase):
         after = (self.logs[3].created_at - timedelta(seconds=1)).isoformat()
         assert len(self.ids(self.get("/api/v1/requests", created_after=after))) == 2
         assert len(self.ids(self.get("/api/v1/requests", created_before=after))) == 3
+        # The count (from the rollups for one filter, the rows for more) is the number of logs listed.
+        for params in ({}, {"user_id": "user-1"}, {"model": "model-0"}, {"status": 500}, {"property.Feature": "chat"},
+                       {"model": "model-0", "user_id": "user-0"}, {"created_after": after}, {"cache_hit": "false"},
+                       {"model": "model-1", "created_before": after}):
+            page = self.get("/api/v1/requests", **params).json()
+            assert page["count"] == len(page["items"]), params
 
     def test_paging(self):
         response = self.get("/api/v1/requests", limit=2, offset=1)
