@@ -695,7 +695,8 @@ def users(org, tree: Any, *, start: datetime | None, end: datetime | None, tz_mi
         from .clickhouse import helicone as clickhouse_helicone
 
         has_users, count, rows = clickhouse_helicone.users(
-            org.pk, where, having, start=start, end=end, tz_minutes=tz_minutes, sort=sort or {"last_active": "desc"},
+            org.pk, where, having, start=start, end=end, tz_minutes=tz_minutes,
+            sort={USER_SORTS[name]: direction for name, direction in (sort or {"last_active": "desc"}).items()},
             limit=limit, offset=offset)
         return {"hasUsers": has_users, "count": count, "users": [_user_row(row) for row in rows]}
     window = {"created_after": start, "created_before": end}

@@ -34,6 +34,18 @@ class BaseTestCase(TestCase):
     def make_key(self, org=None, scopes=("proxy", "read", "write")) -> tuple[ApiKey, str]:
         return ApiKey.generate(org or self.org, "test key", list(scopes), created_by=self.alice)
 
+    def login_verified_staff(self) -> User:
+        """A superuser signed in with a confirmed TOTP device, as the operators' admin requires."""
+        from django_otp.plugins.otp_totp.models import TOTPDevice
+
+        staff = User.objects.create_superuser("ops@example.org", "pw-ops-123456")
+        device = TOTPDevice.objects.create(user=staff, name="ops", confirmed=True)
+        self.client.force_login(staff)
+        session = self.client.session
+        session["otp_device_id"] = device.persistent_id
+        session.save()
+        return staff
+
 
 def _reachable(host: str, port: int) -> bool:
     try:

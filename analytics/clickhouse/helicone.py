@@ -242,18 +242,10 @@ def sessions(org_id: int, where: Q | None, having: Q | None, *, start: datetime,
     return list(c.run(sql).named_results()) if limit else []
 
 
-_USER_SORTS = {
-    "id": "user_id", "user_id": "user_id", "active_for": "active_for", "first_active": "first_active",
-    "last_active": "last_active", "total_requests": "total_requests",
-    "average_requests_per_day_active": "average_requests_per_day_active",
-    "average_tokens_per_request": "average_tokens_per_request", "total_prompt_tokens": "total_prompt_tokens",
-    "total_completion_tokens": "total_completion_tokens", "cost": "cost",
-}
-
-
 def users(org_id: int, where: Q | None, having: Q | None, *, start: datetime | None, end: datetime | None,
           tz_minutes: float, sort: dict[str, Any], limit: int, offset: int) -> tuple[bool, int, list[dict]]:
-    """(any user ever, users matching, a page of them): helicone_query.users's rows, named alike."""
+    """(any user ever, users matching, a page of them): helicone_query.users's rows, named alike.
+    `sort`: column -> direction (the columns helicone_query.USER_SORTS names)."""
     c = _Compiler(org_id)
     conditions = ["org_id = {org:UInt64}", "user_id != ''", c.condition(where)]
     if start is not None:
@@ -269,7 +261,7 @@ def users(org_id: int, where: Q | None, having: Q | None, *, start: datetime | N
                "average_requests_per_day_active, (total_prompt_tokens + total_completion_tokens) / total_requests "
                f"AS average_tokens_per_request FROM request_logs FINAL WHERE {' AND '.join(conditions)} "
                f"GROUP BY user_id HAVING {c.condition(having)}")
-    order = ", ".join([*(f"{_USER_SORTS[name]} {direction.upper()} NULLS LAST" for name, direction in sort.items()),
+    order = ", ".join([*(f"{column} {direction.upper()} NULLS LAST" for column, direction in sort.items()),
                        "user_id"])
     count = int(c.run(f"SELECT count() FROM ({grouped})").result_rows[0][0])
     rows = list(c.run(f"{grouped} ORDER BY {order} LIMIT {int(limit)} OFFSET {int(offset)}").named_results()) \

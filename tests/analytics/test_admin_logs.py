@@ -2,10 +2,9 @@
 
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
-from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from analytics.models import ModelPrice
-from orgs.models import AuditEvent, User
+from orgs.models import AuditEvent
 from tests.base import BaseTestCase
 
 from .helpers import create_log
@@ -13,12 +12,7 @@ from .helpers import create_log
 
 class AdminLogTests(BaseTestCase):
     def setUp(self):
-        self.staff = User.objects.create_superuser("ops@example.org", "pw-ops-123456")
-        device = TOTPDevice.objects.create(user=self.staff, name="ops", confirmed=True)
-        self.client.force_login(self.staff)
-        session = self.client.session
-        session["otp_device_id"] = device.persistent_id
-        session.save()
+        self.staff = self.login_verified_staff()
         self.log = create_log(org=self.org, provider="openai", model="gpt-4o", status=200,
                                              request_body='{"messages": [{"role": "user", "content": "hello"}]}')
 

@@ -151,16 +151,7 @@ class AlertPagesRenderTests(BaseTestCase):
 
 class AlertAdminTests(BaseTestCase):
     def test_operators_see_rules_history_and_deliveries_and_can_mute(self):
-        from django_otp.plugins.otp_totp.models import TOTPDevice
-
-        from orgs.models import User
-
-        staff = User.objects.create_superuser("ops@example.org", "pw-ops-123456")
-        device = TOTPDevice.objects.create(user=staff, name="ops", confirmed=True)
-        self.client.force_login(staff)
-        session = self.client.session
-        session["otp_device_id"] = device.persistent_id
-        session.save()
+        self.login_verified_staff()
         rule = AlertRule.objects.create(org=self.org, name="Errors", metric="error_rate", threshold=10)
         AlertEvent.objects.create(org=self.org, rule=rule, value=42.5, threshold=10)
         WebhookDelivery.objects.create(org=self.org, url="https://example.com/h", event_type="alert.fired", body="{}")

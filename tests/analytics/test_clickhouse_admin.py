@@ -6,11 +6,9 @@ from __future__ import annotations
 import re
 
 from django.test import override_settings
-from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from analytics.models import RequestLog
 from analytics.writer import write_batch
-from orgs.models import User
 from tests.analytics.test_rollups import records
 from tests.base import ClickHouseTestCase
 
@@ -22,12 +20,7 @@ class AdminListFromClickHouseTests(ClickHouseTestCase):
 
     def setUp(self):
         super().setUp()
-        self.staff = User.objects.create_superuser("ops@example.org", "pw-ops-123456")
-        device = TOTPDevice.objects.create(user=self.staff, name="ops", confirmed=True)
-        self.client.force_login(self.staff)
-        session = self.client.session
-        session["otp_device_id"] = device.persistent_id
-        session.save()
+        self.staff = self.login_verified_staff()
         write_batch(records(self.org, 80, seed=41, hours=30, users=5))
         write_batch(records(self.other_org, 30, seed=42, hours=3))
 

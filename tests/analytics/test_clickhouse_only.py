@@ -10,13 +10,12 @@ import uuid
 
 import orjson
 from django.test import override_settings
-from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from analytics import lifecycle
 from analytics.clickhouse import client, rows
 from analytics.models import Feedback, RequestLog, Rollup, Score
 from analytics.writer import write_batch, write_unstored
-from orgs.models import AuditEvent, User
+from orgs.models import AuditEvent
 from tests.analytics.test_manual_log import body as manual_body
 from tests.analytics.test_rollups import records
 from tests.base import ClickHouseTestCase
@@ -111,12 +110,7 @@ class ClickHouseOnlyTests(ClickHouseTestCase):
         some = client().query(  # any one of user-1's logs
             "SELECT id FROM request_logs WHERE user_id = 'user-1' LIMIT 1").result_rows[0][0]
         Feedback.objects.create(org=self.org, request_id=some, rating=True)
-        staff = User.objects.create_superuser("ops@example.org", "pw-ops-123456")
-        device = TOTPDevice.objects.create(user=staff, name="ops", confirmed=True)
-        self.client.force_login(staff)
-        session = self.client.session
-        session["otp_device_id"] = device.persistent_id
-        session.save()
+        self.login_verified_staff()
         page = self.client.get("/admin/analytics/requestlog/?q=user-1")
         assert page.status_code == 200 and str(some) in page.content.decode()
         assert self.client.get(f"/admin/analytics/requestlog/{some}/change/").status_code == 200
