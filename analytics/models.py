@@ -89,6 +89,7 @@ class RequestLog(models.Model):
             # Sessions and users pages group inside a time range; the explorer sorts by these.
             models.Index(fields=["org", "-latency_ms"], name="log_org_latency"),
             models.Index(fields=["org", "-cost_usd"], name="log_org_cost"),
+            models.Index(fields=["org", "-completion_tokens"], name="log_org_output_tokens"),
         ]
 
     def __str__(self) -> str:
@@ -365,7 +366,8 @@ class Rollup(models.Model):
     Values beyond a dimension's cap per bucket are folded into that bucket's overflow row."""
 
     org = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+", db_index=False)
-    grain = models.CharField(max_length=1, help_text="m: minute, h: hour, d: day, w: week (from Monday)")
+    grain = models.CharField(max_length=1, help_text="m: minute, h: hour, d: day, w: week (from Monday), "
+                                                     "a: all time (sessions; bucket 2000-01-01)")
     bucket = models.DateTimeField(help_text="Start of the bucket, UTC")
     dim = models.CharField(max_length=210, blank=True, help_text="'' (every log), model, user, p:<property>…")
     value = models.CharField(max_length=255, blank=True)
@@ -387,6 +389,8 @@ class Rollup(models.Model):
     # Users and sessions only: when their requests of the bucket started and ended.
     first_at = models.DateTimeField(null=True, blank=True)
     last_at = models.DateTimeField(null=True, blank=True)
+    # A session's all-time row: its name (the greatest its logs gave), for the sessions search.
+    label = models.CharField(max_length=255, blank=True, default="")
 
     class Meta:
         constraints = [
@@ -394,8 +398,12 @@ class Rollup(models.Model):
             models.UniqueConstraint(fields=["org", "dim", "grain", "bucket", "overflow", "value"],
                                     name="unique_rollup"),
         ]
-        # One value of a dimension in a time range (a filter).
-        indexes = [models.Index(fields=["org", "dim", "value", "grain", "bucket"], name="rollup_value")]
+        # One value of a dimension in a time range (a filter); the sessions' all-time rows largest
+        # first by each measure the sessions list sorts by (analytics.rollup_reads walks them).
+        indexes = [models.Index(fields=["org", "dim", "value", "grain", "bucket"], name="rollup_value"),
+                   *(models.Index(fields=["org", "dim", f"-{measure}", "value"], condition=models.Q(grain="a"),
+                                  name=f"rollup_alltime_{measure}")
+                     for measure in ("requests", "cost_usd", "errors", "last_at"))]
 
     def __str__(self) -> str:
         return f"{self.org_id}/{self.grain}/{self.bucket:%Y-%m-%d %H:%M}/{self.dim}={self.value}"
@@ -409,6 +417,9 @@ class RollupCoverage(models.Model):
     org = models.OneToOneField(Organization, on_delete=models.CASCADE, primary_key=True, related_name="+")
     covered_from = models.DateTimeField(null=True, blank=True, help_text="Null: not yet built")
     rebuilt_at = models.DateTimeField(null=True, blank=True)
+    alltime_at = models.DateTimeField(null=True, blank=True,
+                                      help_text="When the sessions' all-time rows were counted from every log "
+                                                "(null: not yet; the sessions list adds up days instead)")
 
     def __str__(self) -> str:
         return f"{self.org_id}: {self.covered_from}"

@@ -34,6 +34,8 @@ from .models import RequestLog, Rollup
 from .pricing import UNPRICED
 from .queries import ERROR_Q, SHADOW_SIMILARITY, Selection
 from .rollups import (
+    ALLTIME,
+    ALLTIME_DIMS,
     DIM_COLUMNS,
     EPOCH,
     GRAINS,
@@ -43,6 +45,7 @@ from .rollups import (
     SPAN_DIMS,
     UNWEEKLY,
     Measures,
+    alltime_counted,
     ceil,
     condition,
     covered_from,
@@ -558,15 +561,113 @@ def timeseries(selection: Selection, interval: str, start: datetime, end: dateti
 
 
 def people_page(selection: Selection, dim: str, *, order_by: str, offset: int, limit: int,
-                contains: str = "") -> tuple[list[dict[str, Any]], bool] | None:
+                contains: str = "", names: bool = False) -> tuple[list[dict[str, Any]], bool] | None:
     """One page of the users or sessions list ("" left out): `limit` values from `offset`, as
-    grouped returns them, and whether more follow; None when the rollups cannot answer. It reads the
-    top offset + limit + 1 (the rollups' top-n reads stay exact, a page deeper costs a little more)."""
+    grouped returns them, and whether more follow; None when the rollups cannot answer. `names`:
+    `contains` matches a session's name too.
+
+    Sessions, largest or newest first, walk their all-time rows (_alltime_page); otherwise it reads
+    the top offset + limit + 1 of grouped (the rollups' top-n reads stay exact, a page deeper costs
+    a little more)."""
+    if not clickhouse.enabled() and dim in ALLTIME_DIMS:
+        p = plan(selection, group_dim=dim)
+        if p is not None and not p.dim:
+            found = _alltime_page(p, dim, order_by=order_by, offset=offset, limit=limit, contains=contains,
+                                  names=names)
+            if found is not None:
+                return found
+    if names:
+        return None  # names are only in the all-time rows
     found = grouped(selection, dim, order_by=order_by, limit=offset + limit + 1, exclude_empty=True,
                     percentiles=(), contains=contains)
     if found is None:
         return None
     return found[offset:offset + limit], len(found) > offset + limit
+
+
+_ALLTIME_ORDERS = {"count": "requests", "cost_usd": "cost_usd", "errors": "errors", "last": "last_at"}
+_ALLTIME_CHUNK = 500
+# Rows walked before giving up for the plain sum of the range (a search that matches few sessions
+# of many, or a deep page): the walk would read more than adding up the range does.
+ALLTIME_WALK_LIMIT = 20_000
+
+
+def _alltime_page(p: Plan, dim: str, *, order_by: str, offset: int, limit: int, contains: str,
+                  names: bool) -> tuple[list[dict[str, Any]], bool] | None:
+    """A page of sessions largest (or newest) first, exact, from their all-time rows walked in the
+    order of an index (Rollup's rollup_alltime_*) instead of adding up every session of the range.
+
+    A session's all-time measure bounds its measure in the range from above (sums only grow, a
+    last request in the range is no later than its last ever), so once the page's last session
+    sorts ahead of the walk's position, no session not yet walked can enter the page. A session
+    whose first and last requests both lie in the range counts its all-time row as it is; one
+    reaching past either end has its measure in the range added up from the range's buckets.
+    None when the walk cannot answer (an org whose all-time rows are not counted yet, an order
+    it has no index for, a walk past ALLTIME_WALK_LIMIT rows)."""
+    field = order_by.lstrip("-")
+    if not order_by.startswith("-") or field not in _ALLTIME_ORDERS or not alltime_counted(p.org_id):
+        return None
+    column = _ALLTIME_ORDERS[field]
+    index = _TOTALS.index(column)
+    rows = (Rollup.objects.filter(org_id=p.org_id, dim=dim, grain=ALLTIME, overflow=False, requests__gt=0,
+                                  last_at__gte=p.start, first_at__lt=p.end).exclude(value=""))
+    if contains:
+        rows = rows.filter(Q(value__icontains=contains) | Q(label__icontains=contains) if names
+                           else Q(value__icontains=contains))
+    rows = rows.order_by(F(column).desc(), "value").values_list("value", *_TOTALS)
+    want = offset + limit + 1
+    in_range: dict[str, list] = {}  # the measures in the range of the sessions reaching past it
+    edges = None
+    size = _ALLTIME_CHUNK
+    while True:
+        # Each read from the top, in one statement: the rows the writer moves meanwhile are not
+        # skipped between two reads. Four times more each time: at most a third read twice.
+        walked = list(rows[:size])
+        exact: dict[str, list] = {}
+        reaching = []
+        for value, *totals in walked:
+            if totals[-2] >= p.start and totals[-1] < p.end:
+                exact[value] = totals
+            elif value not in in_range:
+                reaching.append(value)
+        if reaching:
+            if edges is None:
+                grains = p.grains(dim)
+                edges = _without_overflow(p, dim, *split(p.start, p.end, grains), grains, value=None)
+            found = _range_totals(p, dim, edges, reaching)
+            in_range.update({value: found.get(value) for value in reaching})
+        exact.update({value: totals for value, totals in in_range.items() if totals is not None})
+        ordered = sorted(exact, key=lambda value: (_negate(exact[value][index]), value))
+        if len(walked) < size:
+            break  # every row walked
+        # Strictly ahead: ties are ordered by the database's collation, the page by code points.
+        if len(ordered) >= want and exact[ordered[want - 1]][index] > walked[-1][1 + index]:
+            break  # no session not walked can sort ahead of the page's last
+        if size >= ALLTIME_WALK_LIMIT:
+            return None
+        size = min(size * 4, ALLTIME_WALK_LIMIT)
+    page = [(value, _measures(dict(zip(_TOTAL_NAMES, exact[value])))) for value in ordered[offset:offset + limit]]
+    return ([{"key": value, **finish(m, ()), **extras(m)} for value, m in page], len(ordered) > offset + limit)
+
+
+def _range_totals(p: Plan, dim: str, edges, values: list[str]) -> dict[str, list]:
+    """The totals (in _TOTALS order) of some values of a dimension within the plan's range, from its
+    buckets (`edges`: the pieces and raw ranges _without_overflow gave) and raw edges; values with
+    no request in the range are left out."""
+    pieces, raw = edges
+    groups: dict[Any, list] = {}
+    for start in range(0, len(values), 900):
+        chunk = values[start:start + 900]
+        for raw_logs in _raw_parts(p, raw):
+            found = (raw_logs.annotate(group_key=_group_expr(dim)).filter(group_key__in=chunk).order_by()
+                     .values_list("group_key").annotate(**_RAW_AGGREGATES))
+            for row in found:
+                _add_totals(groups, _raw_key(dim, row[0]), row[1:])
+        sums = (_rollup_rows(p, dim, pieces, None).filter(overflow=False, value__in=chunk).order_by()
+                .values_list("value").annotate(**_ROLLUP_AGGREGATES))
+        for row in sums:
+            _add_totals(groups, row[0], row[1:])
+    return {value: totals for value, totals in groups.items() if totals[0] > 0}
 
 
 _RAW_ORDERS = {"count": "count", "cost_usd": "cost", "last": "last", "errors": "errors"}

@@ -9,15 +9,17 @@ path, is one INSERT … ON CONFLICT DO UPDATE: the database adds the counts, and
 (analytics.sketch, plain JSON in both databases) are read, merged here and written whole.
 Subtracting (erase, purge, edits: rare) reads the rows, takes the deltas out and writes them.
 
-Grains: minutes, hours, days and weeks (UTC; a week starts on Monday). Every dimension is kept
-per hour and per day, and every one but sessions per week too (a 30-day question reads four
-weeks and a few days, not thirty days); the row of all logs per minute too, for the 1 h view's
-chart (a question about one value of a dimension reads the partial hours at a range's ends from
-the raw rows). A dimension keeps at most CAPS[grain] values per bucket; the logs of values
-beyond it go to the bucket's overflow row (value "", overflow true), so the bucket's totals stay
-exact and a read that needs one of the folded values reads that bucket's finer buckets (down to
-the raw rows) instead. Users per day and per week are never capped: distinct users are exact for
-any range.
+Grains: minutes, hours, days and weeks (UTC; a week starts on Monday). Every dimension is kept per
+hour and per day, and every one but sessions per week too (a 30-day question reads four weeks and a
+few days, not thirty days); sessions also keep one row each for all time (grain "a", bucket EPOCH,
+uncapped, with the session's name as `label`): the sessions list walks them by their indexes,
+largest first, instead of adding up every session of a range (rollup_reads); the row of all logs
+per minute too, for the 1 h view's chart (a question about one value of a dimension reads the
+partial hours at a range's ends from the raw rows). A dimension keeps at most CAPS[grain] values
+per bucket; the logs of values beyond it go to the bucket's overflow row (value "", overflow true),
+so the bucket's totals stay exact and a read that needs one of the folded values reads that
+bucket's finer buckets (down to the raw rows) instead. Users per day and per week are never capped:
+distinct users are exact for any range.
 
 Which row a log went to is decided only by what exists: its value's row if there is one, else
 a new one while the bucket has fewer than the cap, else the overflow row. Rows are never
@@ -58,18 +60,20 @@ SHADOW_DIM = "shadow"
 UNSKETCHED = ("session",)
 # Nor weeks: a session lasts minutes, and the sessions list walks back from the newest days.
 UNWEEKLY = ("session",)
+# Sessions keep a row each for all time too: grain ALLTIME, bucket EPOCH.
+ALLTIME = "a"
+ALLTIME_DIMS = ("session",)
 # Values kept per bucket and dimension (minutes keep only the all-logs row, which has one).
 CAPS: dict[str, int] = {"h": 1_000, "d": 10_000, "w": 10_000}
-UNCAPPED = {("d", "user"), ("w", "user")}
+UNCAPPED = {("d", "user"), ("w", "user")}  # and every all-time row
 # Users and sessions keep when their requests of a bucket started and ended.
 SPAN_DIMS = ("user", "session")
 MAX_VALUE = 255
 MAX_PROPERTY_NAME = 200
 # The columns a log's contribution is computed from (the rest of the row is never read).
 LOG_FIELDS = ("org_id", "created_at", "status", "model", "provider", "cache_hit", "cache_match", "similarity",
-              "streamed", "user_id",
-              "session_id", "request_name", "prompt_id", "properties", "latency_ms", "ttft_ms", "prompt_tokens",
-              "completion_tokens", "cached_tokens", "cost_usd")
+              "streamed", "user_id", "session_id", "session_name", "request_name", "prompt_id", "properties",
+              "latency_ms", "ttft_ms", "prompt_tokens", "completion_tokens", "cached_tokens", "cost_usd")
 # The percentiles the pages read from the merged sketches: name -> (sketch, fraction).
 PERCENTILES = {"latency_p50_ms": ("latency", 0.50), "latency_p95_ms": ("latency", 0.95),
                "latency_p99_ms": ("latency", 0.99), "ttft_p50_ms": ("ttft", 0.50)}
@@ -120,6 +124,8 @@ def is_error(status: int) -> bool:
 
 
 def floor(moment: datetime, grain: str) -> datetime:
+    if grain == ALLTIME:
+        return EPOCH
     moment = moment.astimezone(dt_timezone.utc)
     if grain == "m":
         return moment.replace(second=0, microsecond=0)
@@ -185,10 +191,12 @@ class Measures:
     ttft: Sketch = field(default_factory=Sketch)
     first_at: datetime | None = None
     last_at: datetime | None = None
+    label: str = ""  # a session's all-time row: its name (the greatest the logs gave)
 
     def merge(self, other: "Measures", sign: int = 1) -> None:
         for name in SCALARS:
             setattr(self, name, getattr(self, name) + sign * getattr(other, name))
+        self.label = max(self.label, other.label)
         if sign > 0:
             self.latency.merge(other.latency)
             self.ttft.merge(other.ttft)
@@ -201,7 +209,7 @@ class Measures:
 
     def copy(self) -> "Measures":
         other = Measures(**{name: getattr(self, name) for name in SCALARS}, first_at=self.first_at,
-                         last_at=self.last_at)
+                         last_at=self.last_at, label=self.label)
         other.latency.merge(self.latency)
         other.ttft.merge(self.ttft)
         return other
@@ -209,17 +217,23 @@ class Measures:
     @classmethod
     def of_row(cls, row: Rollup) -> "Measures":
         return cls(**{name: getattr(row, name) for name in SCALARS}, latency=Sketch.from_json(_json(row.latency)),
-                   ttft=Sketch.from_json(_json(row.ttft)), first_at=row.first_at, last_at=row.last_at)
+                   ttft=Sketch.from_json(_json(row.ttft)), first_at=row.first_at, last_at=row.last_at,
+                   label=row.label)
 
 
 Key = tuple[int, str, datetime, str, str]  # org, grain, bucket, dim, value
 
 
-def deltas(logs: Iterable[Any]) -> dict[Key, Measures]:
+def deltas(logs: Iterable[Any], *, alltime: bool = True) -> dict[Key, Measures]:
     """The logs' measures per rollup key (before caps). Each log is counted once per hour key; a
-    day's and a week's keys are the merge of their hours' (fewer objects than logs in any batch)."""
+    day's, a week's and a session's all-time keys are the merge of their hours' (fewer objects than
+    logs in any batch). `alltime=False` leaves the all-time keys out (a rebuild counts them apart)."""
     grouped: dict[Key, list[tuple]] = {}
+    labels: dict[tuple[int, str], str] = {}
     for log in logs:
+        if log.session_name and log.session_id and alltime:
+            key = (log.org_id, log.session_id)
+            labels[key] = max(labels.get(key, ""), log.session_name)
         contribution = _contribution(log)
         minute = (log.org_id, "m", floor(log.created_at, "m"), "", "")
         entries = grouped.get(minute)
@@ -239,13 +253,28 @@ def deltas(logs: Iterable[Any]) -> dict[Key, Measures]:
     for (org_id, grain, bucket, dim, value), measures in list(out.items()):
         if grain != "h":
             continue
-        for coarser in ("d", "w") if dim not in UNWEEKLY else ("d",):
+        for coarser in _coarser(dim, value, alltime):
             key = (org_id, coarser, floor(bucket, coarser), dim, value)
             if key in out:
                 out[key].merge(measures)
             else:
                 out[key] = measures.copy()
+    for (org_id, session), label in labels.items():
+        out[(org_id, ALLTIME, EPOCH, "session", session)].label = label
     return out
+
+
+def _coarser(dim: str, value: str, alltime: bool) -> tuple[str, ...]:
+    """The grains an hour's row of a dimension adds up into."""
+    grains = ("d",) if dim in UNWEEKLY else ("d", "w")
+    if dim in ALLTIME_DIMS and value and alltime:
+        grains += (ALLTIME,)
+    return grains
+
+
+def alltime_deltas(logs: Iterable[Any]) -> dict[Key, Measures]:
+    """Only the sessions' all-time keys of the logs (a rebuild counting them from every log)."""
+    return {key: m for key, m in deltas(logs).items() if key[1] == ALLTIME}
 
 
 def _contribution(log: Any) -> tuple:
@@ -294,9 +323,9 @@ def _measures_of(entries: list[tuple], sketches: bool = True) -> Measures:
     return m
 
 
-def add(logs: Iterable[Any]) -> None:
+def add(logs: Iterable[Any], *, alltime: bool = True) -> None:
     """Count logs just inserted (in the caller's transaction)."""
-    _apply(deltas(logs), 1)
+    _apply(deltas(logs, alltime=alltime), 1)
 
 
 def subtract(logs: Iterable[Any]) -> None:
@@ -322,7 +351,7 @@ def _lock(org_id: int) -> None:
 
 
 def _cap(grain: str, dim: str) -> int | None:
-    return None if (grain, dim) in UNCAPPED or dim == "" else CAPS[grain]
+    return None if (grain, dim) in UNCAPPED or dim == "" or grain == ALLTIME else CAPS[grain]
 
 
 def _apply_org(org_id: int, changes: dict[Key, Measures], sign: int) -> None:
@@ -404,7 +433,7 @@ def _upsert(org_id: int, changes: dict[Key, Measures]) -> None:
         span = dim in SPAN_DIMS and not overflow
         latency, ttft = sketches.get(key) or (m.latency.to_json(), m.ttft.to_json())
         rows.append([org_id, grain, bucket, dim, value, overflow, *(getattr(m, name) for name in SCALARS),
-                     latency, ttft, m.first_at if span else None, m.last_at if span else None])
+                     latency, ttft, m.first_at if span else None, m.last_at if span else None, m.label])
     rows.sort(key=lambda row: (row[3], row[1], row[2], row[5], row[4]))  # one lock order for every writer
     if connection.vendor == "sqlite":
         _sqlite_upsert(rows)
@@ -423,7 +452,8 @@ def _upsert(org_id: int, changes: dict[Key, Measures]) -> None:
             f"INSERT INTO {table} AS t ({', '.join(names)}) SELECT * FROM ROWS FROM ({arrays}) "
             "ON CONFLICT (org_id, dim, grain, bucket, overflow, value) DO UPDATE SET "
             f"{added}, latency = excluded.latency, ttft = excluded.ttft, "
-            "first_at = LEAST(t.first_at, excluded.first_at), last_at = GREATEST(t.last_at, excluded.last_at)",
+            "first_at = LEAST(t.first_at, excluded.first_at), last_at = GREATEST(t.last_at, excluded.last_at), "
+            "label = GREATEST(t.label, excluded.label)",
             [_json_array(column) if name in _SKETCHES else list(column) for column, name in zip(zip(*rows), names)])
 
 
@@ -442,7 +472,8 @@ def _sqlite_upsert(rows: list[list[Any]]) -> None:
             "ON CONFLICT (org_id, dim, grain, bucket, overflow, value) DO UPDATE SET "
             f"{added}, latency = excluded.latency, ttft = excluded.ttft, "
             "first_at = coalesce(min(first_at, excluded.first_at), first_at, excluded.first_at), "
-            "last_at = coalesce(max(last_at, excluded.last_at), last_at, excluded.last_at)", params)
+            "last_at = coalesce(max(last_at, excluded.last_at), last_at, excluded.last_at), "
+            "label = max(label, excluded.label)", params)
 
 
 def _matching(org_id: int, keys: list[tuple], fields: tuple[str, ...]) -> list[tuple]:
@@ -554,7 +585,7 @@ def _existing_values(org_id: int, wanted: dict[tuple[str, datetime, str], set[st
 
 
 _SKETCHES = ("latency", "ttft")
-_WRITTEN = [*SCALARS, *_SKETCHES, "first_at", "last_at"]
+_WRITTEN = [*SCALARS, *_SKETCHES, "first_at", "last_at", "label"]
 _KEY = ["org_id", "grain", "bucket", "dim", "value", "overflow"]
 
 
@@ -604,7 +635,7 @@ def _write(inserts: list[Rollup], updates: list[Rollup]) -> None:
 
 
 _PG_TYPES = {**{name: "bigint" for name in SCALARS}, "cost_usd": "numeric", "saved_usd": "numeric",
-             "latency": "text", "ttft": "text", "first_at": "timestamptz", "last_at": "timestamptz"}
+             "latency": "text", "ttft": "text", "first_at": "timestamptz", "last_at": "timestamptz", "label": "text"}
 
 
 def _values(rows: list[Rollup], names: list[str]) -> list[list[Any]]:
@@ -624,6 +655,7 @@ def _store(row: Rollup, measures: Measures) -> None:
     row.latency = _json_text(measures.latency.to_json())
     row.ttft = _json_text(measures.ttft.to_json())
     row.first_at, row.last_at = measures.first_at, measures.last_at
+    row.label = measures.label
 
 
 def _existing(org_id: int, changes: dict[Key, Measures]) -> tuple[dict[tuple, Rollup], dict[tuple, int]]:
@@ -667,10 +699,11 @@ def utc(moment: datetime) -> datetime:
 
 def _recount_span(row: Rollup) -> None:
     column = HIGH_DIMS[row.dim]
-    bucket = utc(row.bucket)
-    span = RequestLog.objects.filter(org_id=row.org_id, **{column: row.value}, created_at__gte=bucket,
-                                     created_at__lt=bucket + GRAINS[row.grain]).aggregate(
-        first=models.Min("created_at"), last=models.Max("created_at"))
+    logs = RequestLog.objects.filter(org_id=row.org_id, **{column: row.value})
+    if row.grain != ALLTIME:
+        bucket = utc(row.bucket)
+        logs = logs.filter(created_at__gte=bucket, created_at__lt=bucket + GRAINS[row.grain])
+    span = logs.aggregate(first=models.Min("created_at"), last=models.Max("created_at"))
     row.first_at, row.last_at = span["first"], span["last"]
 
 
@@ -690,7 +723,13 @@ def covered_orgs(org_ids: list[int], start: datetime) -> set[int]:
 
 def cover_new_org(org_id: int) -> None:
     """A new org has no logs: its rollups are complete from the start."""
-    RollupCoverage.objects.get_or_create(org_id=org_id, defaults={"covered_from": EPOCH})
+    RollupCoverage.objects.get_or_create(org_id=org_id, defaults={"covered_from": EPOCH,
+                                                                  "alltime_at": timezone.now()})
+
+
+def alltime_counted(org_id: int) -> bool:
+    """Whether the org's sessions' all-time rows hold every log (rebuilt since they were added)."""
+    return RollupCoverage.objects.filter(org_id=org_id, alltime_at__isnull=False).exists()
 
 
 def rebuild(org_id: int, since: datetime | None = None, *, chunk: int = 20_000, progress=None) -> int:
@@ -712,28 +751,30 @@ def rebuild(org_id: int, since: datetime | None = None, *, chunk: int = 20_000, 
             _lock(org_id)
             first = logs.filter(created_at__gte=cursor).aggregate(first=models.Min("created_at"))["first"]
             if first is None:
-                Rollup.objects.filter(org_id=org_id, bucket__gte=cursor).delete()
+                Rollup.objects.filter(org_id=org_id, bucket__gte=cursor).exclude(grain=ALLTIME).delete()
                 cursor = None
                 continue
             day = floor(first, "d")
             following = day + GRAINS["d"]
-            Rollup.objects.filter(org_id=org_id, bucket__gte=cursor, bucket__lt=following).delete()
+            Rollup.objects.filter(org_id=org_id, bucket__gte=cursor, bucket__lt=following).exclude(
+                grain=ALLTIME).delete()
             rows = (logs.filter(created_at__gte=day, created_at__lt=following).order_by("created_at")
                     .only(*LOG_FIELDS))
             batch: list[RequestLog] = []
             for row in rows.iterator(chunk_size=chunk):
                 batch.append(row)
                 if len(batch) >= chunk:
-                    add(batch)
+                    add(batch, alltime=False)
                     done += len(batch)
                     batch = []
                     if progress:
                         progress(done, total)
-            add(batch)
+            add(batch, alltime=False)
             done += len(batch)
             cursor = following
         if progress:
             progress(done, total)
+    rebuild_alltime(org_id, chunk=chunk)
     with transaction.atomic():
         coverage, _ = RollupCoverage.objects.select_for_update().get_or_create(org_id=org_id)
         if coverage.covered_from is None or coverage.covered_from > start:
@@ -743,12 +784,37 @@ def rebuild(org_id: int, since: datetime | None = None, *, chunk: int = 20_000, 
     return done
 
 
+def rebuild_alltime(org_id: int, *, chunk: int = 20_000) -> int:
+    """Count the org's sessions' all-time rows again from every log with a session, in one
+    transaction holding the org's rollup lock (the log writer waits: seconds per million such logs).
+    Returns the number of logs counted."""
+    logs = (RequestLog.objects.filter(org_id=org_id).exclude(session_id="").order_by("session_id")
+            .only(*LOG_FIELDS))
+    done = 0
+    with transaction.atomic():
+        _lock(org_id)
+        Rollup.objects.filter(org_id=org_id, grain=ALLTIME).delete()
+        batch: list[RequestLog] = []
+        for row in logs.iterator(chunk_size=chunk):
+            batch.append(row)
+            if len(batch) >= chunk:
+                _apply_org(org_id, alltime_deltas(batch), 1)
+                done += len(batch)
+                batch = []
+        if batch:
+            _apply_org(org_id, alltime_deltas(batch), 1)
+            done += len(batch)
+        RollupCoverage.objects.update_or_create(org_id=org_id, defaults={"alltime_at": timezone.now()})
+    return done
+
+
 def forget_empty(org_id: int, before: datetime) -> int:
     """Delete the rollup buckets before `before` that no log is counted in any more (a purge
     emptied them). Only whole empty buckets: a value's row goes only when nothing can need it."""
     empty = list(Rollup.objects.filter(org_id=org_id, dim="", overflow=False, requests=0, bucket__lt=before)
                  .values_list("grain", "bucket"))
-    deleted = 0
+    # A session's all-time row once every log of it is gone (no later subtraction can need it).
+    deleted = Rollup.objects.filter(org_id=org_id, grain=ALLTIME, requests__lte=0).delete()[0]
     for grain in GRAINS:
         moments = [bucket for g, bucket in empty if g == grain]
         for start in range(0, len(moments), 500):

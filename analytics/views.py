@@ -684,7 +684,7 @@ def _people(request: HttpRequest, org: Organization, ctx: dict[str, Any], dim: s
             default_sort: str) -> list[dict[str, Any]]:
     """One page of the users or sessions list (every value reachable page by page, none capped),
     from the rollups or ClickHouse; from the raw rows under the time budget while the org's rollups
-    are not built, and for a session search (it matches names, which no rollup keeps). Adds the
+    are not built (a session search, which matches names too, needs the sessions' all-time rows). Adds the
     paging and sorting links to ctx, which keep the range, the search and the sort."""
     sort = request.GET.get("sort") or default_sort
     if sort not in PEOPLE_SORTS:
@@ -697,8 +697,8 @@ def _people(request: HttpRequest, org: Organization, ctx: dict[str, Any], dim: s
     selection = Selection(org, ctx["start"], ctx["end"])
     order = PEOPLE_SORTS[sort]
     names = dim == "session" and bool(search)
-    found = None if names else rollup_reads.people_page(selection, dim, order_by=order, offset=offset,
-                                                           limit=PEOPLE_PAGE_SIZE, contains=search)
+    found = rollup_reads.people_page(selection, dim, order_by=order, offset=offset, limit=PEOPLE_PAGE_SIZE,
+                                     contains=search, names=names)
     notice = ""
     if found is None:
         try:

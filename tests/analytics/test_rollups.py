@@ -110,9 +110,12 @@ class RollupsEqualTheRowsTests(BaseTestCase):
         self.assert_exact()
         # A purge drops the buckets it emptied, not only their counts (a week that still holds kept
         # logs stays).
-        kept = Rollup.objects.filter(org=self.org).values_list("grain", "bucket")
+        kept = Rollup.objects.filter(org=self.org).exclude(grain=rollups.ALLTIME).values_list("grain", "bucket")
         assert kept and all(bucket + rollups.GRAINS[grain] > plan.cutoff - timedelta(days=1) for grain, bucket in kept)
         assert Rollup.objects.filter(org=self.org, grain="w").exists()
+        # Sessions keep their all-time rows while logs of them remain; an emptied one goes.
+        alltime = Rollup.objects.filter(org=self.org, grain=rollups.ALLTIME)
+        assert alltime.exists() and not alltime.filter(requests__lte=0).exists()
 
     def test_values_beyond_the_cap_stay_exact_and_are_read_from_the_rows(self):
         caps = {"h": 3, "d": 4, "w": 4}
