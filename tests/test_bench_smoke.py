@@ -115,7 +115,7 @@ def test_the_clickhouse_benchmark_runs(tmp_path):
     result = json.loads(out.read_text())
     assert result["size"]["request_logs"]["rows"] == 20000
     assert result["size"]["log_rollups"]["rows"] > 0
-    assert len(result["pages"]) == 27 and all(page["p95_ms"] > 0 for page in result["pages"].values())
+    assert len(result["pages"]) == 31 and all(page["p95_ms"] > 0 for page in result["pages"].values())
     assert {"request page", "explorer 7d, slowest first", "request panel", "user page 30d",
             "session page"} <= set(result["pages"])
     assert result["writer"]["rows"] == 5000
@@ -147,7 +147,7 @@ def test_the_analytics_benchmark_runs_and_measures_again_on_the_same_data(tmp_pa
             kept = scale_logs()
     for path in (first, again):
         result = json.loads(path.read_text())
-        assert len(result["pages"]) == 27 and all(page["p95_ms"] > 0 for page in result["pages"].values())
+        assert len(result["pages"]) == 31 and all(page["p95_ms"] > 0 for page in result["pages"].values())
         assert result["writer"]["rows"] == 2000 and result["writer"]["batch"] == 2000
         assert result["purge"]["rows"] > 0
     assert json.loads(first.read_text())["rebuild_seconds"] > 0

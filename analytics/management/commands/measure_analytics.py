@@ -22,7 +22,8 @@ from orgs.models import ApiKey, Membership, Organization
 
 # What reads rows rather than aggregates.
 ROWS = ("explorer 24h", "explorer 24h, model + property", "explorer 7d, slowest first", "API requests list",
-        "request page", "explorer 24h, conditions OR", "request panel", "session page", "sessions 24h search")
+        "request page", "explorer 24h, conditions OR", "request panel", "session page", "sessions 24h search",
+        "explorer 7d, most output tokens", "sessions 30d search")
 
 
 class Command(BaseCommand):
@@ -57,6 +58,7 @@ class Command(BaseCommand):
                 ("explorer 24h, model + property", page,
                  f"/o/{s}/requests/?model=gpt-4o&prop_key=Feature&prop_value=chat"),
                 ("explorer 7d, slowest first", page, f"/o/{s}/requests/?range=7d&sort=slowest"),
+                ("explorer 7d, most output tokens", page, f"/o/{s}/requests/?range=7d&sort=tokens"),
                 ("users 24h", page, f"/o/{s}/users/"),
                 ("sessions 24h", page, f"/o/{s}/sessions/"),
                 ("users 30d", page, f"/o/{s}/users/?range=30d"),
@@ -81,11 +83,15 @@ class Command(BaseCommand):
                  f"/o/{s}/requests/?f=latency_ms:gt:2000&f=property.Feature:eq:chat&join=or"),
                 ("users 30d, page 3", page, f"/o/{s}/users/?range=30d&page=3"),
                 ("sessions 30d by requests, page 2", page, f"/o/{s}/sessions/?range=30d&sort=requests&page=2"),
+                ("sessions 30d by cost", page, f"/o/{s}/sessions/?range=30d&sort=cost"),
+                ("sessions 30d by errors", page, f"/o/{s}/sessions/?range=30d&sort=errors"),
                 ("sessions 24h search", page, f"/o/{s}/sessions/?session=Agent"),
+                ("sessions 30d search", page, f"/o/{s}/sessions/?range=30d&session=Agent&sort=requests"),
             ]
             top = api.get("/api/v1/metrics/summary?group_by=user").json().get("groups") or []
             if top and top[0].get("key"):
-                targets.append(("user page 30d", page, f"/o/{s}/user/?{urlencode({'id': top[0]['key'], 'range': '30d'})}"))
+                query = urlencode({"id": top[0]["key"], "range": "30d"})
+                targets.append(("user page 30d", page, f"/o/{s}/user/?{query}"))
             session = next((item.get("session_id") for item in api.get("/api/v1/requests?limit=50").json()["items"]
                             if item.get("session_id")), None)
             if session:
