@@ -587,8 +587,8 @@ def people_page(selection: Selection, dim: str, *, order_by: str, offset: int, l
 
 _ALLTIME_ORDERS = {"count": "requests", "cost_usd": "cost_usd", "errors": "errors", "last": "last_at"}
 _ALLTIME_CHUNK = 500
-# Rows walked before giving up for the plain sum of the range (a search that matches few sessions
-# of many, or a deep page): the walk would read more than adding up the range does.
+# Rows walked in order before the walk reads every remaining candidate at once (a search matching
+# few sessions of many, a deep page, ties): ordered reads past it would cost more than one read.
 ALLTIME_WALK_LIMIT = 20_000
 
 
@@ -602,8 +602,8 @@ def _alltime_page(p: Plan, dim: str, *, order_by: str, offset: int, limit: int, 
     sorts ahead of the walk's position, no session not yet walked can enter the page. A session
     whose first and last requests both lie in the range counts its all-time row as it is; one
     reaching past either end has its measure in the range added up from the range's buckets.
-    None when the walk cannot answer (an org whose all-time rows are not counted yet, an order
-    it has no index for, a walk past ALLTIME_WALK_LIMIT rows)."""
+    Past ALLTIME_WALK_LIMIT rows it reads every session of the range at once. None when the walk
+    cannot answer (an org whose all-time rows are not counted yet, an order it has no index for)."""
     field = order_by.lstrip("-")
     if not order_by.startswith("-") or field not in _ALLTIME_ORDERS or not alltime_counted(p.org_id):
         return None
@@ -622,7 +622,7 @@ def _alltime_page(p: Plan, dim: str, *, order_by: str, offset: int, limit: int, 
     while True:
         # Each read from the top, in one statement: the rows the writer moves meanwhile are not
         # skipped between two reads. Four times more each time: at most a third read twice.
-        walked = list(rows[:size])
+        walked = list(rows[:size] if size else rows)
         exact: dict[str, list] = {}
         reaching = []
         for value, *totals in walked:
@@ -638,14 +638,12 @@ def _alltime_page(p: Plan, dim: str, *, order_by: str, offset: int, limit: int, 
             in_range.update({value: found.get(value) for value in reaching})
         exact.update({value: totals for value, totals in in_range.items() if totals is not None})
         ordered = sorted(exact, key=lambda value: (_negate(exact[value][index]), value))
-        if len(walked) < size:
+        if not size or len(walked) < size:
             break  # every row walked
         # Strictly ahead: ties are ordered by the database's collation, the page by code points.
         if len(ordered) >= want and exact[ordered[want - 1]][index] > walked[-1][1 + index]:
             break  # no session not walked can sort ahead of the page's last
-        if size >= ALLTIME_WALK_LIMIT:
-            return None
-        size = min(size * 4, ALLTIME_WALK_LIMIT)
+        size = None if size >= ALLTIME_WALK_LIMIT else min(size * 4, ALLTIME_WALK_LIMIT)
     page = [(value, _measures(dict(zip(_TOTAL_NAMES, exact[value])))) for value in ordered[offset:offset + limit]]
     return ([{"key": value, **finish(m, ()), **extras(m)} for value, m in page], len(ordered) > offset + limit)
 

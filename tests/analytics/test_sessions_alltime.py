@@ -105,7 +105,7 @@ class SessionWalkTests(BaseTestCase):
 
         return Rollup.objects.filter(org=self.org, grain=rollups.ALLTIME).values_list("value", "first_at", "last_at")
 
-    def test_sessions_wholly_in_the_range_are_answered_by_their_rows_and_a_long_walk_gives_way(self):
+    def test_sessions_wholly_in_the_range_are_answered_by_their_rows_and_a_long_walk_reads_the_rest_at_once(self):
         now = timezone.now()
         selection = Selection(self.org, now - timedelta(hours=24), now)
         with mock.patch.object(rollup_reads, "_ALLTIME_CHUNK", 5), \
@@ -113,13 +113,14 @@ class SessionWalkTests(BaseTestCase):
             first = rollup_reads.people_page(selection, "session", order_by="-count", offset=0, limit=3)
             assert rows_of(first) == (self.expected(selection, "-count", "", False)[:3], True)
             assert not in_range.called  # 24 hours hold every session whole: their all-time rows answer
-        # Past the walk's limit: the sum of the range answers (names: the raw rows, as before).
+        # Past the walk's limit the rest is read at once: the same pages.
         with mock.patch.object(rollup_reads, "_ALLTIME_CHUNK", 2), \
                 mock.patch.object(rollup_reads, "ALLTIME_WALK_LIMIT", 4):
             deep = rollup_reads.people_page(selection, "session", order_by="-count", offset=20, limit=7)
             assert rows_of(deep) == (self.expected(selection, "-count", "", False)[20:27], True)
-            assert rollup_reads.people_page(selection, "session", order_by="-count", offset=20, limit=7,
-                                            contains="trip", names=True) is None
+            found = rollup_reads.people_page(selection, "session", order_by="-errors", offset=2, limit=7,
+                                             contains="trip", names=True)
+            assert rows_of(found) == (self.expected(selection, "-errors", "trip", True)[2:9], True)
 
     def test_until_rebuilt_an_upgraded_org_adds_up_the_range_and_searches_the_raw_rows(self):
         now = timezone.now()
