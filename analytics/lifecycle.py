@@ -82,13 +82,21 @@ def _delete_logs(org: Organization, logs: models.QuerySet[RequestLog], *, batch_
                  progress: Progress | None, user_id: str | None = None, before: datetime | None = None
                  ) -> dict[str, int]:
     """The org's logs `logs` selects deleted: from SQL (and ClickHouse beside it), or, with ClickHouse
-    as the only log store, from ClickHouse (where the same selection is one user's, or older than)."""
+    as the only log store, from ClickHouse (where the same selection is one user's, or older than),
+    and then from what SQL still holds of them."""
     if clickhouse.only():
         from .clickhouse import changes
 
         counts = changes.erase(org.pk, user_id=user_id, before=before, batch_size=max(batch_size, 1))
         if progress and counts["requests"]:
             progress(1, counts["requests"])
+        # The SQL copy a dual write left (CLICKHOUSE_ONLY=0 before), or logs from before ClickHouse
+        # was turned on, go too: an erase or a purge leaves no copy anywhere. One index probe if none.
+        if logs.exists():
+            left = delete_logs_in_batches(logs, batch_size=batch_size)
+            counts["feedback"] += left["feedback"]
+            counts["scores"] += left["scores"]
+            counts["sql_copy_requests"] = left["requests"]
         return counts
     return delete_logs_in_batches(logs, batch_size=batch_size, progress=progress)
 
@@ -108,6 +116,15 @@ class PurgePlan:
     cutoff: datetime
     logs: models.QuerySet[RequestLog] = field(repr=False)
 
+    def count(self) -> int:
+        """How many logs the plan would delete (`purge_logs --dry-run`): SQL holds none in only mode."""
+        if clickhouse.only():
+            from .clickhouse import rows
+            from .queries import Selection
+
+            return rows.count(Selection(self.org, end=self.cutoff))
+        return self.logs.count()
+
 
 def purge_plan(org: Organization, now: datetime | None = None) -> PurgePlan | None:
     """What retention would delete for the org now, or None when it keeps logs forever."""
@@ -121,7 +138,8 @@ def purge_plan(org: Organization, now: datetime | None = None) -> PurgePlan | No
 def purge(plan: PurgePlan, *, batch_size: int = DEFAULT_BATCH_SIZE, progress: Progress | None = None) -> int:
     """Delete the plan's logs in batches; audited once for the org when anything was deleted."""
     counts = _delete_logs(plan.org, plan.logs, batch_size=batch_size, progress=progress, before=plan.cutoff)
-    rollups.forget_empty(plan.org.pk, plan.cutoff)
+    if not clickhouse.only():  # SQL keeps no rollup then (the deletes took the logs out of ClickHouse's)
+        rollups.forget_empty(plan.org.pk, plan.cutoff)
     # The semantic cache's questions are prompt text: they go with the logs they came from.
     counts["semantic_cache_entries"] = semantic_store.delete_older(plan.org.pk, plan.cutoff)
     if counts["requests"] or counts["semantic_cache_entries"]:

@@ -198,11 +198,15 @@ else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "helicone"}}
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
-# Issue #18: request logs and their aggregates also go to ClickHouse (analytics.clickhouse), e.g.
-# http://default:@127.0.0.1:8123/helicone (https:// for TLS; the path names the database).
+# Issue #18: with CLICKHOUSE_URL, ClickHouse is the store of request logs and their aggregates
+# (analytics.clickhouse), e.g. http://default:@127.0.0.1:8123/helicone (https:// for TLS; the path
+# names the database). CLICKHOUSE_ONLY=0 keeps a full SQL copy beside it (dual write, for a
+# migration period): docs/operations.md "ClickHouse".
 CLICKHOUSE_URL = env_str("CLICKHOUSE_URL")
-# ClickHouse as the only store of request logs (no SQL copy): docs/operations.md "ClickHouse only".
-CLICKHOUSE_ONLY = env_bool("CLICKHOUSE_ONLY", False)
+CLICKHOUSE_ONLY = env_bool("CLICKHOUSE_ONLY", bool(CLICKHOUSE_URL))
+if CLICKHOUSE_ONLY and not CLICKHOUSE_URL:
+    raise ImproperlyConfigured("CLICKHOUSE_ONLY=1 needs CLICKHOUSE_URL: set CLICKHOUSE_URL to the ClickHouse "
+                               "server, or unset CLICKHOUSE_ONLY to keep request logs in the SQL database")
 
 AUTH_USER_MODEL = "orgs.User"
 AUTH_PASSWORD_VALIDATORS = [

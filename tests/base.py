@@ -76,11 +76,16 @@ def redis_url() -> str:
 
 
 class ClickHouseTestCase(BaseTestCase):
-    """A test class whose logs also go to a real ClickHouse server (tests.servers), in a database
-    of the class's own (ids of a rolled-back SQLite test come again), and whose aggregates are
-    read from it. With `clickhouse_empty_each_test`, each test starts from empty tables (the SQL
-    database is rolled back after each test; ClickHouse is not)."""
+    """A test class whose logs go to a real ClickHouse server (tests.servers), in a database of the
+    class's own (ids of a rolled-back SQLite test come again), and whose reads come from it.
 
+    `clickhouse_only = False` (dual write, CLICKHOUSE_ONLY=0): SQL keeps a full copy too, so a test
+    can compare ClickHouse's answers with the SQL store's. `clickhouse_only = True` is what
+    CLICKHOUSE_URL alone means: ClickHouse is the only log store. With `clickhouse_empty_each_test`,
+    each test starts from empty tables (the SQL database is rolled back after each test; ClickHouse
+    is not)."""
+
+    clickhouse_only = False
     clickhouse_empty_each_test = False
 
     def setUp(self):
@@ -102,7 +107,7 @@ class ClickHouseTestCase(BaseTestCase):
 
         cls.clickhouse_database = f"test_{uuid.uuid4().hex[:12]}"
         cls._clickhouse_settings = override_settings(
-            CLICKHOUSE_URL=clickhouse_server().url(cls.clickhouse_database))
+            CLICKHOUSE_URL=clickhouse_server().url(cls.clickhouse_database), CLICKHOUSE_ONLY=cls.clickhouse_only)
         cls._clickhouse_settings.enable()
         schema.migrate()
         client()  # noqa: B018  made now, while the URL is the class's

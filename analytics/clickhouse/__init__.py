@@ -1,4 +1,5 @@
-"""ClickHouse, the store of request logs at scale (issue #18): `CLICKHOUSE_URL` turns it on.
+"""ClickHouse, the store of request logs at scale (issue #18): `CLICKHOUSE_URL` makes it the only
+one (`only()`; `CLICKHOUSE_ONLY=0` keeps a SQL copy beside it).
 
 - `schema`: the tables and materialized views, created by `migrate` (and `clickhouse_migrate`);
 - `store`: the log writer's batched, deduplicated inserts;
@@ -48,9 +49,9 @@ def enabled() -> bool:
 
 
 def only() -> bool:
-    """ClickHouse is the only store of request logs (CLICKHOUSE_ONLY=1 beside CLICKHOUSE_URL): the
-    writer writes no log and no rollup into SQL, and every change and read of a log goes to
-    ClickHouse. Without it, logs are written to both (SQL keeps a full copy)."""
+    """ClickHouse is the only store of request logs, the default with CLICKHOUSE_URL: the writer
+    writes no log and no rollup into SQL, and every change and read of a log goes to ClickHouse.
+    With CLICKHOUSE_ONLY=0 logs are written to both (SQL keeps a full copy to fall back on)."""
     return enabled() and bool(getattr(settings, "CLICKHOUSE_ONLY", False))
 
 

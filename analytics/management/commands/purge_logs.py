@@ -28,7 +28,7 @@ class Command(BaseCommand):
                 self.stdout.write(f"{one.slug}: logs kept forever (no retention set)")
                 continue
             if dry_run:
-                count = plan.logs.count()
+                count = plan.count()
                 self.stdout.write(f"{one.slug}: would delete {count} log(s) older than {plan.days} day(s) "
                                   f"(before {plan.cutoff:%Y-%m-%d %H:%M} UTC)")
                 total += count
