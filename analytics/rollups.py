@@ -273,8 +273,25 @@ def _coarser(dim: str, value: str, alltime: bool) -> tuple[str, ...]:
 
 
 def alltime_deltas(logs: Iterable[Any]) -> dict[Key, Measures]:
-    """Only the sessions' all-time keys of the logs (a rebuild counting them from every log)."""
-    return {key: m for key, m in deltas(logs).items() if key[1] == ALLTIME}
+    """Only the sessions' all-time keys of the logs, as deltas makes them (a rebuild counting them
+    from every log): sessions keep no sketches, so their hours' merge is the logs' own measures."""
+    grouped: dict[Key, list[tuple]] = {}
+    labels: dict[Key, str] = {}
+    for log in logs:
+        if not log.session_id:
+            continue
+        key = (log.org_id, ALLTIME, EPOCH, "session", log.session_id)
+        entries = grouped.get(key)
+        if entries is None:
+            grouped[key] = [_contribution(log)]
+        else:
+            entries.append(_contribution(log))
+        if log.session_name:
+            labels[key] = max(labels.get(key, ""), log.session_name)
+    out = {key: _measures_of(entries, sketches=False) for key, entries in grouped.items()}
+    for key, label in labels.items():
+        out[key].label = label
+    return out
 
 
 def _contribution(log: Any) -> tuple:
