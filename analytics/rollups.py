@@ -260,7 +260,9 @@ def deltas(logs: Iterable[Any], *, alltime: bool = True) -> dict[Key, Measures]:
             else:
                 out[key] = measures.copy()
     for (org_id, session), label in labels.items():
-        out[(org_id, ALLTIME, EPOCH, "session", session)].label = label
+        found = out.get((org_id, ALLTIME, EPOCH, "session", session))
+        if found is not None:
+            found.label = label
     return out
 
 
@@ -699,7 +701,7 @@ def _existing(org_id: int, changes: dict[Key, Measures]) -> tuple[dict[tuple, Ro
     capped = [d for d in dims if d]
     counts = {}
     if capped:
-        rows = (base.filter(dim__in=sorted(capped), overflow=False).order_by()
+        rows = (base.filter(dim__in=sorted(capped), overflow=False).exclude(grain=ALLTIME).order_by()
                 .values_list("grain", "bucket", "dim").annotate(n=models.Count("id")))
         counts = {(grain, utc(bucket), dim): n for grain, bucket, dim, n in rows}
     existing = {(g, utc(b), d, o, v): row for (g, b, d, o, v), row in existing.items()}
