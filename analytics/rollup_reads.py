@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -39,6 +39,7 @@ from .rollups import (
     DIM_COLUMNS,
     EPOCH,
     GRAINS,
+    OPEN_END,
     PERCENTILES,
     PROPERTY_PREFIX,
     SHADOW_DIM,
@@ -100,8 +101,6 @@ def plan(selection: Selection, group_dim: str | None = None) -> Plan | None:
         end = start
     return Plan(selection.org.pk, start, end, dim, value, open_end)
 
-
-OPEN_END = timedelta(seconds=5)
 
 
 def split(lo: datetime, hi: datetime, grains: tuple[str, ...]) -> tuple[list[tuple[str, datetime, datetime]],

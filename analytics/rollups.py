@@ -79,6 +79,8 @@ PERCENTILES = {"latency_p50_ms": ("latency", 0.50), "latency_p95_ms": ("latency"
                "latency_p99_ms": ("latency", 0.99), "ttft_p50_ms": ("ttft", 0.50)}
 SCALARS = ("requests", "errors", "cache_hits", "unpriced", "prompt_tokens", "completion_tokens", "cached_tokens",
            "cost_usd", "saved_usd")
+# A range whose end is this close to now runs until now: the buckets still open are read whole.
+OPEN_END = timedelta(seconds=5)
 _LOCK_CLASS = 17017  # pg_advisory_xact_lock(class, org id): one rollup writer per org at a time
 EPOCH = datetime(2000, 1, 1, tzinfo=dt_timezone.utc)
 

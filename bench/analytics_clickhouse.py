@@ -16,6 +16,9 @@
    ClickHouse), one process (build_log, the native columnar insert, the views). With
    ``--writer-only``, just this: no logs generated, no pages timed.
 
+With ``--reuse`` it times the pages again on the data an earlier run left (its ClickHouse data
+directory under var/ and its PostgreSQL database): no logs generated, no writer measured.
+
 Prints a table and writes JSON to bench/results/clickhouse-<time>.json.
 """
 
@@ -32,7 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bench.analytics import SETUP, measure_pages, print_pages, run, write_result
+from bench.analytics import SETUP, measure_pages, postgres_url, print_pages, run, write_result
 from bench.clickhouse_server import ClickHouseServer
 from bench.stack import free_port
 
@@ -144,6 +147,13 @@ def generate_sql(org_id: int, start: int, count: int, end: float, sessions: int)
             .replace("{sessions}", str(sessions)))
 
 
+def connect_to(server: ClickHouseServer):
+    import clickhouse_connect
+
+    return clickhouse_connect.get_client(host="127.0.0.1", port=server.http_port, database=DATABASE,
+                                         send_receive_timeout=3600)
+
+
 def fresh_postgres(name: str) -> str:
     import psycopg
 
@@ -162,10 +172,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--database", default="helicone_bench_clickhouse", help="the PostgreSQL database (recreated)")
     p.add_argument("--writer-only", action="store_true",
                    help="measure the writer alone (no logs generated, no pages timed)")
+    p.add_argument("--reuse", action="store_true",
+                   help="time the pages again on the data an earlier run left (no generation, no writer)")
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args(argv)
     directory = ROOT / "var" / args.database
-    shutil.rmtree(directory, ignore_errors=True)
+    if args.reuse and not (directory / "data").is_dir():
+        p.error(f"--reuse: no data left at {directory}")
+    if not args.reuse:
+        shutil.rmtree(directory, ignore_errors=True)
     server = ClickHouseServer(directory, free_port(), free_port()).start()
     try:
         return _run(args, server)
@@ -174,21 +189,23 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args, server: ClickHouseServer) -> int:
-    import clickhouse_connect
-
     url = server.url(DATABASE)
-    env = {**os.environ, "DATABASE_URL": fresh_postgres(args.database), "CLICKHOUSE_URL": url, "DEBUG": "0",
+    database = postgres_url(args.database) if args.reuse else fresh_postgres(args.database)
+    env = {**os.environ, "DATABASE_URL": database, "CLICKHOUSE_URL": url, "DEBUG": "0",
            "SECRET_KEY": os.environ.get("SECRET_KEY", "bench-analytics-secret-key-0123456789-abcdefghijkl")}
     env.pop("REDIS_URL", None)
     result: dict = {"logs": args.logs, "store": "clickhouse", "started": datetime.now(timezone.utc).isoformat()}
+    if args.reuse:
+        logs = connect_to(server).query("SELECT count() FROM request_logs").result_rows[0][0]
+        result.update(logs=int(logs), reused=True, pages=measure_pages(env, args.runs))
+        print(f"\nClickHouse analytics benchmark, pages again on {logs:,} logs left by an earlier run")
+        print_pages(result["pages"])
+        write_result(result, args.out, "clickhouse")
+        return 0
     run(["migrate", "--noinput", "-v", "0"], env)
     run(["shell", "-c", SETUP], env)
     org_id = int(run(["shell", "-c", "from orgs.models import Organization; "
                                      "print(Organization.objects.get(slug='scale').id)"], env).strip().splitlines()[-1])
-    def connect():
-        return clickhouse_connect.get_client(host="127.0.0.1", port=server.http_port, database=DATABASE,
-                                             send_receive_timeout=3600)
-
     if args.writer_only:
         result["logs"] = 0  # none generated
         writer = json.loads(run(["shell", "-c", WRITER.replace("{writer_logs}", str(args.writer_logs))], env)
@@ -198,7 +215,7 @@ def _run(args, server: ClickHouseServer) -> int:
               f"{writer['rows'] / writer['seconds']:,.0f} logs/s (one process)")
         write_result(result, args.out, "clickhouse-writer")
         return 0
-    client = connect()
+    client = connect_to(server)
     end = time.time()
     sessions = max(1, round(args.logs / 40 / (30 * 86400 / 1800)))
     started = time.monotonic()
@@ -208,7 +225,7 @@ def _run(args, server: ClickHouseServer) -> int:
 
     def insert(chunk) -> None:  # one INSERT … SELECT fills one core (its view runs block by block)
         nonlocal done
-        connect().command(generate_sql(org_id, chunk[0], chunk[1], end, sessions))
+        connect_to(server).command(generate_sql(org_id, chunk[0], chunk[1], end, sessions))
         with lock:
             done += chunk[1]
             sys.stderr.write(f"\rgenerated {done:,}/{args.logs:,} logs, {done / (time.monotonic() - started):,.0f}/s ")
