@@ -162,8 +162,6 @@ def _days(first: datetime, last: datetime) -> tuple[datetime, datetime] | None:
     return (a, b) if a < b else None
 
 
-
-
 def _bounds(selection: Selection) -> tuple[datetime, datetime]:
     """The range to read. One that runs until now (no end, or an end that is now: the last 30 days)
     ends after tomorrow, so the buckets still open are read whole from the rollups rather than
