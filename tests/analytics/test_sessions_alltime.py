@@ -17,7 +17,7 @@ from django.db import connection
 from django.utils import timezone
 
 from analytics import lifecycle, rollup_reads, rollups
-from analytics.models import RollupCoverage
+from analytics.models import RequestLog, Rollup, RollupCoverage
 from analytics.queries import Selection
 from analytics.writer import write_batch
 from tests.analytics.test_rollups import snapshot
@@ -118,8 +118,6 @@ class SessionWalkTests(BaseTestCase):
                 assert cursor.fetchone()
 
     def spans(self):
-        from analytics.models import Rollup
-
         return Rollup.objects.filter(org=self.org, grain=rollups.ALLTIME).values_list("value", "first_at", "last_at")
 
     def test_sessions_wholly_in_the_range_are_answered_by_their_rows_and_a_long_walk_reads_the_rest_at_once(self):
@@ -166,8 +164,6 @@ class SessionWalkTests(BaseTestCase):
         return self.client
 
     def test_all_time_rows_stay_exact_through_changes_and_a_partial_rebuild(self):
-        from analytics.models import Rollup
-
         alltime = Rollup.objects.filter(org=self.org, grain=rollups.ALLTIME)
         # Older sessions, and older logs of the same sessions.
         write_batch(session_records(self.org, seed=12, hours=24 * 4, prefix="old"))
@@ -199,6 +195,4 @@ class SessionWalkTests(BaseTestCase):
                                         order_by="-count", offset=0, limit=7) == ([], False)
 
     def org_logs(self):
-        from analytics.models import RequestLog
-
         return RequestLog.objects.filter(org=self.org)
