@@ -70,34 +70,36 @@ def forward_to(send: Callable[[list[tuple[str, dict[str, Any]]]], None] | None) 
 
 def summary(row: RequestLog) -> dict[str, Any]:
     """The fields a live event carries: what the explorer's row and the dashboard need."""
+    values = row.__dict__  # not the attributes: a writer makes one of these for every log it writes
+    prompt, completion, cost = values["prompt_tokens"], values["completion_tokens"], values["cost_usd"]
     return {
-        "id": str(row.id),
-        "created_at": row.created_at.isoformat(),
-        "provider": row.provider,
-        "model": row.model,
-        "status": row.status,
-        "error": (row.error or "")[:300],
-        "latency_ms": row.latency_ms,
-        "ttft_ms": row.ttft_ms,
-        "prompt_tokens": row.prompt_tokens,
-        "completion_tokens": row.completion_tokens,
-        "total_tokens": row.total_tokens,
-        "cost_usd": None if row.cost_usd is None else float(row.cost_usd),
-        "user_id": row.user_id,
-        "session_id": row.session_id,
-        "session_path": row.session_path,
-        "request_name": row.request_name,
-        "properties": row.properties,
-        "cache_hit": row.cache_hit,
-        "streamed": row.streamed,
-        "prompt_id": row.prompt_id,
+        "id": str(values["id"]),
+        "created_at": values["created_at"].isoformat(),
+        "provider": values["provider"],
+        "model": values["model"],
+        "status": values["status"],
+        "error": (values["error"] or "")[:300],
+        "latency_ms": values["latency_ms"],
+        "ttft_ms": values["ttft_ms"],
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": None if prompt is None and completion is None else (prompt or 0) + (completion or 0),
+        "cost_usd": None if cost is None else float(cost),
+        "user_id": values["user_id"],
+        "session_id": values["session_id"],
+        "session_path": values["session_path"],
+        "request_name": values["request_name"],
+        "properties": values["properties"],
+        "cache_hit": values["cache_hit"],
+        "streamed": values["streamed"],
+        "prompt_id": values["prompt_id"],
     }
 
 
 def broadcast_logged(rows: list[RequestLog]) -> None:
     by_org: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
-        by_org[row.org_id].append(summary(row))
+        by_org[row.__dict__["org_id"]].append(summary(row))
     send_to_groups([(group_name(org_id), {"type": EVENT_TYPE, "requests": items}) for org_id, items in by_org.items()])
 
 

@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import Any
 
@@ -51,11 +52,16 @@ _STATIC_DEFAULTS = {field.attname: field.get_default() for field in _FIELDS
 
 def build_log(record: dict[str, Any]) -> RequestLog:
     """A RequestLog from a queued record."""
-    values = dict(record)
-    values["id"] = uuid.UUID(str(record["id"]))
-    values["created_at"] = datetime.fromtimestamp(record["created_at"], tz=timezone.utc)
+    # The fields' defaults, then the record's values, in a few dict operations (a get_default()
+    # per field cost a third of the build, and a loop over the record's keys another third).
+    state = _STATIC_DEFAULTS.copy()
+    state.update(record)
+    for name in state.keys() - _ATTNAMES:  # a record's extra keys (cache_write_tokens)
+        del state[name]
+    state["id"] = uuid.UUID(str(record["id"]))
+    state["created_at"] = datetime.fromtimestamp(record["created_at"], tz=timezone.utc)
     if "cost_usd" not in record:
-        values["cost_usd"] = cost_usd(
+        state["cost_usd"] = cost_usd(
             record.get("provider", ""),
             record.get("model") or record.get("requested_model", ""),
             record.get("prompt_tokens"),
@@ -63,25 +69,19 @@ def build_log(record: dict[str, Any]) -> RequestLog:
             record.get("cached_tokens"),
             record.get("cache_write_tokens"),
         )
-    # The fields' defaults, then the record's values (a get_default() per field cost a third of
-    # the build): made once, copied per log; mutable defaults made anew.
-    state = _STATIC_DEFAULTS.copy()
-    for name, factory in _FACTORY_DEFAULTS:
-        if name not in values:
+    for name, factory in _FACTORY_DEFAULTS:  # mutable defaults made anew
+        if name not in record:
             state[name] = factory()
-    for name, value in values.items():
-        if name in _ATTNAMES:
-            state[name] = value
     # Built the way unpickling builds a model (Model.__setstate__): setting ~40
     # attributes one by one through Model.__init__ cost more than the insert.
     log_row = RequestLog.__new__(RequestLog)
-    log_row.__dict__.update(state)
+    log_row.__dict__ = state
     log_row._state = ModelState()
     return log_row
 
 
-def write_batch(records: list[dict[str, Any]]) -> list[RequestLog]:
-    """Insert the records (ignoring ones already stored) and notify listeners."""
+def build_logs(records: list[dict[str, Any]]) -> list[RequestLog]:
+    """The records' RequestLogs; a malformed record is left out, and logged."""
     refresh_overrides()
     rows = []
     for record in records:
@@ -90,6 +90,14 @@ def write_batch(records: list[dict[str, Any]]) -> list[RequestLog]:
         except (KeyError, TypeError, ValueError) as exc:
             # A malformed record can never be written; keep it visible rather than retry forever.
             log.error("dropping malformed log record %r: %s", record.get("id"), exc)
+    return rows
+
+
+def write_batch(records: list[dict[str, Any]], rows: list[RequestLog] | None = None) -> list[RequestLog]:
+    """Insert the records (ignoring ones already stored) and notify listeners. `rows`: the
+    records' build_logs, when the caller built them already."""
+    if rows is None:
+        rows = build_logs(records)
     if not rows:
         return []
     try:
@@ -106,7 +114,7 @@ def write_batch(records: list[dict[str, Any]]) -> list[RequestLog]:
 
 
 def _insert(rows: list[RequestLog]) -> None:
-    key_ids = {row.api_key_id for row in rows if row.api_key_id}
+    key_ids = {row.__dict__.get("api_key_id") for row in rows} - {None}  # (why the dict: _without_dangling_references)
     if clickhouse.only():
         # ClickHouse is the log store: no SQL row, no SQL rollup. What the SQL foreign keys checked
         # (an org deleted while its records waited) is checked here.
@@ -225,9 +233,15 @@ def _copy(rows: list[RequestLog], table: str) -> None:
 
 
 def _without_dangling_references(rows: list[RequestLog]) -> list[RequestLog]:
-    org_ids = set(Organization.objects.filter(id__in={r.org_id for r in rows}).values_list("id", flat=True))
-    key_ids = set(ApiKey.objects.filter(id__in={r.api_key_id for r in rows if r.api_key_id})
-                  .values_list("id", flat=True))
+    """The rows whose org still exists, a deleted key's id cleared (the log stays)."""
+    # The ids read from the instances' dicts: a foreign key's attribute is a descriptor, a Python
+    # call per read, and a ClickHouse batch comes here with every log.
+    wanted_orgs = {row.__dict__["org_id"] for row in rows}
+    wanted_keys = {row.__dict__.get("api_key_id") for row in rows} - {None}
+    org_ids = set(Organization.objects.filter(id__in=wanted_orgs).values_list("id", flat=True))
+    key_ids = set(ApiKey.objects.filter(id__in=wanted_keys).values_list("id", flat=True)) if wanted_keys else set()
+    if org_ids == wanted_orgs and key_ids == wanted_keys:
+        return rows
     kept = []
     for row in rows:
         if row.org_id not in org_ids:
@@ -239,12 +253,13 @@ def _without_dangling_references(rows: list[RequestLog]) -> list[RequestLog]:
     return kept
 
 
-def write_with_retry(records: list[dict[str, Any]], stopping: threading.Event | None = None) -> None:
+def write_with_retry(records: list[dict[str, Any]], stopping: threading.Event | None = None,
+                     rows: list[RequestLog] | None = None) -> None:
     """write_batch until it succeeds: the database may be down for a while."""
     delay = 0.2
     while True:
         try:
-            write_batch(records)
+            write_batch(records, rows)
             return
         except (OperationalError, InterfaceError, *_clickhouse_errors()) as exc:  # a store is away: wait for it
             log.warning("log batch of %d not written (%s); retrying in %.1fs", len(records), exc, delay)
@@ -470,6 +485,10 @@ class StreamWriter:
         self.stopping = threading.Event()
         self.thread: threading.Thread | None = None
         self.written = 0
+        # The batch being inserted (its future, the entry ids to acknowledge once it is written,
+        # its record count) and the one thread that inserts.
+        self._in_flight: tuple[Future, list[bytes], int] | None = None
+        self._pool: ThreadPoolExecutor | None = None
 
     def ensure_group(self) -> None:
         import redis
@@ -493,21 +512,29 @@ class StreamWriter:
             try:
                 self.ensure_group()
                 if time.monotonic() - last_claim > 5:
+                    self._settle()
                     replay_spool()
                     recover_journals()
                     self._process(self._claim_stale())
                     last_claim = time.monotonic()
-                self._process(self._read_new())
+                self._process(self._read_new(), overlap=True)
                 delay = 0.5
             except redis.RedisError as exc:
                 log.warning("log stream unavailable (%s); retrying in %.1fs", exc, delay)
                 self.stopping.wait(delay)
                 delay = min(delay * 2, 5.0)
-        close_old_connections()
+        try:
+            self._settle()
+        finally:
+            self._close()
+            close_old_connections()
 
     def _read_new(self) -> list[tuple[bytes, dict]]:
         size = settings.LOG_WRITER_BATCH_SIZE
-        entries = self._read(size, block_ms=500)
+        # With a batch in flight, a short wait: an idle stream must not hold its acknowledgement.
+        entries = self._read(size, block_ms=500 if self._in_flight is None else 20)
+        if not entries:
+            self._settle()
         if not entries or len(entries) >= size:
             return entries
         # Each entry is one gateway process's 5 ms batch: linger for the next ones.
@@ -534,7 +561,13 @@ class StreamWriter:
         )
         return [entry for entry in entries if entry and entry[1]]
 
-    def _process(self, entries: list[tuple[bytes, dict]]) -> None:
+    def _process(self, entries: list[tuple[bytes, dict]], overlap: bool = False) -> None:
+        """Write the entries' records and acknowledge the entries once they are written.
+
+        `overlap`: return while the last batch is still being inserted, so that the next read
+        and build run meanwhile (a ClickHouse insert is mostly the server's time, which the
+        writer would otherwise wait out); it is acknowledged once written, before the next
+        batch is handed over (_settle). Else every batch is written before this returns."""
         if not entries:
             return
         ids = [entry_id for entry_id, _ in entries]
@@ -548,13 +581,45 @@ class StreamWriter:
             except (KeyError, ValueError):
                 log.error("skipping malformed log stream entry %s", entry_id)
         size = settings.LOG_WRITER_BATCH_SIZE
-        for start in range(0, len(records), size):
-            write_with_retry(records[start : start + size])
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.xack(self.stream, GROUP, *ids)
-        pipe.xdel(self.stream, *ids)
-        pipe.execute()
-        self.written += len(records)
+        batches = [records[start : start + size] for start in range(0, len(records), size)] or [[]]
+        for number, batch in enumerate(batches):
+            last = number == len(batches) - 1
+            rows = build_logs(batch) if batch else []  # while the batch before is inserted
+            self._settle()
+            self._in_flight = (self._inserter().submit(self._write, batch, rows), ids if last else [], len(batch))
+        if not overlap:
+            self._settle()
+
+    def _write(self, records: list[dict[str, Any]], rows: list[RequestLog]) -> None:
+        if records:
+            # Not given `stopping`: a stopping writer keeps retrying rather than spool what the
+            # stream holds; its entries stay unacknowledged for another writer to claim.
+            write_with_retry(records, rows=rows)
+
+    def _settle(self) -> None:
+        """Wait for the batch being inserted, then acknowledge its entries."""
+        if self._in_flight is None:
+            return
+        future, ids, count = self._in_flight
+        self._in_flight = None
+        future.result()  # a writer's bug ends the writer, as it would without the overlap
+        if ids:
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.xack(self.stream, GROUP, *ids)
+            pipe.xdel(self.stream, *ids)
+            pipe.execute()
+        self.written += count
+
+    def _inserter(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="log-insert")
+        return self._pool
+
+    def _close(self) -> None:
+        if self._pool is not None:
+            self._pool.submit(close_old_connections).result()  # that thread's own database connection
+            self._pool.shutdown()
+            self._pool = None
 
     def stop(self, timeout: float = 30.0) -> None:
         self.stopping.set()

@@ -11,10 +11,13 @@
 3. reports the disk used per million logs (logs and rollups, from system.parts);
 4. times every page and API `manage.py measure_analytics` times (P50 and P95): the aggregates,
    the explorer, `/api/v1/requests` and a request's page, all read from ClickHouse;
-5. measures the log writer's inserts into ClickHouse: ``--writer-logs`` (200,000) logs through
-   analytics.clickhouse.store.insert in batches of 5,000 (run_log_writer's batch size with
-   ClickHouse), one process (build_log, the native columnar insert, the views). With
-   ``--writer-only``, just this: no logs generated, no pages timed.
+5. measures the log writer into ClickHouse, one process, with ``--writer-logs`` (200,000) logs:
+   half of them through run_log_writer's own loop (analytics.writer.StreamWriter) draining a
+   Redis stream of its own (``--redis-url``) filled as gateways fill it, entries of 50 records:
+   read, built, inserted with the next batch built meanwhile, live events published,
+   acknowledged; the other half through the insert alone (build_log and
+   analytics.clickhouse.store.insert, batch after batch). Batches of LOG_WRITER_BATCH_SIZE
+   (``--writer-batch``). With ``--writer-only``, just this: no logs generated, no pages timed.
 
 With ``--reuse`` it times the pages again on the data an earlier run left (its ClickHouse data
 directory under var/ and its PostgreSQL database): no logs generated, no writer measured.
@@ -108,31 +111,61 @@ FROM (
 """
 
 WRITER = """
-import random, time, json
+import random, time, json, threading
 from datetime import datetime, timezone
-from analytics.clickhouse import store
+import orjson, redis
+from django.conf import settings
+from analytics.clickhouse import client, store
 from analytics.management.commands.generate_logs import Command
-from analytics.writer import build_log
+from analytics.management.commands.run_log_writer import tune_collector
+from analytics.writer import StreamWriter, build_log
 from orgs.models import Organization
 org = Organization.objects.get(slug="writer")
 rng = random.Random(7)
 prices = Command._prices()
 end = datetime.now(timezone.utc)
-n, batch = {writer_logs}, 5_000
+n, per_entry, batch = {writer_logs}, 50, settings.LOG_WRITER_BATCH_SIZE
 records = []
 for age in sorted((rng.uniform(0, 86_400) for _ in range(n)), reverse=True):
     row = Command._row(org.id, rng, prices, end, age, 2000, 40)
-    row.update(id=str(row["id"]), created_at=row["created_at"].timestamp())
+    row.update(id=str(row["id"]), created_at=row["created_at"].timestamp(), cost_usd=str(row["cost_usd"]))
     records.append(row)
-# The records made up front are no writer's: a writer holds one batch. Out of the collector's way,
-# or its passes over 300,000 dicts cost more than building the logs (14 of 24 us a log).
-import gc
-gc.collect()
-gc.freeze()
+stored = lambda: client().query("SELECT count() FROM request_logs WHERE org_id = {o:UInt64}",
+                                parameters={"o": org.id}).result_rows[0][0]
+before = stored()
+half = n // 2
+# The gateways' stream, as they fill it: entries of 50 records.
+r = redis.Redis.from_url(settings.REDIS_URL)
+r.delete(settings.LOG_STREAM_KEY)
+pipe = r.pipeline(transaction=False)
+for start in range(half, n, per_entry):
+    pipe.xadd(settings.LOG_STREAM_KEY, {"b": orjson.dumps(records[start:start + per_entry])})
+pipe.execute()
+# As run_log_writer sets the collector up (the records made here, no writer's, are set aside with
+# Django's objects).
+tune_collector()
+# 1. The insert alone: build_log and store.insert, batch after batch, nothing overlapped (the first
+# batch also loads what the insert imports).
 started = time.perf_counter()
-for start in range(0, n, batch):
+for start in range(0, half, batch):
     store.insert([build_log(record) for record in records[start:start + batch]])
-print(json.dumps({"rows": n, "seconds": time.perf_counter() - started}))
+insert_seconds = time.perf_counter() - started
+# 2. run_log_writer's loop (StreamWriter) draining the stream: read, built, inserted (the next batch
+# read and built while one is inserted), live events published, acknowledged.
+writer = StreamWriter(consumer="bench")
+writer.ensure_group()
+thread = threading.Thread(target=writer.run)
+started, cpu = time.perf_counter(), time.process_time()
+thread.start()
+while writer.written < n - half:
+    time.sleep(0.005)
+stream_seconds, stream_cpu = time.perf_counter() - started, time.process_time() - cpu
+writer.stopping.set()
+thread.join()
+r.delete(settings.LOG_STREAM_KEY)
+assert stored() - before == n, (stored() - before, n)
+print(json.dumps({"rows": n - half, "seconds": stream_seconds, "cpu_seconds": stream_cpu, "batch": batch,
+                  "per_entry": per_entry, "insert": {"rows": half, "seconds": insert_seconds}}))
 """
 
 
@@ -169,6 +202,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", type=int, default=20)
     p.add_argument("--chunk", type=int, default=5_000_000, help="logs per INSERT … SELECT while generating")
     p.add_argument("--writer-logs", type=int, default=200_000, help="logs the writer measurement inserts")
+    p.add_argument("--writer-batch", type=int, default=0,
+                   help="LOG_WRITER_BATCH_SIZE for the writer measurement (default: the setting's default)")
+    p.add_argument("--redis-url", default="redis://127.0.0.1:6379/15",
+                   help="the Redis the writer measurement's stream lives in (a key of its own)")
     p.add_argument("--database", default="helicone_bench_clickhouse", help="the PostgreSQL database (recreated)")
     p.add_argument("--writer-only", action="store_true",
                    help="measure the writer alone (no logs generated, no pages timed)")
@@ -208,11 +245,8 @@ def _run(args, server: ClickHouseServer) -> int:
                                      "print(Organization.objects.get(slug='scale').id)"], env).strip().splitlines()[-1])
     if args.writer_only:
         result["logs"] = 0  # none generated
-        writer = json.loads(run(["shell", "-c", WRITER.replace("{writer_logs}", str(args.writer_logs))], env)
-                            .strip().splitlines()[-1])
-        result["writer"] = writer
-        print(f"\nlog writer into ClickHouse: {writer['rows']:,} logs in {writer['seconds']:.1f} s, "
-              f"{writer['rows'] / writer['seconds']:,.0f} logs/s (one process)")
+        result["writer"] = measure_writer(args, env)
+        print_writer(result["writer"])
         write_result(result, args.out, "clickhouse-writer")
         return 0
     client = connect_to(server)
@@ -240,18 +274,33 @@ def _run(args, server: ClickHouseServer) -> int:
         "GROUP BY table", parameters={"d": DATABASE}).result_rows}
     result["size"] = {table: {"rows": int(rows), "bytes": int(disk)} for table, (rows, disk) in sizes.items()}
     result["pages"] = measure_pages(env, args.runs)
-    writer = WRITER.replace("{writer_logs}", str(args.writer_logs))
-    result["writer"] = json.loads(run(["shell", "-c", writer], env).strip().splitlines()[-1])
+    result["writer"] = measure_writer(args, env)
 
     print(f"\nClickHouse analytics benchmark: {args.logs:,} logs of one org over 30 days")
     print(f"  generated straight into ClickHouse (rollups view included) in {result['insert_seconds']:.0f} s")
     for table, size in sorted(result["size"].items()):
         print(f"  {table}: {size['rows']:,} rows, {size['bytes'] / args.logs * 1e6 / 2**20:,.1f} MiB per million logs")
     print_pages(result["pages"])
-    writer = result["writer"]
-    print(f"  log writer into ClickHouse: {writer['rows'] / writer['seconds']:,.0f} logs/s (one process)")
+    print_writer(result["writer"])
     write_result(result, args.out, "clickhouse")
     return 0
+
+
+def measure_writer(args, env: dict[str, str]) -> dict:
+    """run_log_writer's loop on a Redis stream of its own (``--redis-url``), then the insert alone."""
+    env = {**env, "REDIS_URL": args.redis_url, "LOG_STREAM_KEY": f"bench:logs:{os.getpid()}"}
+    if args.writer_batch:
+        env["LOG_WRITER_BATCH_SIZE"] = str(args.writer_batch)
+    script = WRITER.replace("{writer_logs}", str(args.writer_logs))
+    return json.loads(run(["shell", "-c", script], env).strip().splitlines()[-1])
+
+
+def print_writer(writer: dict) -> None:
+    insert = writer["insert"]
+    print(f"  log writer into ClickHouse (one process, batches of {writer['batch']:,}):\n"
+          f"    run_log_writer from the Redis stream: {writer['rows'] / writer['seconds']:,.0f} logs/s "
+          f"({writer['rows']:,} logs, {writer['cpu_seconds'] / writer['rows'] * 1e6:.1f} us of its CPU a log)\n"
+          f"    the insert alone, batch after batch: {insert['rows'] / insert['seconds']:,.0f} logs/s")
 
 
 if __name__ == "__main__":

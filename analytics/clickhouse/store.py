@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import hashlib
+import operator
 import uuid
 from datetime import timezone
 from decimal import Decimal
@@ -111,15 +112,19 @@ def stored_ids(logs: list[Any]) -> set[uuid.UUID]:
 
 def columns_of(logs: list[Any]) -> list[list[Any]]:
     """The logs as insert columns (in COLUMNS' order), the values row_of gives, typed for the
-    native format: one list per column, built column by column (a dict per row cost more than
-    the insert)."""
+    native format: one list per column, transposed in C (a dict lookup per value cost more than
+    the insert) and converted only where a value needs it."""
     values = [log.__dict__ if hasattr(log, "_state") else {name: getattr(log, name) for name in COLUMNS[:-1]}
               for log in logs]
+    try:
+        columns = [list(column) for column in zip(*map(_VALUES, values))]
+    except KeyError:  # a log read with some fields deferred
+        columns = [[row.get(name) for row in values] for name in COLUMNS[:-1]]
     out = []
-    for name in COLUMNS[:-1]:
-        column = [row.get(name) for row in values]
+    for name, column in zip(COLUMNS[:-1], columns):
         if name in _TEXT:
-            column = ["" if value is None else value for value in column]
+            if None in column:
+                column = ["" if value is None else value for value in column]
         elif name in _JSON:
             column = ["" if value in (None, {}, "") else orjson.dumps(value).decode() for value in column]
         elif name in _FLOAT:
@@ -131,13 +136,17 @@ def columns_of(logs: list[Any]) -> list[list[Any]]:
             column = [value if value is None or isinstance(value, uuid.UUID) else uuid.UUID(str(value))
                       for value in column]
         elif name in _NUMBERS:
-            column = [_NUMBERS[name] if value is None else value for value in column]
+            if None in column:
+                column = [_NUMBERS[name] if value is None else value for value in column]
         elif name == "properties":
             properties = [value if isinstance(value, dict) else {} for value in column]
             column = [properties_map(value) if value else {} for value in properties]
         out.append(column)
     out.append(["" if not value else orjson.dumps(value).decode() for value in properties])
     return out
+
+
+_VALUES = operator.itemgetter(*COLUMNS[:-1])
 
 
 # Columns that are never null in ClickHouse, and their value for a missing one.

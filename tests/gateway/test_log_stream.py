@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+import threading
 import time
 import uuid
 
@@ -9,8 +10,8 @@ import orjson
 import pytest
 import redis
 
-from analytics.models import RequestLog
 from analytics.logqueue import RedisStreamQueue
+from analytics.models import RequestLog
 from tests.base import redis_url
 from tests.servers import ROOT, child_env, unique_stream_key
 
@@ -56,3 +57,103 @@ def test_writer_is_not_needed_in_the_embedded_default(settings):
     result = subprocess.run([sys.executable, "manage.py", "run_log_writer"], cwd=ROOT,
                             env=child_env(REDIS_URL=""), capture_output=True, text=True)
     assert result.returncode != 0 and "REDIS_URL is not set" in result.stderr
+
+
+@pytest.fixture
+def clickhouse_only(settings):
+    """ClickHouse as the only log store (CLICKHOUSE_URL), reached through a relay the test can cut,
+    in a database of the test's own."""
+    from analytics.clickhouse import client, schema
+    from tests.servers import TcpProxy, clickhouse_server
+
+    server = clickhouse_server()
+    relay = TcpProxy("127.0.0.1", server.http_port).start()
+    database = f"test_{uuid.uuid4().hex[:12]}"
+    settings.CLICKHOUSE_URL = f"http://default:@127.0.0.1:{relay.port}/{database}"
+    settings.CLICKHOUSE_ONLY = True
+    schema.migrate()
+    yield relay
+    relay.resume()
+    client(database=False).command(f"DROP DATABASE IF EXISTS `{database}`")
+    relay.stop()
+
+
+def fill(stream, org_id, entries, per_entry):
+    """The stream as gateways fill it: entries of several records each; returns the records."""
+    client = redis.Redis.from_url(redis_url())
+    records = []
+    for _ in range(entries):
+        batch = [record(org_id, cost_usd=None) for _ in range(per_entry)]
+        client.xadd(stream, {"b": orjson.dumps(batch)})
+        records.extend(batch)
+    return records
+
+
+def stored(org_id):
+    from analytics.clickhouse import client
+
+    logs = client().query("SELECT count(), uniqExact(id) FROM request_logs WHERE org_id = {o:UInt64}",
+                          parameters={"o": org_id}).result_rows[0]
+    rollup = client().query("SELECT sum(requests) FROM log_rollups WHERE org_id = {o:UInt64} AND dim = ''",
+                            parameters={"o": org_id}).result_rows[0][0]
+    return logs[0], logs[1], rollup
+
+
+def test_clickhouse_writer_builds_the_next_batch_while_one_is_inserted(stream, tenant, clickhouse_only, settings):
+    """Batches are inserted one after another while the next is read and built: every log once (in
+    the logs and in the rollups), every entry acknowledged and deleted at the end."""
+    from analytics.writer import StreamWriter
+
+    settings.LOG_WRITER_BATCH_SIZE = 40
+    records = fill(stream, tenant.org.id, entries=12, per_entry=25)
+    writer = StreamWriter(consumer="t1")
+    writer.ensure_group()
+    thread = threading.Thread(target=writer.run)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while writer.written < len(records):
+            assert time.monotonic() < deadline, f"{writer.written} of {len(records)} written"
+            time.sleep(0.05)
+    finally:
+        writer.stopping.set()
+        thread.join(30)
+    assert stored(tenant.org.id) == (300, 300, 300)
+    client = redis.Redis.from_url(redis_url())
+    assert client.xpending(stream, "log-writers")["pending"] == 0 and client.xlen(stream) == 0
+    assert not RequestLog.objects.exists()  # ClickHouse only
+
+
+def test_clickhouse_writer_acknowledges_nothing_it_could_not_insert(stream, tenant, clickhouse_only, settings):
+    """With ClickHouse away, the batch being inserted and the one read meanwhile stay pending in the
+    stream (a writer killed now loses nothing: another claims them); once ClickHouse is back both are
+    written and acknowledged."""
+    from analytics.writer import StreamWriter
+
+    settings.LOG_WRITER_BATCH_SIZE = 50
+    clickhouse_only.pause()
+    records = fill(stream, tenant.org.id, entries=8, per_entry=25)
+    writer = StreamWriter(consumer="t2")
+    writer.ensure_group()
+    thread = threading.Thread(target=writer.run)
+    thread.start()
+    client = redis.Redis.from_url(redis_url())
+    try:
+        deadline = time.monotonic() + 10
+        while client.xpending(stream, "log-writers")["pending"] < 8:  # all read: 4 batches, 2 in hand at most
+            assert time.monotonic() < deadline, "the writer did not read the stream"
+            time.sleep(0.05)
+        time.sleep(1.0)  # retrying meanwhile
+        assert writer.written == 0 and client.xlen(stream) == 8
+        assert client.xpending(stream, "log-writers")["pending"] == 8
+        clickhouse_only.resume()
+        deadline = time.monotonic() + 30
+        while writer.written < len(records):
+            assert time.monotonic() < deadline, f"{writer.written} of {len(records)} written"
+            time.sleep(0.05)
+    finally:
+        clickhouse_only.resume()
+        writer.stopping.set()
+        thread.join(30)
+    assert stored(tenant.org.id) == (200, 200, 200)
+    assert client.xpending(stream, "log-writers")["pending"] == 0 and client.xlen(stream) == 0
