@@ -93,15 +93,17 @@ def build_logs(records: list[dict[str, Any]]) -> list[RequestLog]:
     return rows
 
 
-def write_batch(records: list[dict[str, Any]], rows: list[RequestLog] | None = None) -> list[RequestLog]:
+def write_batch(records: list[dict[str, Any]], rows: list[RequestLog] | None = None,
+                prepared: Any = None) -> list[RequestLog]:
     """Insert the records (ignoring ones already stored) and notify listeners. `rows`: the
-    records' build_logs, when the caller built them already."""
+    records' build_logs, when the caller built them already; `prepared`: with ClickHouse as the
+    only store, what prepare_for_clickhouse made of them."""
     if rows is None:
         rows = build_logs(records)
     if not rows:
         return []
     try:
-        _insert(rows)
+        _insert(rows, prepared)
     except IntegrityError:
         # An org or key deleted while its records waited in the queue: one such
         # record must not hold back every other log, so repair the batch.
@@ -113,15 +115,35 @@ def write_batch(records: list[dict[str, Any]], rows: list[RequestLog] | None = N
     return rows
 
 
-def _insert(rows: list[RequestLog]) -> None:
+def prepare_for_clickhouse(rows: list[RequestLog], leave_out: set[uuid.UUID]) -> Any:
+    """With ClickHouse as the only store, the rows' insert made ready (their references checked,
+    the logs stored already left out, and those in `leave_out`, a batch being inserted meanwhile),
+    so that a writer makes the next batch's while one is inserted. None when there is nothing to
+    prepare, or it could not be (a store away): write_batch then does it all itself."""
+    if not rows or not clickhouse.only():
+        return None
+    from .clickhouse import store
+
+    try:
+        rows[:] = _without_dangling_references(rows)
+        return store.prepare(rows, leave_out)
+    except (DatabaseError, *_clickhouse_errors()) as exc:
+        log.info("log batch not prepared ahead (%s): written without", exc)
+        return None
+
+
+def _insert(rows: list[RequestLog], prepared: Any = None) -> None:
     key_ids = {row.__dict__.get("api_key_id") for row in rows} - {None}  # (why the dict: _without_dangling_references)
     if clickhouse.only():
         # ClickHouse is the log store: no SQL row, no SQL rollup. What the SQL foreign keys checked
         # (an org deleted while its records waited) is checked here.
         from .clickhouse import store
 
-        rows[:] = _without_dangling_references(rows)
-        store.insert(rows)
+        if prepared is not None:
+            store.send(prepared)
+        else:
+            rows[:] = _without_dangling_references(rows)
+            store.insert(rows)
         if key_ids and rows:
             ApiKey.objects.filter(id__in=key_ids).update(last_used_at=rows[-1].created_at)
         return
@@ -254,14 +276,15 @@ def _without_dangling_references(rows: list[RequestLog]) -> list[RequestLog]:
 
 
 def write_with_retry(records: list[dict[str, Any]], stopping: threading.Event | None = None,
-                     rows: list[RequestLog] | None = None) -> None:
+                     rows: list[RequestLog] | None = None, prepared: Any = None) -> None:
     """write_batch until it succeeds: the database may be down for a while."""
     delay = 0.2
     while True:
         try:
-            write_batch(records, rows)
+            write_batch(records, rows, prepared)
             return
         except (OperationalError, InterfaceError, *_clickhouse_errors()) as exc:  # a store is away: wait for it
+            prepared = None  # a retry looks again at what is stored
             log.warning("log batch of %d not written (%s); retrying in %.1fs", len(records), exc, delay)
             close_old_connections()
             _drop_broken_connection()
@@ -488,6 +511,7 @@ class StreamWriter:
         # The batch being inserted (its future, the entry ids to acknowledge once it is written,
         # its record count) and the one thread that inserts.
         self._in_flight: tuple[Future, list[bytes], int] | None = None
+        self._in_flight_ids: set[uuid.UUID] = set()
         self._pool: ThreadPoolExecutor | None = None
 
     def ensure_group(self) -> None:
@@ -584,17 +608,22 @@ class StreamWriter:
         batches = [records[start : start + size] for start in range(0, len(records), size)] or [[]]
         for number, batch in enumerate(batches):
             last = number == len(batches) - 1
-            rows = build_logs(batch) if batch else []  # while the batch before is inserted
+            # Made while the batch before is inserted; the logs of that one are left out of this
+            # one's (a log in both, sent twice by a gateway, is that one's to write).
+            rows = build_logs(batch) if batch else []
+            prepared = prepare_for_clickhouse(rows, self._in_flight_ids)
             self._settle()
-            self._in_flight = (self._inserter().submit(self._write, batch, rows), ids if last else [], len(batch))
+            self._in_flight = (self._inserter().submit(self._write, batch, rows, prepared),
+                               ids if last else [], len(batch))
+            self._in_flight_ids = {row.id for row in rows}
         if not overlap:
             self._settle()
 
-    def _write(self, records: list[dict[str, Any]], rows: list[RequestLog]) -> None:
+    def _write(self, records: list[dict[str, Any]], rows: list[RequestLog], prepared: Any) -> None:
         if records:
             # Not given `stopping`: a stopping writer keeps retrying rather than spool what the
             # stream holds; its entries stay unacknowledged for another writer to claim.
-            write_with_retry(records, rows=rows)
+            write_with_retry(records, rows=rows, prepared=prepared)
 
     def _settle(self) -> None:
         """Wait for the batch being inserted, then acknowledge its entries."""
@@ -602,6 +631,7 @@ class StreamWriter:
             return
         future, ids, count = self._in_flight
         self._in_flight = None
+        self._in_flight_ids = set()
         future.result()  # a writer's bug ends the writer, as it would without the overlap
         if ids:
             pipe = self.redis.pipeline(transaction=False)

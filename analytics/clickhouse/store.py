@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import operator
 import uuid
+from dataclasses import dataclass
 from datetime import timezone
 from decimal import Decimal
 from typing import Any
@@ -173,14 +174,37 @@ def _native_insert(columns: list[list[Any]], token: str) -> None:
                  column_oriented=True, settings=settings)
 
 
+@dataclass
+class Prepared:
+    """A batch ready to send: the logs not stored yet, as insert columns, and the insert's
+    deduplication token."""
+
+    logs: list[Any]
+    columns: list[list[Any]]
+    token: str
+
+
+def prepare(logs: list[Any], leave_out: frozenset | set = frozenset()) -> Prepared | None:
+    """The logs not stored yet (nor among `leave_out`: the ids of a batch being inserted now), made
+    ready to insert; None when there is none."""
+    if not logs:
+        return None
+    stored = stored_ids(logs)
+    fresh = [log for log in logs if log.id not in stored and log.id not in leave_out]
+    if not fresh:
+        return None
+    token = hashlib.sha256(b"".join(log.id.bytes for log in fresh)).hexdigest()
+    return Prepared(fresh, columns_of(fresh), token)
+
+
+def send(prepared: Prepared | None) -> list[Any]:
+    """Insert a prepared batch; returns the logs inserted."""
+    if prepared is None:
+        return []
+    _native_insert(prepared.columns, prepared.token)
+    return prepared.logs
+
+
 def insert(logs: list[Any]) -> list[Any]:
     """Insert the logs not stored yet; returns those inserted."""
-    if not logs:
-        return []
-    stored = stored_ids(logs)
-    fresh = [log for log in logs if log.id not in stored]
-    if not fresh:
-        return []
-    token = hashlib.sha256(b"".join(log.id.bytes for log in fresh)).hexdigest()
-    _native_insert(columns_of(fresh), token)
-    return fresh
+    return send(prepare(logs))
