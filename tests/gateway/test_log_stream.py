@@ -157,3 +157,31 @@ def test_clickhouse_writer_acknowledges_nothing_it_could_not_insert(stream, tena
         thread.join(30)
     assert stored(tenant.org.id) == (200, 200, 200)
     assert client.xpending(stream, "log-writers")["pending"] == 0 and client.xlen(stream) == 0
+
+
+def test_clickhouse_writer_writes_a_log_sent_twice_once(stream, tenant, clickhouse_only, settings):
+    """A gateway that sent an entry again (its XADD timed out after reaching Redis) puts a log in two
+    batches, the second maybe made while the first is still being inserted: it is written once, and
+    counted once in the rollups."""
+    from analytics.writer import StreamWriter
+
+    settings.LOG_WRITER_BATCH_SIZE = 20
+    client = redis.Redis.from_url(redis_url())
+    batches = [[record(tenant.org.id, cost_usd=None) for _ in range(20)] for _ in range(6)]
+    batches[1][0] = batches[0][0]  # the next batch, built while the first is inserted
+    batches[4][5] = batches[0][5]  # a later one, once the first is stored
+    for batch in batches:
+        client.xadd(stream, {"b": orjson.dumps(batch)})
+    writer = StreamWriter(consumer="t3")
+    writer.ensure_group()
+    thread = threading.Thread(target=writer.run)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while writer.written < 120:
+            assert time.monotonic() < deadline, f"{writer.written} of 120 written"
+            time.sleep(0.05)
+    finally:
+        writer.stopping.set()
+        thread.join(30)
+    assert stored(tenant.org.id) == (118, 118, 118)
