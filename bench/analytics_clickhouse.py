@@ -12,12 +12,13 @@
 4. times every page and API `manage.py measure_analytics` times (P50 and P95): the aggregates,
    the explorer, `/api/v1/requests` and a request's page, all read from ClickHouse;
 5. measures the log writer into ClickHouse, one process, with ``--writer-logs`` (200,000) logs:
-   half of them through run_log_writer's own loop (analytics.writer.StreamWriter) draining a
-   Redis stream of its own (``--redis-url``) filled as gateways fill it, entries of 50 records:
-   read, built, inserted with the next batch built meanwhile, live events published,
-   acknowledged; the other half through the insert alone (build_log and
-   analytics.clickhouse.store.insert, batch after batch). Batches of LOG_WRITER_BATCH_SIZE
-   (``--writer-batch``). With ``--writer-only``, just this: no logs generated, no pages timed.
+   half of them through the insert alone (build_log and analytics.clickhouse.store.insert,
+   batch after batch), then the other half through run_log_writer's own loop
+   (analytics.writer.StreamWriter) draining a Redis stream of its own (``--redis-url``),
+   filled as gateways fill it, entries of 50 records: read, built, inserted with the next
+   batch made meanwhile, live events published, acknowledged. Batches of
+   LOG_WRITER_BATCH_SIZE (``--writer-batch``). With ``--writer-only``, just this: no logs
+   generated, no pages timed.
 
 With ``--reuse`` it times the pages again on the data an earlier run left (its ClickHouse data
 directory under var/ and its PostgreSQL database): no logs generated, no writer measured.
