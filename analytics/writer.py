@@ -129,6 +129,7 @@ def prepare_for_clickhouse(rows: list[RequestLog], leave_out: set[uuid.UUID]) ->
         return store.prepare(rows, leave_out)
     except (DatabaseError, *_clickhouse_errors()) as exc:
         log.info("log batch not prepared ahead (%s): written without", exc)
+        _drop_broken_connection()
         return None
 
 
@@ -610,16 +611,29 @@ class StreamWriter:
             last = number == len(batches) - 1
             # Made while the batch before is inserted; the logs of that one are left out of this
             # one's (a log in both, sent twice by a gateway, is that one's to write).
-            rows = build_logs(batch) if batch else []
-            prepared = prepare_for_clickhouse(rows, self._in_flight_ids)
+            rows = self._build(batch)
+            prepared = prepare_for_clickhouse(rows, self._in_flight_ids) if rows else None
             self._settle()
             self._in_flight = (self._inserter().submit(self._write, batch, rows, prepared),
                                ids if last else [], len(batch))
-            self._in_flight_ids = {row.id for row in rows}
+            self._in_flight_ids = ({row.id for row in rows} if rows is not None
+                                   else set(map(_record_id, batch)) - {None})
         if not overlap:
             self._settle()
 
-    def _write(self, records: list[dict[str, Any]], rows: list[RequestLog], prepared: Any) -> None:
+    def _build(self, batch: list[dict[str, Any]]) -> list[RequestLog] | None:
+        """The batch's logs, or None when they cannot be built now (the database is away: the
+        prices an operator set are read first); the insert then builds them as it retries."""
+        if not batch:
+            return []
+        try:
+            return build_logs(batch)
+        except DatabaseError as exc:
+            log.info("log batch not built ahead (%s): built as it is written", exc)
+            _drop_broken_connection()
+            return None
+
+    def _write(self, records: list[dict[str, Any]], rows: list[RequestLog] | None, prepared: Any) -> None:
         if records:
             # Not given `stopping`: a stopping writer keeps retrying rather than spool what the
             # stream holds; its entries stay unacknowledged for another writer to claim.
