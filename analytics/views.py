@@ -754,7 +754,7 @@ def session_detail(request: HttpRequest, org: Organization, membership: Membersh
     if clickhouse.enabled():
         from .clickhouse import rows
 
-        logs = rows.page(Selection(org, filters={"session_id": session_id}), order="created_at", limit=1000)
+        logs = rows.session_logs(org, session_id, limit=1000)
     else:
         logs = list(logs_for(org, {"session_id": session_id}).order_by("created_at")
                     .defer("request_body", "response_body", "request_headers")[:1000])
@@ -858,14 +858,14 @@ def user_detail(request: HttpRequest, org: Organization, membership: Membership,
     if clickhouse.enabled():
         from .clickhouse import rows
 
-        recent = rows.page(selection, limit=PROPERTY_SAMPLE)
+        recent = rows.models_and_properties(selection, PROPERTY_SAMPLE)
     else:
-        recent = list(selection.qs.order_by("-created_at").only("created_at", "model", "properties")[:PROPERTY_SAMPLE])
+        recent = list(selection.qs.order_by("-created_at").values_list("model", "properties")[:PROPERTY_SAMPLE])
     values: dict[str, dict[str, int]] = {}
     model_counts: dict[str, int] = {}
-    for log in recent:
-        model_counts[log.model] = model_counts.get(log.model, 0) + 1
-        for key, value in (log.properties or {}).items():
+    for model, log_properties in recent:
+        model_counts[model] = model_counts.get(model, 0) + 1
+        for key, value in (log_properties or {}).items():
             counted = values.setdefault(str(key), {})
             counted[str(value)] = counted.get(str(value), 0) + 1
     models = [{"key": key, "count": count}
