@@ -1,5 +1,6 @@
 """The Redis log stream and its writer command (a writer killed mid-batch: tests/reliability)."""
 
+import contextlib
 import subprocess
 import sys
 import threading
@@ -99,25 +100,36 @@ def stored(org_id):
     return logs[0], logs[1], rollup
 
 
-def test_clickhouse_writer_builds_the_next_batch_while_one_is_inserted(stream, tenant, clickhouse_only, settings):
-    """Batches are inserted one after another while the next is read and built: every log once (in
-    the logs and in the rollups), every entry acknowledged and deleted at the end."""
+@contextlib.contextmanager
+def running_writer(consumer):
+    """run_log_writer's loop in a thread, stopped when the block ends."""
     from analytics.writer import StreamWriter
 
-    settings.LOG_WRITER_BATCH_SIZE = 40
-    records = fill(stream, tenant.org.id, entries=12, per_entry=25)
-    writer = StreamWriter(consumer="t1")
+    writer = StreamWriter(consumer=consumer)
     writer.ensure_group()
     thread = threading.Thread(target=writer.run)
     thread.start()
     try:
-        deadline = time.monotonic() + 30
-        while writer.written < len(records):
-            assert time.monotonic() < deadline, f"{writer.written} of {len(records)} written"
-            time.sleep(0.05)
+        yield writer
     finally:
         writer.stopping.set()
         thread.join(30)
+
+
+def wait_written(writer, count):
+    deadline = time.monotonic() + 30
+    while writer.written < count:
+        assert time.monotonic() < deadline, f"{writer.written} of {count} written"
+        time.sleep(0.05)
+
+
+def test_clickhouse_writer_builds_the_next_batch_while_one_is_inserted(stream, tenant, clickhouse_only, settings):
+    """Batches are inserted one after another while the next is read and built: every log once (in
+    the logs and in the rollups), every entry acknowledged and deleted at the end."""
+    settings.LOG_WRITER_BATCH_SIZE = 40
+    records = fill(stream, tenant.org.id, entries=12, per_entry=25)
+    with running_writer("t1") as writer:
+        wait_written(writer, len(records))
     assert stored(tenant.org.id) == (300, 300, 300)
     client = redis.Redis.from_url(redis_url())
     assert client.xpending(stream, "log-writers")["pending"] == 0 and client.xlen(stream) == 0
@@ -128,17 +140,11 @@ def test_clickhouse_writer_acknowledges_nothing_it_could_not_insert(stream, tena
     """With ClickHouse away, the batch being inserted and the one read meanwhile stay pending in the
     stream (a writer killed now loses nothing: another claims them); once ClickHouse is back both are
     written and acknowledged."""
-    from analytics.writer import StreamWriter
-
     settings.LOG_WRITER_BATCH_SIZE = 50
     clickhouse_only.pause()
     records = fill(stream, tenant.org.id, entries=8, per_entry=25)
-    writer = StreamWriter(consumer="t2")
-    writer.ensure_group()
-    thread = threading.Thread(target=writer.run)
-    thread.start()
     client = redis.Redis.from_url(redis_url())
-    try:
+    with running_writer("t2") as writer:
         deadline = time.monotonic() + 10
         while client.xpending(stream, "log-writers")["pending"] < 8:  # all read: 4 batches, 2 in hand at most
             assert time.monotonic() < deadline, "the writer did not read the stream"
@@ -147,14 +153,7 @@ def test_clickhouse_writer_acknowledges_nothing_it_could_not_insert(stream, tena
         assert writer.written == 0 and client.xlen(stream) == 8
         assert client.xpending(stream, "log-writers")["pending"] == 8
         clickhouse_only.resume()
-        deadline = time.monotonic() + 30
-        while writer.written < len(records):
-            assert time.monotonic() < deadline, f"{writer.written} of {len(records)} written"
-            time.sleep(0.05)
-    finally:
-        clickhouse_only.resume()
-        writer.stopping.set()
-        thread.join(30)
+        wait_written(writer, len(records))
     assert stored(tenant.org.id) == (200, 200, 200)
     assert client.xpending(stream, "log-writers")["pending"] == 0 and client.xlen(stream) == 0
 
@@ -163,8 +162,6 @@ def test_clickhouse_writer_writes_a_log_sent_twice_once(stream, tenant, clickhou
     """A gateway that sent an entry again (its XADD timed out after reaching Redis) puts a log in two
     batches, the second maybe made while the first is still being inserted: it is written once, and
     counted once in the rollups."""
-    from analytics.writer import StreamWriter
-
     settings.LOG_WRITER_BATCH_SIZE = 20
     client = redis.Redis.from_url(redis_url())
     batches = [[record(tenant.org.id, cost_usd=None) for _ in range(20)] for _ in range(6)]
@@ -172,16 +169,6 @@ def test_clickhouse_writer_writes_a_log_sent_twice_once(stream, tenant, clickhou
     batches[4][5] = batches[0][5]  # a later one, once the first is stored
     for batch in batches:
         client.xadd(stream, {"b": orjson.dumps(batch)})
-    writer = StreamWriter(consumer="t3")
-    writer.ensure_group()
-    thread = threading.Thread(target=writer.run)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 30
-        while writer.written < 120:
-            assert time.monotonic() < deadline, f"{writer.written} of 120 written"
-            time.sleep(0.05)
-    finally:
-        writer.stopping.set()
-        thread.join(30)
+    with running_writer("t3") as writer:
+        wait_written(writer, 120)
     assert stored(tenant.org.id) == (118, 118, 118)
