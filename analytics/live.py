@@ -71,7 +71,7 @@ def forward_to(send: Callable[[list[tuple[str, dict[str, Any]]]], None] | None) 
 def summary(row: RequestLog) -> dict[str, Any]:
     """The fields a live event carries: what the explorer's row and the dashboard need."""
     values = row.__dict__  # not the attributes: a writer makes one of these for every log it writes
-    prompt, completion, cost = values["prompt_tokens"], values["completion_tokens"], values["cost_usd"]
+    cost = values["cost_usd"]
     return {
         "id": str(values["id"]),
         "created_at": values["created_at"].isoformat(),
@@ -81,9 +81,9 @@ def summary(row: RequestLog) -> dict[str, Any]:
         "error": (values["error"] or "")[:300],
         "latency_ms": values["latency_ms"],
         "ttft_ms": values["ttft_ms"],
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": None if prompt is None and completion is None else (prompt or 0) + (completion or 0),
+        "prompt_tokens": values["prompt_tokens"],
+        "completion_tokens": values["completion_tokens"],
+        "total_tokens": row.total_tokens,
         "cost_usd": None if cost is None else float(cost),
         "user_id": values["user_id"],
         "session_id": values["session_id"],

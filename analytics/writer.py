@@ -115,7 +115,7 @@ def write_batch(records: list[dict[str, Any]], rows: list[RequestLog] | None = N
     return rows
 
 
-def prepare_for_clickhouse(rows: list[RequestLog], leave_out: set[uuid.UUID]) -> Any:
+def prepare_for_clickhouse(rows: list[RequestLog] | None, leave_out: set[uuid.UUID]) -> Any:
     """With ClickHouse as the only store, the rows' insert made ready (their references checked,
     the logs stored already left out, and those in `leave_out`, a batch being inserted meanwhile),
     so that a writer makes the next batch's while one is inserted. None when there is nothing to
@@ -612,7 +612,7 @@ class StreamWriter:
             # Made while the batch before is inserted; the logs of that one are left out of this
             # one's (a log in both, sent twice by a gateway, is that one's to write).
             rows = self._build(batch)
-            prepared = prepare_for_clickhouse(rows, self._in_flight_ids) if rows else None
+            prepared = prepare_for_clickhouse(rows, self._in_flight_ids)
             self._settle()
             self._in_flight = (self._inserter().submit(self._write, batch, rows, prepared),
                                ids if last else [], len(batch))

@@ -33,6 +33,7 @@ from .store import COLUMNS
 
 _BODIES = ("request_headers", "request_body", "response_body", "prompt_variables")
 _READ = (*COLUMNS, "properties_json")
+_LISTED = ", ".join(name for name in _READ if name not in _BODIES)  # a list's columns: no bodies
 _ORDERS = {"created_at": "created_at", "latency_ms": "latency_ms", "cost_usd": "cost_usd",
            "completion_tokens": "completion_tokens"}
 ERRORS = "(status >= 400 OR status < 200)"
@@ -98,9 +99,8 @@ def page(selection: Selection, *, order: str = "-created_at", offset: int = 0, l
 
 
 def _read(q: _Query, where: str, ordering: str, limit: int, offset: int = 0) -> list[RequestLog]:
-    columns = [name for name in _READ if name not in _BODIES]
     result = client().query(
-        f"SELECT {', '.join(columns)} FROM request_logs FINAL WHERE {where} "
+        f"SELECT {_LISTED} FROM request_logs FINAL WHERE {where} "
         f"ORDER BY {ordering} LIMIT {int(limit)} OFFSET {int(offset)}", parameters=q.params)
     return [_log(row) for row in result.named_results()]
 
@@ -133,10 +133,9 @@ def _by_value(q: _Query, where: str, column: str, ordering: str, offset: int,
     chosen = list(values)[offset:wanted]  # each log once, in the order read
     if not chosen:
         return []
-    columns = [name for name in _READ if name not in _BODIES]
     at = q.bind([moment(created_at) for created_at, _ in chosen], "Array(DateTime64(6, 'UTC'))")
     ids = q.bind([str(log_id) for _, log_id in chosen], "Array(UUID)")
-    result = client().query(f"SELECT {', '.join(columns)} FROM request_logs WHERE {where} "
+    result = client().query(f"SELECT {_LISTED} FROM request_logs WHERE {where} "
                             f"AND created_at IN {at} AND id IN {ids} ORDER BY {ordering}", parameters=q.params)
     found: dict[tuple, dict[str, Any]] = {}
     for row in result.named_results():
@@ -258,9 +257,8 @@ def admin_page(*, org_ids: list[int] | None = None, equals: dict[str, Any] | Non
             params["term"] = search
             where.append("(user_id = {term:String} OR session_id = {term:String})")
     direction = "ASC" if ascending else "DESC"
-    columns = [name for name in _READ if name not in _BODIES]
     result = client().query(
-        f"SELECT {', '.join(columns)} FROM request_logs FINAL WHERE {' AND '.join(where)} "
+        f"SELECT {_LISTED} FROM request_logs FINAL WHERE {' AND '.join(where)} "
         f"ORDER BY created_at {direction}, id {direction} LIMIT {int(limit)} OFFSET {int(offset)}", parameters=params)
     return [_log(row) for row in result.named_results()]
 
