@@ -25,7 +25,7 @@ import atexit
 import logging
 import threading
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import Any
 
@@ -34,7 +34,9 @@ from .models import RequestLog
 log = logging.getLogger(__name__)
 
 # Callables run after each committed batch; alerts hook in here as well.
-listeners: list[Callable[[list[RequestLog]], None]] = []
+# They receive a sequence of the batch's RequestLogs (a ClickHouse writer's builds each when read)
+# and read every log's org with org_ids().
+listeners: list[Callable[[Sequence[RequestLog]], None]] = []
 
 EVENT_TYPE = "requests.logged"  # -> LiveConsumer.requests_logged
 ALERT_EVENT_TYPE = "alert.fired"  # -> LiveConsumer.alert_fired
@@ -48,7 +50,7 @@ def group_name(org_id: int) -> str:
     return f"org-{org_id}-live"
 
 
-def publish_logged(rows: list[RequestLog]) -> None:
+def publish_logged(rows: Sequence[RequestLog]) -> None:
     for listener in listeners:
         try:
             listener(rows)
@@ -96,11 +98,33 @@ def summary(row: RequestLog) -> dict[str, Any]:
     }
 
 
-def broadcast_logged(rows: list[RequestLog]) -> None:
+# The newest logs of a batch an org's sockets hear of: a page shows tens of them (the dashboard
+# ten, the explorer its page), and a writer's batch under load holds thousands, whose events
+# cost the writer as much as their insert and every socket a message each.
+EVENTS_PER_BATCH = 500
+
+
+def org_ids(rows: Sequence[RequestLog]) -> list[int]:
+    """Each row's org, in order (a ClickHouse writer's batch knows them without building its logs)."""
+    known = getattr(rows, "org_ids", None)
+    return known if known is not None else [row.__dict__["org_id"] for row in rows]
+
+
+def broadcast_logged(rows: Sequence[RequestLog]) -> None:
+    """One message per org of the batch, with its newest EVENTS_PER_BATCH logs, oldest first."""
+    orgs = org_ids(rows)
     by_org: dict[int, list[dict[str, Any]]] = defaultdict(list)
-    for row in rows:
-        by_org[row.__dict__["org_id"]].append(summary(row))
-    send_to_groups([(group_name(org_id), {"type": EVENT_TYPE, "requests": items}) for org_id, items in by_org.items()])
+    left = len(set(orgs))  # orgs whose message is not full yet
+    for index in range(len(orgs) - 1, -1, -1):
+        items = by_org[orgs[index]]
+        if len(items) < EVENTS_PER_BATCH:
+            items.append(summary(rows[index]))
+            if len(items) == EVENTS_PER_BATCH:
+                left -= 1
+                if not left:
+                    break
+    send_to_groups([(group_name(org_id), {"type": EVENT_TYPE, "requests": items[::-1]})
+                    for org_id, items in by_org.items()])
 
 
 def broadcast_alert(org_id: int, alert: dict[str, Any]) -> None:

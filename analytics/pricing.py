@@ -16,6 +16,7 @@ from genai_prices import Usage, calc_price
 from .models import ModelPrice
 
 MTOK = Decimal(1_000_000)
+TEN_DIGITS = Decimal("0.0000000001")  # a cost's precision, as the columns keep it
 
 # Unpriced: a call with token usage whose model has no price. Calls without usage (models.list,
 # Anthropic's count_tokens, files...) have nothing to price and are not unpriced.
@@ -63,7 +64,7 @@ def cost_usd(
     completion = completion_tokens or 0
     cached = min(cached_tokens or 0, prompt)
     overrides = _overrides
-    override = overrides.get((provider, model)) or overrides.get(("", model))
+    override = (overrides.get((provider, model)) or overrides.get(("", model))) if overrides else None
     if override is not None:
         cached_price = override.cached_input_per_mtok
         if cached_price is None:
@@ -73,31 +74,41 @@ def cost_usd(
             + cached * cached_price
             + completion * override.output_per_mtok
         ) / MTOK
-        return total.quantize(Decimal("0.0000000001"))
+        return total.quantize(TEN_DIGITS)
     return _bundled_cost(provider, model, prompt, completion, cached, cache_write_tokens or 0)
 
 
 def _bundled_cost(provider: str, model: str, prompt: int, completion: int, cached: int,
                   cache_write: int) -> Decimal | None:
+    rates = _flat_rates(provider, model)
+    if rates is None:
+        return None
+    if rates:
+        # Flat prices: plain arithmetic (genai-prices' general path costs ~170 µs a call).
+        input_rate, output_rate, read_rate, write_rate = rates
+        total = ((prompt - cached - cache_write) * input_rate + cached * read_rate + cache_write * write_rate
+                 + completion * output_rate) / MTOK
+    else:  # tiered prices
+        usage = Usage(input_tokens=prompt, output_tokens=completion, cache_read_tokens=cached or None,
+                      cache_write_tokens=cache_write or None)
+        total = Decimal(_bundled_price(provider, model).calc_price(usage)["total_price"])
+    return total.quantize(TEN_DIGITS)
+
+
+@lru_cache(maxsize=2048)
+def _flat_rates(provider: str, model: str) -> tuple[Decimal, Decimal, Decimal, Decimal] | tuple[()] | None:
+    """A model's (input, output, cache read, cache write) prices per million tokens when they are
+    flat, a cache read or write without a price of its own at the input's; () for tiered prices,
+    None for an unpriced model. Per model, once: the writer prices every log it writes."""
     price = _bundled_price(provider, model)
     if price is None:
         return None
     rates = (price.input_mtok, price.output_mtok, price.cache_read_mtok, getattr(price, "cache_write_mtok", None))
-    if all(rate is None or isinstance(rate, Decimal) for rate in rates):
-        # Flat prices: plain arithmetic (genai-prices' general path costs ~170 µs a call).
-        input_rate, output_rate, read_rate, write_rate = (rate or Decimal(0) for rate in rates)
-        uncached = prompt - cached - cache_write
-        total = (
-            uncached * input_rate
-            + cached * (read_rate if rates[2] is not None else input_rate)
-            + cache_write * (write_rate if rates[3] is not None else input_rate)
-            + completion * output_rate
-        ) / MTOK
-    else:  # tiered prices
-        usage = Usage(input_tokens=prompt, output_tokens=completion, cache_read_tokens=cached or None,
-                      cache_write_tokens=cache_write or None)
-        total = Decimal(price.calc_price(usage)["total_price"])
-    return total.quantize(Decimal("0.0000000001"))
+    if not all(rate is None or isinstance(rate, Decimal) for rate in rates):
+        return ()
+    input_rate = rates[0] or Decimal(0)
+    return (input_rate, rates[1] or Decimal(0), input_rate if rates[2] is None else rates[2],
+            input_rate if rates[3] is None else rates[3])
 
 
 @lru_cache(maxsize=2048)

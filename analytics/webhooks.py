@@ -14,6 +14,7 @@ import json
 import logging
 import random
 import secrets
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -143,14 +144,20 @@ def _matches(webhook: Webhook, row: RequestLog) -> bool:
     return webhook.sample_rate >= 1 or random.random() < webhook.sample_rate
 
 
-def enqueue_request_webhooks(rows: list[RequestLog]) -> None:
+def enqueue_request_webhooks(rows: Sequence[RequestLog]) -> None:
     """A log-writer listener: one delivery per request and matching request webhook."""
-    org_ids = {row.org_id for row in rows}
-    hooks = list(Webhook.objects.filter(org_id__in=org_ids, kind=Webhook.Kind.REQUESTS, enabled=True))
+    from .live import org_ids
+
+    orgs = org_ids(rows)
+    hooks = list(Webhook.objects.filter(org_id__in=set(orgs), kind=Webhook.Kind.REQUESTS, enabled=True))
     if not hooks:
         return
+    hooked = {hook.org_id for hook in hooks}
     deliveries = []
-    for row in rows:
+    for index, org_id in enumerate(orgs):
+        if org_id not in hooked:
+            continue  # not even built
+        row = rows[index]
         for hook in hooks:
             if hook.org_id == row.org_id and _matches(hook, row):
                 body = json.dumps(request_payload(row, hook.include_bodies), cls=DjangoJSONEncoder,

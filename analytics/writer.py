@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import Any
@@ -94,16 +95,18 @@ def build_logs(records: list[dict[str, Any]]) -> list[RequestLog]:
 
 
 def write_batch(records: list[dict[str, Any]], rows: list[RequestLog] | None = None,
-                prepared: Any = None) -> list[RequestLog]:
+                prepared: Any = None) -> Sequence[RequestLog]:
     """Insert the records (ignoring ones already stored) and notify listeners. `rows`: the
     records' build_logs, when the caller built them already; `prepared`: with ClickHouse as the
     only store, what prepare_for_clickhouse made of them."""
+    if clickhouse.only():
+        return _write_clickhouse(records, prepared)
     if rows is None:
         rows = build_logs(records)
     if not rows:
         return []
     try:
-        _insert(rows, prepared)
+        _insert(rows)
     except IntegrityError:
         # An org or key deleted while its records waited in the queue: one such
         # record must not hold back every other log, so repair the batch.
@@ -115,39 +118,72 @@ def write_batch(records: list[dict[str, Any]], rows: list[RequestLog] | None = N
     return rows
 
 
-def prepare_for_clickhouse(rows: list[RequestLog] | None, leave_out: set[uuid.UUID]) -> Any:
-    """With ClickHouse as the only store, the rows' insert made ready (their references checked,
-    the logs stored already left out, and those in `leave_out`, a batch being inserted meanwhile),
-    so that a writer makes the next batch's while one is inserted. None when there is nothing to
-    prepare, or it could not be (a store away): write_batch then does it all itself."""
-    if not rows or not clickhouse.only():
+def _write_clickhouse(records: list[dict[str, Any]], prepared: Any) -> Sequence[RequestLog]:
+    """ClickHouse is the log store: no SQL row, no SQL rollup. The records go straight into the
+    insert's columns (store.prepare_records), and what the SQL foreign keys checked (an org
+    deleted while its records waited) is checked here. The listeners hear of the logs inserted
+    (a log stored already was told of when it was)."""
+    from .clickhouse import store
+    from .live import publish_logged
+
+    if prepared is None:
+        refresh_overrides()
+        prepared = store.prepare_records(_with_references(records))
+    written = store.send(prepared)
+    if not written:
+        return []
+    key_ids = {record.get("api_key_id") for record in written} - {None}
+    if key_ids:
+        last = datetime.fromtimestamp(written[-1]["created_at"], tz=timezone.utc)
+        ApiKey.objects.filter(id__in=key_ids).update(last_used_at=last)
+    logs = WrittenLogs(written)
+    publish_logged(logs)
+    return logs
+
+
+class WrittenLogs(Sequence[RequestLog]):
+    """The logs a batch wrote into ClickHouse from its records, as listeners read them: each built
+    from its record when first read (the live events read the newest few of a large batch, the
+    webhooks only the logs of an org with one), and every log's org known without building it."""
+
+    def __init__(self, records: list[dict[str, Any]]):
+        self.records = records
+        self.org_ids = [record["org_id"] for record in records]
+        self._built: dict[int, RequestLog] = {}
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[n] for n in range(*index.indices(len(self.records)))]
+        index = range(len(self.records))[index]  # IndexError past the end (iteration stops there)
+        row = self._built.get(index)
+        if row is None:
+            row = self._built[index] = build_log(self.records[index])
+        return row
+
+
+def prepare_for_clickhouse(records: list[dict[str, Any]], leave_out: set[str]) -> Any:
+    """With ClickHouse as the only store, the records' insert made ready (their references
+    checked, the logs stored already left out, and those in `leave_out`, the ids of a batch being
+    inserted meanwhile), so that a writer makes the next batch's while one is inserted. None when
+    there is nothing to prepare, or it could not be (a store away): write_batch then does it all."""
+    if not records or not clickhouse.only():
         return None
     from .clickhouse import store
 
     try:
-        rows[:] = _without_dangling_references(rows)
-        return store.prepare(rows, leave_out)
+        refresh_overrides()
+        return store.prepare_records(_with_references(records), leave_out)
     except (DatabaseError, *_clickhouse_errors()) as exc:
         log.info("log batch not prepared ahead (%s): written without", exc)
         _drop_broken_connection()
         return None
 
 
-def _insert(rows: list[RequestLog], prepared: Any = None) -> None:
+def _insert(rows: list[RequestLog]) -> None:
     key_ids = {row.__dict__.get("api_key_id") for row in rows} - {None}  # (why the dict: _without_dangling_references)
-    if clickhouse.only():
-        # ClickHouse is the log store: no SQL row, no SQL rollup. What the SQL foreign keys checked
-        # (an org deleted while its records waited) is checked here.
-        from .clickhouse import store
-
-        if prepared is not None:
-            store.send(prepared)
-        else:
-            rows[:] = _without_dangling_references(rows)
-            store.insert(rows)
-        if key_ids and rows:
-            ApiKey.objects.filter(id__in=key_ids).update(last_used_at=rows[-1].created_at)
-        return
     if clickhouse.enabled():
         # First, and idempotent: a batch that then fails in the SQL database is inserted again on
         # its retry, and ClickHouse leaves out the logs it holds.
@@ -258,13 +294,11 @@ def _copy(rows: list[RequestLog], table: str) -> None:
 def _without_dangling_references(rows: list[RequestLog]) -> list[RequestLog]:
     """The rows whose org still exists, a deleted key's id cleared (the log stays)."""
     # The ids read from the instances' dicts: a foreign key's attribute is a descriptor, a Python
-    # call per read, and a ClickHouse batch comes here with every log.
-    wanted_orgs = {row.__dict__["org_id"] for row in rows}
-    wanted_keys = {row.__dict__.get("api_key_id") for row in rows} - {None}
-    org_ids = set(Organization.objects.filter(id__in=wanted_orgs).values_list("id", flat=True))
-    key_ids = set(ApiKey.objects.filter(id__in=wanted_keys).values_list("id", flat=True)) if wanted_keys else set()
-    if org_ids == wanted_orgs and key_ids == wanted_keys:
+    # call per read.
+    missing = _missing_references([row.__dict__ for row in rows])
+    if missing is None:
         return rows
+    org_ids, key_ids = missing
     kept = []
     for row in rows:
         if row.org_id not in org_ids:
@@ -274,6 +308,35 @@ def _without_dangling_references(rows: list[RequestLog]) -> list[RequestLog]:
             row.api_key_id = None  # the key was deleted; the log stays
         kept.append(row)
     return kept
+
+
+def _with_references(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """_without_dangling_references for records (ClickHouse's insert reads them as they are)."""
+    missing = _missing_references(records)
+    if missing is None:
+        return records
+    org_ids, key_ids = missing
+    kept = []
+    for record in records:
+        if record.get("org_id") not in org_ids:
+            log.error("dropping log %s: organization %s no longer exists", record.get("id"), record.get("org_id"))
+            continue
+        if record.get("api_key_id") and record["api_key_id"] not in key_ids:
+            record = {**record, "api_key_id": None}  # the key was deleted; the log stays
+        kept.append(record)
+    return kept
+
+
+def _missing_references(values: list[dict[str, Any]]) -> tuple[set, set] | None:
+    """None when every org and API key the logs' values name exists (a ClickHouse batch comes here
+    with every log), else the (org ids, key ids) that do."""
+    wanted_orgs = {value.get("org_id") for value in values}
+    wanted_keys = {value.get("api_key_id") for value in values} - {None}
+    org_ids = set(Organization.objects.filter(id__in=wanted_orgs - {None}).values_list("id", flat=True))
+    key_ids = set(ApiKey.objects.filter(id__in=wanted_keys).values_list("id", flat=True)) if wanted_keys else set()
+    if org_ids == wanted_orgs and key_ids == wanted_keys:
+        return None
+    return org_ids, key_ids
 
 
 def write_with_retry(records: list[dict[str, Any]], stopping: threading.Event | None = None,
@@ -418,6 +481,19 @@ def _stored_of(records: list[dict[str, Any]]) -> set[uuid.UUID]:
     return set(RequestLog.objects.filter(id__in=ids).values_list("id", flat=True))
 
 
+def _id_texts(records: list[dict[str, Any]]) -> set[str]:
+    """The records' ids as text (ClickHouse's insert), the malformed ones' left out."""
+    from .clickhouse.store import uuid_text
+
+    ids = set()
+    for record in records:
+        try:
+            ids.add(uuid_text(record["id"]))
+        except (KeyError, TypeError, ValueError, AttributeError):
+            continue  # write_batch drops it, and says so
+    return ids
+
+
 def _record_id(record: dict[str, Any]) -> uuid.UUID | None:
     try:
         return uuid.UUID(str(record["id"]))
@@ -512,7 +588,7 @@ class StreamWriter:
         # The batch being inserted (its future, the entry ids to acknowledge once it is written,
         # its record count) and the one thread that inserts.
         self._in_flight: tuple[Future, list[bytes], int] | None = None
-        self._in_flight_ids: set[uuid.UUID] = set()
+        self._in_flight_ids: set[str] = set()  # (ClickHouse's insert: its logs' ids as text)
         self._pool: ThreadPoolExecutor | None = None
 
     def ensure_group(self) -> None:
@@ -611,13 +687,15 @@ class StreamWriter:
             last = number == len(batches) - 1
             # Made while the batch before is inserted; the logs of that one are left out of this
             # one's (a log in both, sent twice by a gateway, is that one's to write).
-            rows = self._build(batch)
-            prepared = prepare_for_clickhouse(rows, self._in_flight_ids)
+            if clickhouse.only():
+                rows, prepared = None, prepare_for_clickhouse(batch, self._in_flight_ids)
+            else:
+                rows, prepared = self._build(batch), None
             self._settle()
             self._in_flight = (self._inserter().submit(self._write, batch, rows, prepared),
                                ids if last else [], len(batch))
-            self._in_flight_ids = ({row.id for row in rows} if rows is not None
-                                   else set(map(_record_id, batch)) - {None})
+            if clickhouse.only():
+                self._in_flight_ids = set(prepared.ids) if prepared is not None else _id_texts(batch)
         if not overlap:
             self._settle()
 

@@ -129,7 +129,11 @@ n, per_entry, batch = {writer_logs}, 50, settings.LOG_WRITER_BATCH_SIZE
 records = []
 for age in sorted((rng.uniform(0, 86_400) for _ in range(n)), reverse=True):
     row = Command._row(org.id, rng, prices, end, age, 2000, 40)
-    row.update(id=str(row["id"]), created_at=row["created_at"].timestamp(), cost_usd=str(row["cost_usd"]))
+    # As gateway.proxy._record makes them: every field it sends, and no cost (the writer prices the call).
+    del row["cost_usd"]
+    row.update(id=str(row["id"]), created_at=row["created_at"].timestamp(), cache_write_tokens=None,
+               api_key_id=None, prompt_version=None, prompt_variables=None, similarity=None,
+               source_request_id=None, fallback_index=None)
     records.append(row)
 stored = lambda: client().query("SELECT count() FROM request_logs WHERE org_id = {o:UInt64}",
                                 parameters={"o": org.id}).result_rows[0][0]

@@ -11,17 +11,22 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import operator
+import re
 import uuid
 from dataclasses import dataclass
-from datetime import timezone
-from decimal import Decimal
+from datetime import datetime, timezone
 from typing import Any
 
 import orjson
 
+from ..models import RequestLog
+from ..pricing import cost_usd
 from ..rollups import property_text
 from . import client, moment
+
+log = logging.getLogger(__name__)
 
 COLUMNS = (
     "id", "org_id", "api_key_id", "created_at", "provider", "method", "target_url", "path", "requested_model",
@@ -91,24 +96,28 @@ def _json(row: dict[str, Any]) -> bytes:
 
 
 def stored_ids(logs: list[Any]) -> set[uuid.UUID]:
-    """The ids among `logs` that request_logs holds already: one query, the batch's ids sent
-    beside it as an external table (a query parameter is a form field of at most ~100 KB)."""
+    """The ids among `logs` that request_logs holds already."""
     if not logs:
         return set()
+    found = _stored([str(log.id) for log in logs], {log.org_id for log in logs},
+                    moment(min(log.created_at for log in logs)), moment(max(log.created_at for log in logs)))
+    return {uuid.UUID(log_id) for log_id in found}
+
+
+def _stored(ids: list[str], org_ids: set[int], first: str, last: str) -> set[str]:
+    """The ids (canonical text) request_logs holds among those of logs of the orgs made between
+    `first` and `last`: one query, the ids sent beside it as an external table (a query parameter
+    is a form field of at most ~100 KB)."""
     from clickhouse_connect.driver.external import ExternalData
 
-    ids = ExternalData(file_name="batch", data="\n".join(str(log.id) for log in logs).encode(),
-                       fmt="TabSeparated", structure=["id UUID"])
+    batch = ExternalData(file_name="batch", data="\n".join(ids).encode(), fmt="TabSeparated", structure=["id UUID"])
     result = client().query(
         "SELECT id FROM request_logs WHERE org_id IN {orgs:Array(UInt64)}"
         " AND created_at BETWEEN {first:DateTime64(6, 'UTC')} AND {last:DateTime64(6, 'UTC')}"
         " AND id IN (SELECT id FROM batch)",
-        parameters={"orgs": sorted({log.org_id for log in logs}),
-                    "first": moment(min(log.created_at for log in logs)),
-                    "last": moment(max(log.created_at for log in logs))},
-        external_data=ids,
+        parameters={"orgs": sorted(org_ids), "first": first, "last": last}, external_data=batch,
     )
-    return {row[0] for row in result.result_rows}
+    return {str(row[0]) for row in result.result_rows}
 
 
 def columns_of(logs: list[Any]) -> list[list[Any]]:
@@ -121,6 +130,12 @@ def columns_of(logs: list[Any]) -> list[list[Any]]:
         columns = [list(column) for column in zip(*map(_VALUES, values))]
     except KeyError:  # a log read with some fields deferred
         columns = [[row.get(name) for row in values] for name in COLUMNS[:-1]]
+    return _typed(columns)
+
+
+def _typed(columns: list[list[Any]]) -> list[list[Any]]:
+    """Columns of values as a RequestLog holds them, with properties_json after them, as the
+    native format takes them (a column of ids as text or times as ticks is taken as it is)."""
     out = []
     for name, column in zip(COLUMNS[:-1], columns):
         if name in _TEXT:
@@ -130,12 +145,12 @@ def columns_of(logs: list[Any]) -> list[list[Any]]:
             column = ["" if value in (None, {}, "") else orjson.dumps(value).decode() for value in column]
         elif name in _FLOAT:
             column = [None if value is not None and value != value else value for value in column]
-        elif name == "cost_usd":
-            column = [value if value is None or isinstance(value, Decimal) else Decimal(str(value))
-                      for value in column]
-        elif name in ("id", "source_request_id"):
-            column = [value if value is None or isinstance(value, uuid.UUID) else uuid.UUID(str(value))
-                      for value in column]
+        elif name == "cost_usd":  # the encoder reads a Decimal, str or float through its text
+            pass
+        elif name in ("id", "source_request_id"):  # all UUIDs or all text: the encoder reads the first's kind
+            kinds = {type(value) for value in column} - {type(None)}
+            if len(kinds) > 1 or kinds - {str, uuid.UUID}:
+                column = [None if value is None else uuid.UUID(str(value)) for value in column]
         elif name in _NUMBERS:
             if None in column:
                 column = [_NUMBERS[name] if value is None else value for value in column]
@@ -176,25 +191,47 @@ def _native_insert(columns: list[list[Any]], token: str) -> None:
 
 @dataclass
 class Prepared:
-    """A batch ready to send: the logs not stored yet, as insert columns, and the insert's
-    deduplication token."""
+    """A batch ready to send: the logs not stored yet (RequestLogs, or records as the writer reads
+    them), their ids as text, their insert columns and the insert's deduplication token."""
 
     logs: list[Any]
+    ids: list[str]
     columns: list[list[Any]]
     token: str
 
 
+def _token(ids: list[str]) -> str:
+    return hashlib.sha256("".join(ids).encode()).hexdigest()
+
+
 def prepare(logs: list[Any], leave_out: frozenset | set = frozenset()) -> Prepared | None:
-    """The logs not stored yet (nor among `leave_out`: the ids of a batch being inserted now), made
-    ready to insert; None when there is none."""
+    """The logs not stored yet (nor among `leave_out`, ids as text: a batch being inserted now),
+    made ready to insert; None when there is none."""
     if not logs:
         return None
     stored = stored_ids(logs)
-    fresh = [log for log in logs if log.id not in stored and log.id not in leave_out]
+    fresh = [log for log in logs if log.id not in stored and str(log.id) not in leave_out]
     if not fresh:
         return None
-    token = hashlib.sha256(b"".join(log.id.bytes for log in fresh)).hexdigest()
-    return Prepared(fresh, columns_of(fresh), token)
+    ids = [str(log.id) for log in fresh]
+    return Prepared(fresh, ids, columns_of(fresh), _token(ids))
+
+
+def prepare_records(records: list[dict[str, Any]], leave_out: frozenset | set = frozenset()) -> Prepared | None:
+    """prepare() for queued records (analytics.writer's): their columns made straight from them,
+    with no RequestLog per log (building one cost as much as the insert's columns). A malformed
+    record (no id or time) is left out, and logged."""
+    records, ids, ticks = well_formed(records)
+    if not records:
+        return None
+    stored = _stored(ids, {record["org_id"] for record in records}, _moment_of(min(ticks)), _moment_of(max(ticks)))
+    if stored or leave_out:
+        keep = [n for n, log_id in enumerate(ids) if log_id not in stored and log_id not in leave_out]
+        if len(keep) < len(ids):
+            records, ids, ticks = [records[n] for n in keep], [ids[n] for n in keep], [ticks[n] for n in keep]
+    if not records:
+        return None
+    return Prepared(records, ids, record_columns(records, ids, ticks), _token(ids))
 
 
 def send(prepared: Prepared | None) -> list[Any]:
@@ -208,3 +245,77 @@ def send(prepared: Prepared | None) -> list[Any]:
 def insert(logs: list[Any]) -> list[Any]:
     """Insert the logs not stored yet; returns those inserted."""
     return send(prepare(logs))
+
+
+# --- Queued records straight into columns ---------------------------------------------------------
+
+_UUID_TEXT = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def uuid_text(value: Any) -> str:
+    """A UUID as its canonical text (lower case, with hyphens); ValueError if it is none."""
+    if type(value) is str and _UUID_TEXT.fullmatch(value):
+        return value
+    return str(value if isinstance(value, uuid.UUID) else uuid.UUID(str(value)))
+
+
+def ticks_of(timestamp: float | int) -> int:
+    """Seconds since the epoch as DateTime64(6) ticks, rounded to the microsecond as
+    datetime.fromtimestamp rounds (half to even, of the fraction), so that a record's time is the
+    one a RequestLog built from it has."""
+    whole = int(timestamp)
+    return whole * 1_000_000 + round((timestamp - whole) * 1e6)
+
+
+def _moment_of(ticks: int) -> str:
+    seconds, micros = divmod(ticks, 1_000_000)
+    return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%d %H:%M:%S.") + f"{micros:06d}"
+
+
+def well_formed(records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str], list[int]]:
+    """The records that have an id and a time, with their ids as text and times as ticks; the
+    others are left out, and logged (as analytics.writer.build_logs leaves them out)."""
+    kept, ids, ticks = [], [], []
+    for record in records:
+        try:
+            log_id, at = uuid_text(record["id"]), ticks_of(record["created_at"])
+            if record.get("source_request_id") is not None:
+                uuid_text(record["source_request_id"])
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            log.error("dropping malformed log record %r: %s", record.get("id"), exc)
+            continue
+        kept.append(record)
+        ids.append(log_id)
+        ticks.append(at)
+    return kept, ids, ticks
+
+
+# A record's fields are RequestLog's (analytics.writer.build_log); a missing one has the model's default.
+_DEFAULTS = {field.attname: field.get_default() for field in RequestLog._meta.concrete_fields}
+_GIVEN = tuple(name for name in COLUMNS[:-1] if name not in ("id", "created_at", "cost_usd"))
+
+
+def record_columns(records: list[dict[str, Any]], ids: list[str], ticks: list[int]) -> list[list[Any]]:
+    """Well-formed records (ids as text, times as ticks: well_formed) as insert columns, the values
+    columns_of gives for the RequestLogs built from them: the model's default for a missing field,
+    the cost priced when the record has none."""
+    # The fields the first record has, transposed in C (the gateway's records carry all but a few);
+    # the others, and every field when a later record lacks one the first has, value by value.
+    first = records[0]
+    present = [name for name in _GIVEN if name in first]
+    try:
+        given = (dict(zip(present, map(list, zip(*map(operator.itemgetter(*present), records)))))
+                 if len(present) > 1 else {})
+    except KeyError:
+        given = {}
+    for name in _GIVEN:
+        if name not in given:
+            default = _DEFAULTS[name]
+            given[name] = [record.get(name, default) for record in records]
+    given["id"], given["created_at"] = ids, ticks
+    given["cost_usd"] = [record["cost_usd"] if "cost_usd" in record else
+                         cost_usd(record.get("provider", ""), record.get("model") or record.get("requested_model", ""),
+                                  record.get("prompt_tokens"), record.get("completion_tokens"),
+                                  record.get("cached_tokens"), record.get("cache_write_tokens"))
+                         for record in records]
+    return _typed([given[name] for name in COLUMNS[:-1]])

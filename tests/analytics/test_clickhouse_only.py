@@ -27,7 +27,7 @@ from django.utils import timezone
 from analytics import alerts, lifecycle
 from analytics.clickhouse import client, rows
 from analytics.models import AlertRule, Feedback, RequestLog, Rollup, Score
-from analytics.writer import write_batch, write_unstored
+from analytics.writer import build_log, write_batch, write_unstored
 from orgs.models import AuditEvent
 from prompts.models import Prompt
 from tests.analytics.test_manual_log import body as manual_body
@@ -276,6 +276,24 @@ class ClickHouseOnlyTests(ClickHouseTestCase):
                                         HTTP_AUTHORIZATION=f"Bearer {self.proxy}")
         assert response.status_code == 200
         assert stored(self.org) == 1 and rows.get(self.org.pk, log_id).session_id == trace.hex()
+
+    def test_request_webhooks_hear_of_the_logs_written_from_records(self):
+        from analytics.models import Webhook, WebhookDelivery
+
+        hook = Webhook.objects.create(org=self.org, kind="requests", url="http://127.0.0.1:9/hook", secret="k",
+                                      property_filters={"Plan": "pro"}, include_bodies=True)
+        batch = records(self.org, 40, seed=57) + records(self.other_org, 40, seed=58)
+        write_batch(batch)
+        wanted = {record["id"] for record in batch[:40] if record["properties"]["Plan"] == "pro"}
+        sent = [orjson.loads(body)["request"] for body in WebhookDelivery.objects.values_list("body", flat=True)]
+        assert wanted and {request["id"] for request in sent} == wanted
+        assert all(delivery.webhook == hook for delivery in WebhookDelivery.objects.all())
+        priced = {record["id"]: build_log(record).cost_usd for record in batch}  # the writer prices them
+        assert all(request["cost_usd"] == (None if priced[request["id"]] is None else float(priced[request["id"]]))
+                   for request in sent)
+        assert any(request["cost_usd"] for request in sent)
+        write_batch(batch)  # written again: stored already, and told of once
+        assert WebhookDelivery.objects.count() == len(wanted)
 
     def test_the_admin_list_and_erase_work_without_sql_logs(self):
         write_batch(records(self.org, 60, seed=55, hours=5, users=3))

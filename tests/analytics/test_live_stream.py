@@ -63,6 +63,29 @@ def test_a_read_key_receives_one_message_per_logged_request(tenant):
     async_to_sync(scenario)()
 
 
+def test_a_large_batch_sends_an_org_its_newest_requests(tenant):
+    """A writer's batch under load holds thousands of an org's logs; its sockets hear of the newest
+    EVENTS_PER_BATCH of them, oldest first, and another org's few all the same."""
+    from analytics.live import EVENTS_PER_BATCH
+
+    async def scenario():
+        ours, connected = await connect("acme", bearer(tenant.raw_key))
+        assert connected
+        theirs, connected = await connect("other", bearer(tenant.other_raw_key))
+        assert connected
+        many = [record(tenant.org.id) for _ in range(EVENTS_PER_BATCH + 150)]
+        few = [record(tenant.other_org.id) for _ in range(3)]
+        await sync_to_async(write_batch, thread_sensitive=False)(many[:100] + few + many[100:])
+        heard = [(await ours.receive_json_from(timeout=2))["id"] for _ in range(EVENTS_PER_BATCH)]
+        assert heard == [item["id"] for item in many[-EVENTS_PER_BATCH:]]
+        assert await ours.receive_nothing(timeout=0.3)
+        assert [(await theirs.receive_json_from(timeout=2))["id"] for _ in few] == [item["id"] for item in few]
+        await ours.disconnect()
+        await theirs.disconnect()
+
+    async_to_sync(scenario)()
+
+
 def test_a_members_browser_session_is_accepted():
     user = User.objects.create_user("m@example.org", "pw-123456789")
     org = Organization.objects.create(name="Acme", slug="acme")
