@@ -58,6 +58,19 @@ class NativeInsertTests(ClickHouseTestCase):
         key.refresh_from_db()
         assert key.last_used_at is not None
 
+    def test_a_batch_some_of_whose_logs_are_stored_writes_the_others_with_their_own_values(self):
+        batch = records(self.org, 30, seed=21)
+        with override_settings(CLICKHOUSE_ONLY=True):
+            assert len(write_batch(batch[::3])) == 10
+            written = write_batch(batch)  # a replay: two thirds of it new
+        assert sorted(str(log.id) for log in written) == sorted(record["id"] for n, record in enumerate(batch) if n % 3)
+        assert client().query("SELECT count(), sum(prompt_tokens) FROM request_logs").result_rows == [
+            (30, sum(record["prompt_tokens"] for record in batch))]
+        for record in batch[1::3]:
+            got = rows.get(self.org.pk, uuid.UUID(record["id"]))
+            assert (got.user_id, got.model, got.prompt_tokens) == (record["user_id"], record["model"],
+                                                                    record["prompt_tokens"])
+
     def test_malformed_records_are_dropped_and_said_so_the_rest_written(self):
         good = {"id": str(uuid.uuid4()).upper(), "org_id": self.org.id, "created_at": int(time.time()) - 30,
                 "provider": "openai", "model": "gpt-4o-mini", "status": 200, "prompt_tokens": 1000,
