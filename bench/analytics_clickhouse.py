@@ -12,11 +12,11 @@
 4. times every page and API `manage.py measure_analytics` times (P50 and P95): the aggregates,
    the explorer, `/api/v1/requests` and a request's page, all read from ClickHouse;
 5. measures the log writer into ClickHouse, one process, with ``--writer-logs`` (200,000) logs:
-   half of them through the insert alone (build_log and analytics.clickhouse.store.insert,
-   batch after batch), then the other half through run_log_writer's own loop
-   (analytics.writer.StreamWriter) draining a Redis stream of its own (``--redis-url``),
-   filled as gateways fill it, entries of 50 records: read, built, inserted with the next
-   batch made meanwhile, live events published, acknowledged. Batches of
+   half of them through the insert alone (analytics.clickhouse.store's prepare_records and send:
+   the columns made straight from the records, batch after batch), then the other half through
+   run_log_writer's own loop (analytics.writer.StreamWriter) draining a Redis stream of its own
+   (``--redis-url``), filled as gateways fill it, entries of 50 records: read, made into columns,
+   inserted with the next batch made meanwhile, live events published, acknowledged. Batches of
    LOG_WRITER_BATCH_SIZE (``--writer-batch``). With ``--writer-only``, just this: no logs
    generated, no pages timed.
 
@@ -119,7 +119,7 @@ from django.conf import settings
 from analytics.clickhouse import client, store
 from analytics.management.commands.generate_logs import Command
 from analytics.management.commands.run_log_writer import tune_collector
-from analytics.writer import StreamWriter, build_log
+from analytics.writer import StreamWriter
 from orgs.models import Organization
 org = Organization.objects.get(slug="writer")
 rng = random.Random(7)
@@ -149,14 +149,14 @@ pipe.execute()
 # As run_log_writer sets the collector up (the records made here, no writer's, are set aside with
 # Django's objects).
 tune_collector()
-# 1. The insert alone: build_log and store.insert, batch after batch, nothing overlapped (the first
-# batch also loads what the insert imports).
+# 1. The insert alone: store.prepare_records and store.send, batch after batch, nothing overlapped
+# (the first batch also loads what the insert imports).
 started = time.perf_counter()
 for start in range(0, half, batch):
-    store.insert([build_log(record) for record in records[start:start + batch]])
+    store.send(store.prepare_records(records[start:start + batch]))
 insert_seconds = time.perf_counter() - started
-# 2. run_log_writer's loop (StreamWriter) draining the stream: read, built, inserted (the next batch
-# read and built while one is inserted), live events published, acknowledged.
+# 2. run_log_writer's loop (StreamWriter) draining the stream: read, made into columns, inserted (the
+# next batch read and made while one is inserted), live events published, acknowledged.
 writer = StreamWriter(consumer="bench")
 writer.ensure_group()
 thread = threading.Thread(target=writer.run)
