@@ -565,16 +565,23 @@ def people_page(selection: Selection, dim: str, *, order_by: str, offset: int, l
     grouped returns them, and whether more follow; None when the rollups cannot answer. `names`:
     `contains` matches a session's name too.
 
-    Sessions, largest or newest first, walk their all-time rows (_alltime_page); otherwise it reads
-    the top offset + limit + 1 of grouped (the rollups' top-n reads stay exact, a page deeper costs
-    a little more)."""
-    if not clickhouse.enabled() and dim in ALLTIME_DIMS:
-        p = plan(selection, group_dim=dim)
-        if p is not None and not p.dim:
-            found = _alltime_page(p, dim, order_by=order_by, offset=offset, limit=limit, contains=contains,
+    Sessions, largest or newest first, walk their all-time rows (_alltime_page; with ClickHouse,
+    analytics.clickhouse.sessions); otherwise it reads the top offset + limit + 1 of grouped (the
+    rollups' top-n reads stay exact, a page deeper costs a little more)."""
+    if dim in ALLTIME_DIMS:
+        found = None
+        if clickhouse.enabled():
+            from .clickhouse import sessions
+
+            found = sessions.page(selection, order_by=order_by, offset=offset, limit=limit, contains=contains,
                                   names=names)
-            if found is not None:
-                return found
+        else:
+            p = plan(selection, group_dim=dim)
+            if p is not None and not p.dim:
+                found = _alltime_page(p, dim, order_by=order_by, offset=offset, limit=limit, contains=contains,
+                                      names=names)
+        if found is not None:
+            return found
     if names:
         return None  # names are only in the all-time rows
     found = grouped(selection, dim, order_by=order_by, limit=offset + limit + 1, exclude_empty=True,
@@ -686,7 +693,8 @@ def raw_people_page(selection: Selection, dim: str, *, order_by: str, offset: in
                     contains: str = "", names: bool = False) -> tuple[list[dict[str, Any]], bool]:
     """people_page from the raw rows (an org whose rollups are not built yet, or a session search,
     which matches names: no rollup keeps them). `names`: `contains` matches the session's name too.
-    With ClickHouse a session search reads its raw rows there (analytics.clickhouse.reads)."""
+    With ClickHouse a session search people_page cannot answer (a filter, session_totals not filled
+    yet) reads its raw rows there (analytics.clickhouse.reads)."""
     if names and clickhouse.enabled():
         from .clickhouse import reads
 

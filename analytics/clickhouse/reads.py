@@ -29,7 +29,7 @@ from ..queries import Selection, TooSlow
 from ..rollups import OPEN_END, PERCENTILES, PROPERTY_PREFIX, SHADOW_DIM, property_text
 from ..sketch import Sketch
 from . import client, moment
-from .schema import ZERO_BUCKET, measures
+from .schema import FILLED, ZERO_BUCKET, measures
 
 _COLUMN_TYPES = {"user_id": "String", "session_id": "String", "model": "String", "provider": "String",
                  "status": "Int32", "cache_hit": "Bool", "request_name": "String", "prompt_id": "String",
@@ -475,15 +475,39 @@ def picker_values(org_id: int, since: datetime, per_dim: int = 50) -> dict[str, 
 
 
 def session_facts(org_id: int, since: datetime, session_ids: list[str]) -> dict[str, tuple[str, int]]:
-    """{session id: (its name, distinct users)} for the sessions list."""
+    """{session id: (its name, distinct users)} for the sessions list, from their logs since `since`.
+    A session whose first request is not earlier has them in its all-time row (session_totals: the
+    largest sessions of a month are spread over the month, whose every log the bloom index would
+    visit); the others' logs are read up to the last of them (all from the logs while session_totals
+    is not filled)."""
     if not session_ids:
         return {}
     q = _Query(org_id)
-    result = client().query(
-        "SELECT session_id, max(session_name), uniqExactIf(user_id, user_id != '') FROM request_logs "
-        f"WHERE org_id = {{org:UInt64}} AND created_at >= {q.bind(since, _DT64)} "
-        f"AND session_id IN {q.bind(session_ids, 'Array(String)')} GROUP BY session_id", parameters=q.params)
-    return {session: (name, int(users)) for session, name, users in result.result_rows}
+    rows = client().query(
+        f"SELECT {FILLED} AS filled, session_id, first_at, last_at, name, "
+        "length(mapFilter((user, n) -> n > 0, users)) FROM session_totals FINAL WHERE org_id IN ({org:UInt64}, 0) "
+        f"AND ({FILLED} OR session_id IN {q.bind(session_ids, 'Array(String)')}) ORDER BY filled DESC",
+        parameters=q.params).result_rows
+    filled = bool(rows) and rows[0][0]
+    facts: dict[str, tuple[str, int]] = {}
+    until = None  # the last request of the sessions that began before `since`
+    for _, session, first, last, name, users in rows[1:] if filled else ():
+        if first >= since:
+            facts[session] = (name, int(users))
+        else:
+            until = last if until is None else max(until, last)
+    rest = [session for session in session_ids if session not in facts]
+    if rest and (until is not None or not filled):
+        q = _Query(org_id)
+        where = ["org_id = {org:UInt64}", f"created_at >= {q.bind(since, _DT64)}",
+                 f"session_id IN {q.bind(rest, 'Array(String)')}"]
+        if until is not None:
+            where.append(f"created_at <= {q.bind(until, _DT64)}")
+        result = client().query(
+            "SELECT session_id, max(session_name), uniqExactIf(user_id, user_id != '') FROM request_logs "
+            f"WHERE {' AND '.join(where)} GROUP BY session_id", parameters=q.params)
+        facts.update({session: (name, int(users)) for session, name, users in result.result_rows})
+    return facts
 
 
 def search_sessions(selection: Selection, text: str, *, order_by: str, offset: int,

@@ -25,6 +25,8 @@ as the SQL rollups keep them (analytics.rollups).
 
 from __future__ import annotations
 
+import time
+
 from ..rollups import SCALARS
 from ..sketch import LOG_GAMMA, MIN_VALUE
 from . import client, target
@@ -205,6 +207,127 @@ FROM log_rollups
 GROUP BY org_id, dim, value, toStartOfDay(bucket)
 SETTINGS prefer_column_name_to_alias = 1
 """
+
+
+# --- Sessions, one row each for all time -------------------------------------------------------
+#
+# `session_totals` keeps per org and session the sums of the rollups, the first and last request,
+# the name (the greatest the logs gave, as the SQL all-time rows' label) and the requests per user
+# (a map whose counts a change takes back, so distinct users stay exact): the sessions list
+# walks it largest first (analytics.clickhouse.sessions) instead of adding up every session of a
+# range. An insert's logs with a session pass through `session_feed` (a Null table: it keeps
+# nothing) to the view that adds them up; a change inserts its opposite-sign rows directly
+# (changes._rollups). The feed is what lets migrate count the logs stored before (fill_sessions):
+# every view of the feed sees the same inserts. Granules of 256 rows: a page's sessions are then
+# read by id (a granule of 8,192 rows each was half of a page's time at 10M logs).
+SESSIONS = """
+CREATE TABLE IF NOT EXISTS session_totals (
+    org_id UInt64,
+    session_id String,
+    requests SimpleAggregateFunction(sum, Int64),
+    errors SimpleAggregateFunction(sum, Int64),
+    cache_hits SimpleAggregateFunction(sum, Int64),
+    unpriced SimpleAggregateFunction(sum, Int64),
+    prompt_tokens SimpleAggregateFunction(sum, Int64),
+    completion_tokens SimpleAggregateFunction(sum, Int64),
+    cached_tokens SimpleAggregateFunction(sum, Int64),
+    cost_usd SimpleAggregateFunction(sum, Decimal(38, 10)),
+    saved_usd SimpleAggregateFunction(sum, Decimal(38, 10)),
+    first_at SimpleAggregateFunction(min, DateTime64(6, 'UTC')),
+    last_at SimpleAggregateFunction(max, DateTime64(6, 'UTC')),
+    name SimpleAggregateFunction(max, String),
+    users SimpleAggregateFunction(sumMap, Map(String, Int64))
+) ENGINE = AggregatingMergeTree
+ORDER BY (org_id, session_id)
+SETTINGS non_replicated_deduplication_window = {window},
+         index_granularity = 256
+"""
+SESSION_FEED = """
+CREATE TABLE IF NOT EXISTS session_feed (
+    id UUID,
+    org_id UInt64,
+    created_at DateTime64(6, 'UTC'),
+    status Int32,
+    cache_hit Bool,
+    latency_ms Nullable(Float64),
+    ttft_ms Nullable(Float64),
+    prompt_tokens Nullable(Int64),
+    completion_tokens Nullable(Int64),
+    cached_tokens Nullable(Int64),
+    cost_usd Nullable(Decimal(20, 10)),
+    user_id String,
+    session_id String,
+    session_name String
+) ENGINE = Null
+"""
+SESSION_FEED_VIEW = """
+CREATE MATERIALIZED VIEW IF NOT EXISTS session_feed_mv TO session_feed AS
+SELECT id, org_id, created_at, status, cache_hit, latency_ms, ttft_ms, prompt_tokens, completion_tokens,
+    cached_tokens, cost_usd, user_id, session_id, session_name
+FROM request_logs WHERE session_id != ''
+"""
+SESSIONS_VIEW = "CREATE MATERIALIZED VIEW IF NOT EXISTS session_totals_mv TO session_totals AS\n"
+# The ids the feed passed on while migrate fills session_totals (dropped once it is filled).
+SEEN = "CREATE TABLE IF NOT EXISTS session_totals_seen (id UUID) ENGINE = MergeTree ORDER BY id"
+SEEN_VIEW = "CREATE MATERIALIZED VIEW IF NOT EXISTS session_totals_seen_mv TO session_totals_seen AS " \
+            "SELECT id FROM session_feed"
+
+
+def session_select(source: str = "session_feed", where: str = "", sign: int = 1) -> str:
+    """The session_totals rows of the logs with a session in `source` that `where` selects, in the
+    table's column order (the view's query; sign -1 to take them out: a name is not taken back)."""
+    name = "max(session_name)" if sign > 0 else "''"
+    users = f"sumMapIf(map(user_id, toInt64({sign})), user_id != '')"
+    return (f"SELECT org_id, session_id, {', '.join(SCALARS)}, first_at, last_at, name, users FROM (\n"
+            f"SELECT org_id, session_id, {measures(sign)}, {name} AS name, {users} AS users\n"
+            f"FROM {source} WHERE session_id != ''{(' AND ' + where) if where else ''} GROUP BY org_id, session_id)\n"
+            "SETTINGS prefer_column_name_to_alias = 1")
+
+
+# session_totals holds every log once this row is in it (never one a page reads: no org has id 0).
+FILLED = "org_id = 0 AND session_id = ''"
+
+
+def fill_sessions() -> bool:
+    """Count the logs stored before session_totals existed into it, once; False when it was done.
+
+    The writers keep inserting meanwhile. An insert that starts once `session_feed_mv` exists is
+    counted by the views; the logs of those that started before are counted here: the logs up to
+    the highest block number once those inserts have ended, less the ids the feed passed on (which
+    `session_totals_seen`, a second view of the feed created before it, records meanwhile). The
+    counts go to a table of their own first, with the FILLED row, and are attached to
+    session_totals in one step: a crash before that leaves nothing counted and the next migrate
+    counts again, after it the FILLED row says the table is whole (to migrate and to the reads)."""
+    c = client()
+    filled = c.query(f"SELECT count() FROM session_totals WHERE {FILLED}").result_rows[0][0]
+    if not filled:
+        c.command(SEEN)
+        c.command(SEEN_VIEW)
+        c.command(SESSION_FEED_VIEW)
+        _inserts_ended()  # those that started before the feed: their logs are all stored now
+        last = int(c.query("SELECT max(_block_number) FROM request_logs").result_rows[0][0])
+        _inserts_ended()  # those that stored logs up to `last` through the feed: their ids are recorded
+        c.command("DROP TABLE IF EXISTS session_totals_fill")
+        c.command("CREATE TABLE session_totals_fill AS session_totals")
+        where = f"_block_number <= {last} AND id NOT IN (SELECT id FROM session_totals_seen)"
+        c.command(f"INSERT INTO session_totals_fill {session_select('request_logs', where)}",
+                  settings={"insert_deduplicate": 0})
+        c.command("INSERT INTO session_totals_fill (org_id, session_id, requests) VALUES (0, '', 1)")
+        c.command("ALTER TABLE session_totals ATTACH PARTITION tuple() FROM session_totals_fill")
+    for name in ("session_totals_seen_mv", "session_totals_seen", "session_totals_fill"):
+        c.command(f"DROP TABLE IF EXISTS {name}")
+    return not filled
+
+
+def _inserts_ended() -> None:
+    """Wait until the inserts running now have ended."""
+    running = "SELECT query_id FROM system.processes WHERE query_kind = 'Insert'"
+    waiting = {row[0] for row in client().query(running).result_rows}
+    while waiting:
+        time.sleep(0.1)
+        waiting &= {row[0] for row in client().query(running).result_rows}
+
+
 def statements() -> list[str]:
     daily_sums = ", ".join(f"sum({name}) AS {name}" for name in SCALARS)
     return [
@@ -216,6 +339,9 @@ def statements() -> list[str]:
         ROLLUPS.replace("{window}", str(DEDUP_WINDOW)).replace("log_rollups (", "log_rollups_daily (", 1),
         DAILY_VIEW.replace("{sums}", daily_sums),
         CHECKPOINTS,
+        SESSIONS.replace("{window}", str(DEDUP_WINDOW)),
+        SESSION_FEED,
+        SESSIONS_VIEW + session_select(),
     ]
 
 
@@ -227,6 +353,8 @@ def migrate() -> list[str]:
     for statement in statements():
         client().command(statement)
         done.append(statement.split("(")[0].split(" AS")[0].strip())
+    if fill_sessions():
+        done.append("session_totals filled from request_logs")
     return done
 
 
