@@ -590,6 +590,7 @@ class StreamWriter:
         self._in_flight: tuple[Future, list[bytes], int] | None = None
         self._in_flight_ids: set[str] = set()  # (ClickHouse's insert: its logs' ids as text)
         self._pool: ThreadPoolExecutor | None = None
+        self._records_per_entry = 50.0  # in the entries read last (a guess until the first read)
 
     def ensure_group(self) -> None:
         import redis
@@ -630,8 +631,15 @@ class StreamWriter:
             self._close()
             close_old_connections()
 
+    def _entries_per_batch(self) -> int:
+        """About a batch of records' worth of entries: an entry holds one gateway process's few
+        milliseconds of records (50 to thousands under load), and a read of LOG_WRITER_BATCH_SIZE
+        entries would hold a backlog's hundreds of thousands of records in memory, unacknowledged
+        until the last of them is written."""
+        return max(1, round(settings.LOG_WRITER_BATCH_SIZE / self._records_per_entry))
+
     def _read_new(self) -> list[tuple[bytes, dict]]:
-        size = settings.LOG_WRITER_BATCH_SIZE
+        size = self._entries_per_batch()
         # With a batch in flight, a short wait: an idle stream must not hold its acknowledgement.
         entries = self._read(size, block_ms=500 if self._in_flight is None else 20)
         if not entries:
@@ -658,7 +666,7 @@ class StreamWriter:
         # Entries a crashed writer read but never acknowledged.
         _next, entries, *_ = self.redis.xautoclaim(
             self.stream, GROUP, self.consumer, min_idle_time=self.claim_idle_ms, start_id="0-0",
-            count=settings.LOG_WRITER_BATCH_SIZE,
+            count=self._entries_per_batch(),
         )
         return [entry for entry in entries if entry and entry[1]]
 
@@ -681,6 +689,7 @@ class StreamWriter:
                     records.append(orjson.loads(fields[b"r"]))
             except (KeyError, ValueError):
                 log.error("skipping malformed log stream entry %s", entry_id)
+        self._records_per_entry = max(1.0, len(records) / len(entries))
         size = settings.LOG_WRITER_BATCH_SIZE
         batches = [records[start : start + size] for start in range(0, len(records), size)] or [[]]
         for number, batch in enumerate(batches):
