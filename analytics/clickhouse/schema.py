@@ -89,12 +89,8 @@ SETTINGS non_replicated_deduplication_window = {window},
          enable_block_number_column = 1, enable_block_offset_column = 1
 """
 
-ROLLUPS = """
-CREATE TABLE IF NOT EXISTS log_rollups (
-    org_id UInt64,
-    dim LowCardinality(String),
-    value String,
-    bucket DateTime('UTC'),
+# The sums, first and last request a rollup row and a session's row keep (rollups.SCALARS' order).
+MEASURE_COLUMNS = """\
     requests SimpleAggregateFunction(sum, Int64),
     errors SimpleAggregateFunction(sum, Int64),
     cache_hits SimpleAggregateFunction(sum, Int64),
@@ -105,7 +101,15 @@ CREATE TABLE IF NOT EXISTS log_rollups (
     cost_usd SimpleAggregateFunction(sum, Decimal(38, 10)),
     saved_usd SimpleAggregateFunction(sum, Decimal(38, 10)),
     first_at SimpleAggregateFunction(min, DateTime64(6, 'UTC')),
-    last_at SimpleAggregateFunction(max, DateTime64(6, 'UTC')),
+    last_at SimpleAggregateFunction(max, DateTime64(6, 'UTC')),"""
+
+ROLLUPS = """
+CREATE TABLE IF NOT EXISTS log_rollups (
+    org_id UInt64,
+    dim LowCardinality(String),
+    value String,
+    bucket DateTime('UTC'),
+{measures}
     latency SimpleAggregateFunction(sumMap, Map(Int32, Int64)),
     latency_low SimpleAggregateFunction(min, Nullable(Float64)),
     latency_high SimpleAggregateFunction(max, Nullable(Float64)),
@@ -117,7 +121,7 @@ PARTITION BY toYYYYMM(bucket)
 ORDER BY (org_id, dim, bucket, value)
 SETTINGS non_replicated_deduplication_window = {window},
          index_granularity = 256
-"""
+""".replace("{measures}", MEASURE_COLUMNS)
 
 # The (dimension, value) pairs a log counts under; shadow bands and properties only when present.
 _PAIRS = """
@@ -224,24 +228,14 @@ SESSIONS = """
 CREATE TABLE IF NOT EXISTS session_totals (
     org_id UInt64,
     session_id String,
-    requests SimpleAggregateFunction(sum, Int64),
-    errors SimpleAggregateFunction(sum, Int64),
-    cache_hits SimpleAggregateFunction(sum, Int64),
-    unpriced SimpleAggregateFunction(sum, Int64),
-    prompt_tokens SimpleAggregateFunction(sum, Int64),
-    completion_tokens SimpleAggregateFunction(sum, Int64),
-    cached_tokens SimpleAggregateFunction(sum, Int64),
-    cost_usd SimpleAggregateFunction(sum, Decimal(38, 10)),
-    saved_usd SimpleAggregateFunction(sum, Decimal(38, 10)),
-    first_at SimpleAggregateFunction(min, DateTime64(6, 'UTC')),
-    last_at SimpleAggregateFunction(max, DateTime64(6, 'UTC')),
+{measures}
     name SimpleAggregateFunction(max, String),
     users SimpleAggregateFunction(sumMap, Map(String, Int64))
 ) ENGINE = AggregatingMergeTree
 ORDER BY (org_id, session_id)
 SETTINGS non_replicated_deduplication_window = {window},
          index_granularity = 256
-"""
+""".replace("{measures}", MEASURE_COLUMNS)
 SESSION_FEED = """
 CREATE TABLE IF NOT EXISTS session_feed (
     id UUID,
