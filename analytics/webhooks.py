@@ -159,9 +159,9 @@ def enqueue_request_webhooks(rows: Sequence[RequestLog]) -> None:
             continue  # not even built
         row = rows[index]
         for hook in hooks:
-            if hook.org_id == row.org_id and _matches(hook, row):
+            if hook.org_id == org_id and _matches(hook, row):
                 body = json.dumps(request_payload(row, hook.include_bodies), cls=DjangoJSONEncoder,
                                   separators=(",", ":"))
-                deliveries.append(WebhookDelivery(org_id=row.org_id, webhook=hook, url=hook.url,
+                deliveries.append(WebhookDelivery(org_id=org_id, webhook=hook, url=hook.url,
                                                   event_type="request.logged", body=body))
     WebhookDelivery.objects.bulk_create(deliveries)

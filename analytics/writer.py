@@ -483,15 +483,7 @@ def _stored_of(records: list[dict[str, Any]]) -> set[uuid.UUID]:
 
 def _id_texts(records: list[dict[str, Any]]) -> set[str]:
     """The records' ids as text (ClickHouse's insert), the malformed ones' left out."""
-    from .clickhouse.store import uuid_text
-
-    ids = set()
-    for record in records:
-        try:
-            ids.add(uuid_text(record["id"]))
-        except (KeyError, TypeError, ValueError, AttributeError):
-            continue  # write_batch drops it, and says so
-    return ids
+    return {str(record_id) for record_id in map(_record_id, records) if record_id is not None}
 
 
 def _record_id(record: dict[str, Any]) -> uuid.UUID | None:
@@ -696,14 +688,15 @@ class StreamWriter:
             last = number == len(batches) - 1
             # Made while the batch before is inserted; the logs of that one are left out of this
             # one's (a log in both, sent twice by a gateway, is that one's to write).
-            if clickhouse.only():
+            only = clickhouse.only()
+            if only:
                 rows, prepared = None, prepare_for_clickhouse(batch, self._in_flight_ids)
             else:
                 rows, prepared = self._build(batch), None
             self._settle()
             self._in_flight = (self._inserter().submit(self._write, batch, rows, prepared),
                                ids if last else [], len(batch))
-            if clickhouse.only():
+            if only:
                 self._in_flight_ids = set(prepared.ids) if prepared is not None else _id_texts(batch)
         if not overlap:
             self._settle()

@@ -205,13 +205,12 @@ def _token(ids: list[str]) -> str:
     return hashlib.sha256("".join(ids).encode()).hexdigest()
 
 
-def prepare(logs: list[Any], leave_out: frozenset | set = frozenset()) -> Prepared | None:
-    """The logs not stored yet (nor among `leave_out`, ids as text: a batch being inserted now),
-    made ready to insert; None when there is none."""
+def prepare(logs: list[Any]) -> Prepared | None:
+    """The logs not stored yet made ready to insert; None when there is none."""
     if not logs:
         return None
     stored = stored_ids(logs)
-    fresh = [log for log in logs if log.id not in stored and str(log.id) not in leave_out]
+    fresh = [log for log in logs if log.id not in stored]
     if not fresh:
         return None
     ids = [str(log.id) for log in fresh]
