@@ -502,6 +502,10 @@ def _record_id(record: dict[str, Any]) -> uuid.UUID | None:
 # 50 ms ones (docs/benchmark.md).
 LINGER_SECONDS = 0.05
 STREAM_LINGER_SECONDS = 0.01
+# A stream writer's batch holds at most this much of the records' JSON, however few they are: with
+# large bodies LOG_WRITER_BATCH_SIZE logs would hold gigabytes (a batch in hand takes about twice its
+# JSON as Python objects, and two are in hand while one is inserted).
+BATCH_BYTES = 32 * 2**20
 
 
 class QueueWriter(threading.Thread):
@@ -582,7 +586,9 @@ class StreamWriter:
         self._in_flight: tuple[Future, list[bytes], int] | None = None
         self._in_flight_ids: set[str] = set()  # (ClickHouse's insert: its logs' ids as text)
         self._pool: ThreadPoolExecutor | None = None
-        self._records_per_entry = 50.0  # in the entries read last (a guess until the first read)
+        # In the entries read last (a guess until the first read): records, and bytes of their JSON.
+        self._records_per_entry = 50.0
+        self._bytes_per_entry = 50.0 * 1024
 
     def ensure_group(self) -> None:
         import redis
@@ -624,11 +630,13 @@ class StreamWriter:
             close_old_connections()
 
     def _entries_per_batch(self) -> int:
-        """About a batch of records' worth of entries: an entry holds one gateway process's few
-        milliseconds of records (50 to thousands under load), and a read of LOG_WRITER_BATCH_SIZE
-        entries would hold a backlog's hundreds of thousands of records in memory, unacknowledged
-        until the last of them is written."""
-        return max(1, round(settings.LOG_WRITER_BATCH_SIZE / self._records_per_entry))
+        """About a batch of records' worth of entries (LOG_WRITER_BATCH_SIZE records, or
+        BATCH_BYTES of them): an entry holds one gateway process's few milliseconds of records (50
+        to thousands under load), and a read of LOG_WRITER_BATCH_SIZE entries would hold a
+        backlog's hundreds of thousands of records in memory, unacknowledged until the last of
+        them is written."""
+        return max(1, round(min(settings.LOG_WRITER_BATCH_SIZE / self._records_per_entry,
+                                BATCH_BYTES / self._bytes_per_entry)))
 
     def _read_new(self) -> list[tuple[bytes, dict]]:
         size = self._entries_per_batch()
@@ -672,18 +680,30 @@ class StreamWriter:
         if not entries:
             return
         ids = [entry_id for entry_id, _ in entries]
-        records = []
+        size = settings.LOG_WRITER_BATCH_SIZE
+        batches: list[list[dict[str, Any]]] = [[]]
+        held = records = stream_bytes = 0  # (held: the bytes of the last batch's records)
         for entry_id, fields in entries:
             try:
-                if b"b" in fields:
-                    records.extend(orjson.loads(fields[b"b"]))
-                else:
-                    records.append(orjson.loads(fields[b"r"]))
+                text = fields[b"b"] if b"b" in fields else fields[b"r"]
+                decoded = orjson.loads(text)
+                decoded = decoded if b"b" in fields else [decoded]
+                if type(decoded) is not list or not all(type(record) is dict for record in decoded):
+                    raise ValueError("not a record or a list of records")
             except (KeyError, ValueError):
                 log.error("skipping malformed log stream entry %s", entry_id)
-        self._records_per_entry = max(1.0, len(records) / len(entries))
-        size = settings.LOG_WRITER_BATCH_SIZE
-        batches = [records[start : start + size] for start in range(0, len(records), size)] or [[]]
+                continue
+            stream_bytes += len(text)
+            records += len(decoded)
+            each = len(text) / max(1, len(decoded))
+            for record in decoded:
+                if len(batches[-1]) >= size or (held + each > BATCH_BYTES and batches[-1]):
+                    batches.append([])
+                    held = 0
+                batches[-1].append(record)
+                held += each
+        self._records_per_entry = max(1.0, records / len(entries))
+        self._bytes_per_entry = max(1.0, stream_bytes / len(entries))
         for number, batch in enumerate(batches):
             last = number == len(batches) - 1
             # Made while the batch before is inserted; the logs of that one are left out of this

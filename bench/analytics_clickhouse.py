@@ -112,7 +112,7 @@ FROM (
 """
 
 WRITER = """
-import random, time, json, threading
+import os, random, time, json, threading
 from datetime import datetime, timezone
 import orjson, redis
 from django.conf import settings
@@ -135,6 +135,9 @@ for age in sorted((rng.uniform(0, 86_400) for _ in range(n)), reverse=True):
                api_key_id=None, prompt_version=None, prompt_variables=None, similarity=None,
                source_request_id=None, fallback_index=None)
     records.append(row)
+def server_cpu():  # the ClickHouse server's CPU seconds so far (its process: user and system time)
+    fields = open(f"/proc/{os.environ['BENCH_SERVER_PID']}/stat").read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 stored = lambda: client().query("SELECT count() FROM request_logs WHERE org_id = {o:UInt64}",
                                 parameters={"o": org.id}).result_rows[0][0]
 before = stored()
@@ -151,26 +154,28 @@ pipe.execute()
 tune_collector()
 # 1. The insert alone: store.prepare_records and store.send, batch after batch, nothing overlapped
 # (the first batch also loads what the insert imports).
-started = time.perf_counter()
+started, server = time.perf_counter(), server_cpu()
 for start in range(0, half, batch):
     store.send(store.prepare_records(records[start:start + batch]))
-insert_seconds = time.perf_counter() - started
+insert_seconds, insert_server = time.perf_counter() - started, server_cpu() - server
 # 2. run_log_writer's loop (StreamWriter) draining the stream: read, made into columns, inserted (the
 # next batch read and made while one is inserted), live events published, acknowledged.
 writer = StreamWriter(consumer="bench")
 writer.ensure_group()
 thread = threading.Thread(target=writer.run)
-started, cpu = time.perf_counter(), time.process_time()
+started, cpu, server = time.perf_counter(), time.process_time(), server_cpu()
 thread.start()
 while writer.written < n - half:
     time.sleep(0.005)
 stream_seconds, stream_cpu = time.perf_counter() - started, time.process_time() - cpu
+stream_server = server_cpu() - server
 writer.stopping.set()
 thread.join()
 r.delete(settings.LOG_STREAM_KEY)
 assert stored() - before == n, (stored() - before, n)
-print(json.dumps({"rows": n - half, "seconds": stream_seconds, "cpu_seconds": stream_cpu, "batch": batch,
-                  "per_entry": per_entry, "insert": {"rows": half, "seconds": insert_seconds}}))
+print(json.dumps({"rows": n - half, "seconds": stream_seconds, "cpu_seconds": stream_cpu,
+                  "server_cpu_seconds": stream_server, "batch": batch, "per_entry": per_entry,
+                  "insert": {"rows": half, "seconds": insert_seconds, "server_cpu_seconds": insert_server}}))
 """
 
 
@@ -250,7 +255,7 @@ def _run(args, server: ClickHouseServer) -> int:
                                      "print(Organization.objects.get(slug='scale').id)"], env).strip().splitlines()[-1])
     if args.writer_only:
         result["logs"] = 0  # none generated
-        result["writer"] = measure_writer(args, env)
+        result["writer"] = measure_writer(args, env, server)
         print_writer(result["writer"])
         write_result(result, args.out, "clickhouse-writer")
         return 0
@@ -279,7 +284,7 @@ def _run(args, server: ClickHouseServer) -> int:
         "GROUP BY table", parameters={"d": DATABASE}).result_rows}
     result["size"] = {table: {"rows": int(rows), "bytes": int(disk)} for table, (rows, disk) in sizes.items()}
     result["pages"] = measure_pages(env, args.runs)
-    result["writer"] = measure_writer(args, env)
+    result["writer"] = measure_writer(args, env, server)
 
     print(f"\nClickHouse analytics benchmark: {args.logs:,} logs of one org over 30 days")
     print(f"  generated straight into ClickHouse (rollups view included) in {result['insert_seconds']:.0f} s")
@@ -291,9 +296,11 @@ def _run(args, server: ClickHouseServer) -> int:
     return 0
 
 
-def measure_writer(args, env: dict[str, str]) -> dict:
-    """run_log_writer's loop on a Redis stream of its own (``--redis-url``), then the insert alone."""
-    env = {**env, "REDIS_URL": args.redis_url, "LOG_STREAM_KEY": f"bench:logs:{os.getpid()}"}
+def measure_writer(args, env: dict[str, str], server: ClickHouseServer) -> dict:
+    """run_log_writer's loop on a Redis stream of its own (``--redis-url``), then the insert alone;
+    the CPU time of the writer and of the server in each."""
+    env = {**env, "REDIS_URL": args.redis_url, "LOG_STREAM_KEY": f"bench:logs:{os.getpid()}",
+           "BENCH_SERVER_PID": str(server.proc.pid)}
     if args.writer_batch:
         env["LOG_WRITER_BATCH_SIZE"] = str(args.writer_batch)
     script = WRITER.replace("{writer_logs}", str(args.writer_logs))
@@ -304,8 +311,10 @@ def print_writer(writer: dict) -> None:
     insert = writer["insert"]
     print(f"  log writer into ClickHouse (one process, batches of {writer['batch']:,}):\n"
           f"    run_log_writer from the Redis stream: {writer['rows'] / writer['seconds']:,.0f} logs/s "
-          f"({writer['rows']:,} logs, {writer['cpu_seconds'] / writer['rows'] * 1e6:.1f} us of its CPU a log)\n"
-          f"    the insert alone, batch after batch: {insert['rows'] / insert['seconds']:,.0f} logs/s")
+          f"({writer['rows']:,} logs; CPU a log: the writer's {writer['cpu_seconds'] / writer['rows'] * 1e6:.1f} us, "
+          f"the server's {writer['server_cpu_seconds'] / writer['rows'] * 1e6:.1f} us)\n"
+          f"    the insert alone, batch after batch: {insert['rows'] / insert['seconds']:,.0f} logs/s "
+          f"(the server's CPU a log: {insert['server_cpu_seconds'] / insert['rows'] * 1e6:.1f} us)")
 
 
 if __name__ == "__main__":

@@ -173,3 +173,25 @@ def test_clickhouse_writer_writes_a_log_sent_twice_once(stream, tenant, clickhou
     with running_writer("t3") as writer:
         wait_written(writer, 120)
     assert stored(tenant.org.id) == (118, 118, 118)
+
+
+def test_a_batch_holds_at_most_batch_bytes_of_records(stream, tenant, settings, monkeypatch):
+    """Large bodies make a batch of fewer logs: each batch holds at most BATCH_BYTES of the records'
+    JSON, however many LOG_WRITER_BATCH_SIZE allows, and the next read takes about a batch's bytes
+    of entries (a backlog of large logs is not held in memory)."""
+    from analytics import writer as writer_module
+
+    settings.LOG_WRITER_BATCH_SIZE = 1000
+    monkeypatch.setattr(writer_module, "BATCH_BYTES", 100_000)
+    written = []
+    monkeypatch.setattr(writer_module, "write_with_retry", lambda records, **_: written.append(len(records)))
+    client = redis.Redis.from_url(redis_url())
+    for _ in range(6):  # entries of 3 logs of ~40 KB each
+        client.xadd(stream, {"b": orjson.dumps([record(tenant.org.id, request_body="x" * 40_000)
+                                                for _ in range(3)])})
+    writer = writer_module.StreamWriter(consumer="bytes")
+    writer.ensure_group()
+    writer._process(writer._read(100, block_ms=100))
+    assert written == [2] * 9  # a third log would pass 100,000 bytes
+    assert writer._entries_per_batch() == 1  # an entry is ~120 KB
+    assert client.xpending(stream, "log-writers")["pending"] == 0
