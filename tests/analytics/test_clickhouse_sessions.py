@@ -166,6 +166,60 @@ class StopTests(SessionsCase):
         assert [g["key"] for g in page(hour, "-count", limit=3)[0]] == ["short2", "short5", "short1"]
 
 
+class BoundTests(SessionsCase):
+    clickhouse_empty_each_test = True  # (and the SQL copy is rolled back: both start empty)
+
+    def test_the_walk_reads_only_sessions_with_rows_in_the_range_and_stays_exact(self):
+        """Each insert is a row of session_totals until merges add them up: a session's rows before
+        the range are left out of its bound (big sessions of the morning do not come first in the
+        last hour), sessions with nothing in the range are never read, and logs erased before the
+        range or in it leave every page equal to the SQL walk's."""
+        client().command("SYSTEM STOP MERGES session_totals")  # (merges would add a session's rows up)
+        self.addCleanup(client().command, "SYSTEM START MERGES session_totals")
+        now = time.time()
+        for s in range(5):  # big sessions of the morning, each continued by a request in the last hour
+            write_batch([{**log_record(self.org, f"morning{s}", now - 6 * 3600 - n * 60),
+                          "user_id": "early" if n < 3 else "u"} for n in range(20)])
+        for s in range(5):
+            write_batch([{**log_record(self.org, f"morning{s}", now - 600 - s), "user_id": "late" if s == 3 else "u"}])
+        write_batch([log_record(self.org, f"hour{s}", now - 900 - n * 30) for s in range(6) for n in range(1 + s % 4)])
+        write_batch([log_record(self.org, f"old{s}", now - 86400 - s * 600 - n)  # none in the last hour
+                     for s in range(40) for n in range(s % 7)])
+        assert len(client().query("SELECT 1 FROM session_totals WHERE session_id = 'morning1'").result_rows) == 2
+        current = timezone.now()
+        hour = Selection(self.org, current - timedelta(hours=1), current)
+        with mock.patch.object(sessions, "_rows", wraps=sessions._rows) as read_whole, \
+                mock.patch.object(sessions, "CHUNK", 4):
+            self.assert_pages_equal_sql(hour, limit=3, pages=4)
+        read = {key for call in read_whole.call_args_list for key in call.args[1]}
+        assert read and not {key for key in read if key.startswith("old")}  # never read: nothing in the hour
+        start, end = reads._bounds(hour)
+        walked = sessions._walk(self.org.id, start, end, "requests", "", False, None)
+        assert {row["k"] for row in walked} == {*(f"morning{s}" for s in range(5)), *(f"hour{s}" for s in range(6))}
+        assert {row["t_requests"] for row in walked if row["k"].startswith("morning")} == {1}  # the hour's row
+        assert [g["key"] for g in page(hour, "-count", limit=2)[0]] == ["hour3", "hour2"]
+        # Erased: logs of the morning (before the range), and the hour's only request of morning3.
+        client().command("SYSTEM START MERGES session_totals")  # (an erase waits for its deletes)
+        lifecycle.erase_user(self.org, "early", via="test")
+        lifecycle.erase_user(self.org, "late", via="test")
+        with mock.patch.object(sessions, "CHUNK", 4):
+            self.assert_pages_equal_sql(hour, limit=3, pages=4)
+        assert "morning3" not in {g["key"] for g in page(hour, "-count", limit=50)[0]}
+
+    def test_a_name_given_before_the_range_is_found_by_a_search_in_it(self):
+        """A session named by its first requests (hours ago) and continued without the name is found
+        by its name in the last hour, as the SQL walk finds it."""
+        now = time.time()
+        write_batch([log_record(self.org, "bot-7", now - 5 * 3600)])  # named "Batch job"
+        write_batch([{**log_record(self.org, "bot-7", now - 300), "session_name": ""}])
+        write_batch([{**log_record(self.org, "bot-8", now - 200), "session_name": ""}])
+        current = timezone.now()
+        hour = Selection(self.org, current - timedelta(hours=1), current)
+        found = page(hour, "-count", contains="batch JOB", names=True)
+        assert [g["key"] for g in found[0]] == ["bot-7"]
+        self.assert_pages_equal_sql(hour, contains="batch job", names=True, pages=1)
+
+
 class TieTests(SessionsCase):
     def test_a_tie_with_the_last_row_walked_is_settled_by_the_ids(self):
         """Two long sessions come first but tie in the hour with the short ones after them: the page
