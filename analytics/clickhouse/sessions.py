@@ -16,6 +16,10 @@ has its measure in the range added up from the rollups and the raw rows at the e
 (reads._parts, as grouped adds them). A change cannot take a session's first or last request
 back (changes.py): its span there may be wider than its logs', never narrower, so a session
 taken as wholly in the range is.
+
+A search walks the sessions' all-time rows instead (FINAL, largest first by their all-time
+measure, which bounds the range's as well): a session is found by a name it was given before the
+range, and matching a name means reading every session's name anyway.
 """
 
 from __future__ import annotations
@@ -32,7 +36,10 @@ from .schema import FILLED
 
 # The orders the walk answers (largest or newest first) -> the column it sorts by.
 ORDERS = {"count": "requests", "cost_usd": "cost_usd", "errors": "errors", "last": "last_at"}
+# Sessions a walk reads first: a search's (FINAL: every row of the org is read anyway), a list's (its
+# sessions are then read by id, a granule each: 500 random ids cost ~150 ms at 8.3M sessions).
 CHUNK = 500
+LIST_CHUNK = 100
 # Rows walked in order before the walk reads every remaining candidate at once (a search matching
 # few sessions of many, a deep page, ties).
 WALK_LIMIT = 20_000
@@ -54,16 +61,19 @@ def page(selection: Selection, *, order_by: str, offset: int, limit: int, contai
     want = offset + limit + 1
     whole: dict[str, dict[str, Any] | None] = {}  # the sessions walked: their all-time rows (None: erased)
     in_range: dict[str, dict[str, Any] | None] = {}  # the sessions reaching past the range: their totals in it
-    size = CHUNK
+    size = CHUNK if contains else LIST_CHUNK
     while True:
         # Each read from the top, in one statement: rows the writer moves meanwhile are not skipped
         # between two reads. Four times more each time.
         walked = _walk(selection.org.pk, start, end, ORDERS[field], contains, names, size)
         if walked is None:
             return None
-        fresh = [row["k"] for row in walked if row["k"] not in whole]
-        found = _rows(selection.org.pk, fresh)
-        whole.update({key: found.get(key) for key in fresh})
+        if contains:  # their all-time rows, with the measure they are walked by and the span
+            whole.update((row["k"], row) for row in walked)
+        else:
+            fresh = [row["k"] for row in walked if row["k"] not in whole]
+            found = _rows(selection.org.pk, fresh)
+            whole.update({key: found.get(key) for key in fresh})
         exact: dict[str, dict[str, Any]] = {}
         reaching = []
         for key in (row["k"] for row in walked):
@@ -84,31 +94,42 @@ def page(selection: Selection, *, order_by: str, offset: int, limit: int, contai
         if len(ordered) >= want and _place(exact[ordered[want - 1]], column) < _place(walked[-1], column):
             break  # no session not walked can sort ahead of the page's last
         size = None if size >= WALK_LIMIT else min(size * 4, WALK_LIMIT)
-    rows = [exact[key] for key in ordered[offset:offset + limit]]
+    keys = ordered[offset:offset + limit]
+    if contains:  # the page's sessions wholly in the range: every measure of their rows
+        whole.update(_rows(selection.org.pk, [key for key in keys if key not in in_range]))
+    rows = [in_range.get(key) or whole[key] for key in keys]
     return ([{"key": row["k"], **_finish(row, ()), "first": row["t_first_at"], "last": row["t_last_at"],
               "cost": Decimal(row["t_cost_usd"] or 0)} for row in rows], len(ordered) > offset + limit)
 
 
 def _walk(org_id: int, start: datetime, end: datetime, column: str, contains: str, names: bool,
           size: int | None) -> list[dict[str, Any]] | None:
-    """The org's sessions with a row whose span meets [start, end), the first `size` (all with
-    None) by the bound of their `column` (the module's doc), largest first, ties by id; None while
-    session_totals is not filled (its FILLED row, read by the same query)."""
+    """The org's sessions that meet [start, end), the first `size` (all with None), largest first
+    by `column`, ties by id; None while session_totals is not filled (its FILLED row, read by the
+    same query). A list walks them by the bound of the module's doc, the rows meeting the range
+    alone; a search (`contains` in the id, or the name with `names`) by their all-time rows, FINAL
+    (a name a session was given before the range counts; a sorted merge of the parts, cheaper than
+    grouping every session), with their span and requests."""
     q = _Query(org_id)
-    keep = [f"last_at >= {q.bind(start, _DT64)}", f"first_at < {q.bind(end, _DT64)}"]
     if contains:
+        keep = ["requests > 0", f"last_at >= {q.bind(start, _DT64)}", f"first_at < {q.bind(end, _DT64)}"]
         text = q.bind(contains, "String")
         match = f"positionCaseInsensitiveUTF8(session_id, {text}) > 0"
-        if names:  # the name of any of its rows (a row of an insert outside the range too)
-            match += (" OR session_id IN (SELECT session_id FROM session_totals WHERE org_id = {org:UInt64} "
-                      f"AND positionCaseInsensitiveUTF8(name, {text}) > 0)")
+        if names:
+            match += f" OR positionCaseInsensitiveUTF8(name, {text}) > 0"
         keep.append(f"({match})")
-    bound = "max(last_at)" if column == "last_at" else f"sum({column})"
-    sql = (f"SELECT {FILLED} AS filled, session_id AS k, {bound} AS t_{column} FROM session_totals "
-           f"WHERE org_id IN ({{org:UInt64}}, 0) AND ({FILLED} OR {' AND '.join(keep)}) "
-           f"GROUP BY org_id, session_id ORDER BY filled DESC, t_{column} DESC, k"
-           + (f" LIMIT {size + 1}" if size else ""))
-    rows = _run(sql, q, False)
+        columns = ", ".join(f"{name} AS t_{name}" for name in dict.fromkeys(("requests", "first_at", "last_at",
+                                                                               column)))
+        sql = (f"SELECT {FILLED} AS filled, session_id AS k, {columns} FROM session_totals FINAL "
+               f"WHERE org_id IN ({{org:UInt64}}, 0) AND ({FILLED} OR {' AND '.join(keep)}) "
+               f"ORDER BY filled DESC, t_{column} DESC, k")
+    else:
+        keep = [f"last_at >= {q.bind(start, _DT64)}", f"first_at < {q.bind(end, _DT64)}"]
+        bound = "max(last_at)" if column == "last_at" else f"sum({column})"
+        sql = (f"SELECT {FILLED} AS filled, session_id AS k, {bound} AS t_{column} FROM session_totals "
+               f"WHERE org_id IN ({{org:UInt64}}, 0) AND ({FILLED} OR {' AND '.join(keep)}) "
+               f"GROUP BY org_id, session_id ORDER BY filled DESC, t_{column} DESC, k")
+    rows = _run(sql + (f" LIMIT {size + 1}" if size else ""), q, False)
     if not rows or not rows[0]["filled"]:
         return None
     return rows[1:]
