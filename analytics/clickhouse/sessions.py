@@ -37,7 +37,8 @@ from .schema import FILLED
 # The orders the walk answers (largest or newest first) -> the column it sorts by.
 ORDERS = {"count": "requests", "cost_usd": "cost_usd", "errors": "errors", "last": "last_at"}
 # Sessions a walk reads first: a search's (FINAL: every row of the org is read anyway), a list's (its
-# sessions are then read by id, a granule each: 500 random ids cost ~150 ms at 8.3M sessions).
+# sessions are then read by id, a granule each: 500 random ids cost ~150 ms at 8.3M sessions), or
+# twice the sessions up to the page's end (a second walk costs more than reading more by id).
 CHUNK = 500
 LIST_CHUNK = 100
 # Rows walked in order before the walk reads every remaining candidate at once (a search matching
@@ -61,7 +62,7 @@ def page(selection: Selection, *, order_by: str, offset: int, limit: int, contai
     want = offset + limit + 1
     whole: dict[str, dict[str, Any] | None] = {}  # the sessions walked: their all-time rows (None: erased)
     in_range: dict[str, dict[str, Any] | None] = {}  # the sessions reaching past the range: their totals in it
-    size = CHUNK if contains else LIST_CHUNK
+    size = CHUNK if contains else max(LIST_CHUNK, 2 * want)
     while True:
         # Each read from the top, in one statement: rows the writer moves meanwhile are not skipped
         # between two reads. Four times more each time.
