@@ -211,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--logs", type=int, default=10_000_000)
     p.add_argument("--runs", type=int, default=20)
     p.add_argument("--chunk", type=int, default=5_000_000, help="logs per INSERT … SELECT while generating")
-    p.add_argument("--writer-logs", type=int, default=200_000, help="logs the writer measurement inserts")
+    p.add_argument("--writer-logs", type=int, default=400_000,
+                   help="logs the writer measurement inserts (half from the stream, half by the insert alone)")
     p.add_argument("--writer-batch", type=int, default=0,
                    help="LOG_WRITER_BATCH_SIZE for the writer measurement (default: the setting's default)")
     p.add_argument("--redis-url", default="redis://127.0.0.1:6379/15",
