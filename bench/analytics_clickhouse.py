@@ -11,7 +11,7 @@
 3. reports the disk used per million logs (logs and rollups, from system.parts);
 4. times every page and API `manage.py measure_analytics` times (P50 and P95): the aggregates,
    the explorer, `/api/v1/requests` and a request's page, all read from ClickHouse;
-5. measures the log writer into ClickHouse, one process, with ``--writer-logs`` (200,000) logs:
+5. measures the log writer into ClickHouse, one process, with ``--writer-logs`` (400,000) logs:
    half of them through the insert alone (analytics.clickhouse.store's prepare_records and send:
    the columns made straight from the records, batch after batch), then the other half through
    run_log_writer's own loop (analytics.writer.StreamWriter) draining a Redis stream of its own
