@@ -408,9 +408,9 @@ LOG_STREAM_KEY = env_str("LOG_STREAM_KEY", "hc:logs")
 # The most records a writer inserts in one transaction. Under load batches fill up: each rollup row a
 # batch touches is written once per batch, so 2,000 logs cost about half as much each as 500 (benchmark.md).
 # ClickHouse wants fewer, larger inserts (each is a part in every table and a run of every view):
-# 20,000 halved the server's CPU a log against 5,000, and one writer went from 43,000 to 52,000-56,000
-# logs/s (benchmark.md, "The writer into ClickHouse"). A stream writer's batch also holds at most 32 MiB
-# of records (analytics.writer.BATCH_BYTES), fewer logs when their bodies are large.
+# 20,000 halved the server's CPU a log against 5,000, and one writer wrote 52,000-56,000 logs/s from the
+# stream against 43,000 (benchmark.md, "The writer into ClickHouse"). A stream writer's batch also holds
+# at most 32 MiB of records (analytics.writer.BATCH_BYTES), fewer logs when their bodies are large.
 LOG_WRITER_BATCH_SIZE = env_int("LOG_WRITER_BATCH_SIZE", 20000 if CLICKHOUSE_URL else 2000)
 LOG_SPOOL_DIR = Path(env_str("LOG_SPOOL_DIR", str(VAR_DIR / "spool")))
 # Every record is appended here before its client gets the last byte (analytics/journal.py):

@@ -38,9 +38,10 @@ from .schema import FILLED
 ORDERS = {"count": "requests", "cost_usd": "cost_usd", "errors": "errors", "last": "last_at"}
 # Sessions a walk reads first: a search's (FINAL: every row of the org is read anyway), a list's (its
 # sessions are then read by id, a granule each: 500 random ids cost ~150 ms at 8.3M sessions), or
-# twice the sessions up to the page's end (a second walk costs more than reading more by id).
+# LIST_AHEAD times the sessions up to the page's end (a second walk costs more than reading more by id).
 CHUNK = 500
 LIST_CHUNK = 100
+LIST_AHEAD = 2
 # Rows walked in order before the walk reads every remaining candidate at once (a search matching
 # few sessions of many, a deep page, ties).
 WALK_LIMIT = 20_000
@@ -62,7 +63,7 @@ def page(selection: Selection, *, order_by: str, offset: int, limit: int, contai
     want = offset + limit + 1
     whole: dict[str, dict[str, Any] | None] = {}  # the sessions walked: their all-time rows (None: erased)
     in_range: dict[str, dict[str, Any] | None] = {}  # the sessions reaching past the range: their totals in it
-    size = CHUNK if contains else max(LIST_CHUNK, 2 * want)
+    size = CHUNK if contains else max(LIST_CHUNK, LIST_AHEAD * want)
     while True:
         # Each read from the top, in one statement: rows the writer moves meanwhile are not skipped
         # between two reads. Four times more each time.
@@ -96,9 +97,9 @@ def page(selection: Selection, *, order_by: str, offset: int, limit: int, contai
             break  # no session not walked can sort ahead of the page's last
         size = None if size >= WALK_LIMIT else min(size * 4, WALK_LIMIT)
     keys = ordered[offset:offset + limit]
-    if contains:  # the page's sessions wholly in the range: every measure of their rows
-        whole.update(_rows(selection.org.pk, [key for key in keys if key not in in_range]))
-    rows = [in_range.get(key) or whole[key] for key in keys]
+    # A search walked the page's sessions wholly in the range by a few columns: every measure now.
+    full = _rows(selection.org.pk, [key for key in keys if key not in in_range]) if contains else whole
+    rows = [row for row in (in_range.get(key) or full.get(key) for key in keys) if row is not None]
     return ([{"key": row["k"], **_finish(row, ()), "first": row["t_first_at"], "last": row["t_last_at"],
               "cost": Decimal(row["t_cost_usd"] or 0)} for row in rows], len(ordered) > offset + limit)
 

@@ -5,6 +5,7 @@ for sessions wholly inside the range and for those reaching past either end; era
 edits keep the rows exact, a retried insert is counted once, another org's sessions are never
 shown, and migrate fills the table once on a database that already has logs."""
 
+import contextlib
 import time
 import uuid
 from datetime import timedelta
@@ -33,6 +34,14 @@ def sql_answers(fn):
 def page(selection, order_by, offset=0, limit=7, contains="", names=False):
     return rollup_reads.people_page(selection, "session", order_by=order_by, offset=offset, limit=limit,
                                     contains=contains, names=names)
+
+
+def small_walks(size: int):
+    """Walks that read `size` sessions first (a search's and a list's), four times more each time."""
+    stack = contextlib.ExitStack()
+    for name, value in (("CHUNK", size), ("LIST_CHUNK", size), ("LIST_AHEAD", 0)):
+        stack.enter_context(mock.patch.object(sessions, name, value))
+    return stack
 
 
 def log_record(org, session: str, moment: float) -> dict:
@@ -81,7 +90,7 @@ class WalkTests(SessionsCase):
             lambda: page(Selection(self.org, now - timedelta(days=2), now), "-last", limit=100))[0]]
         # Small reads: the walk reads again, four times more, until the page is settled (ties included:
         # counts of 1 to 8, three prices).
-        with mock.patch.object(sessions, "CHUNK", 5):
+        with small_walks(5):
             self.assert_pages_equal_sql(Selection(self.org, now - timedelta(hours=24), now))
             cut = Selection(self.org, now - timedelta(hours=7, minutes=13), now - timedelta(hours=2, minutes=31))
             assert len([key for key, first, last in spans if first < cut.start <= last]) >= 2
@@ -89,7 +98,7 @@ class WalkTests(SessionsCase):
             self.assert_pages_equal_sql(cut)
             self.assert_pages_equal_sql(Selection(self.org, now - timedelta(days=30), None), pages=10)
         # Past the walk's limit the rest is read at once: the same pages.
-        with mock.patch.object(sessions, "CHUNK", 2), mock.patch.object(sessions, "WALK_LIMIT", 4):
+        with small_walks(2), mock.patch.object(sessions, "WALK_LIMIT", 4):
             self.assert_pages_equal_sql(cut, pages=2)
 
     def test_a_session_wholly_in_the_range_is_answered_by_its_row(self):
@@ -103,7 +112,7 @@ class WalkTests(SessionsCase):
         now = timezone.now()
         day = Selection(self.org, now - timedelta(hours=24), now)
         cut = Selection(self.org, now - timedelta(hours=7, minutes=13), now - timedelta(hours=2, minutes=31))
-        with mock.patch.object(sessions, "CHUNK", 5):
+        with small_walks(5):
             self.assert_pages_equal_sql(day, contains="TRIP", names=True)
             self.assert_pages_equal_sql(cut, contains="refund", names=True, pages=2)
             self.assert_pages_equal_sql(day, contains="S01", names=True, pages=2)
@@ -161,7 +170,7 @@ class StopTests(SessionsCase):
         write_batch(session_records(self.org, seed=14, hours=24 * 3, prefix="old"))  # none in the hour
         now = timezone.now()
         hour = Selection(self.org, now - timedelta(hours=1), now)
-        with mock.patch.object(sessions, "CHUNK", 5):
+        with small_walks(5):
             self.assert_pages_equal_sql(hour, limit=3, pages=3, sorts=("-count", "-errors", "-cost_usd"))
         assert [g["key"] for g in page(hour, "-count", limit=3)[0]] == ["short2", "short5", "short1"]
 
@@ -189,7 +198,7 @@ class BoundTests(SessionsCase):
         current = timezone.now()
         hour = Selection(self.org, current - timedelta(hours=1), current)
         with mock.patch.object(sessions, "_rows", wraps=sessions._rows) as read_whole, \
-                mock.patch.object(sessions, "CHUNK", 4):
+                small_walks(4):
             self.assert_pages_equal_sql(hour, limit=3, pages=4)
         read = {key for call in read_whole.call_args_list for key in call.args[1]}
         assert read and not {key for key in read if key.startswith("old")}  # never read: nothing in the hour
@@ -202,7 +211,7 @@ class BoundTests(SessionsCase):
         client().command("SYSTEM START MERGES session_totals")  # (an erase waits for its deletes)
         lifecycle.erase_user(self.org, "early", via="test")
         lifecycle.erase_user(self.org, "late", via="test")
-        with mock.patch.object(sessions, "CHUNK", 4):
+        with small_walks(4):
             self.assert_pages_equal_sql(hour, limit=3, pages=4)
         assert "morning3" not in {g["key"] for g in page(hour, "-count", limit=50)[0]}
 
@@ -233,7 +242,7 @@ class TieTests(SessionsCase):
         write_batch(batch)
         now = timezone.now()
         hour = Selection(self.org, now - timedelta(hours=1), now)
-        with mock.patch.object(sessions, "CHUNK", 6):
+        with small_walks(6):
             assert [g["key"] for g in page(hour, "-count", limit=5)[0]] == ["a1", "a2", "a3", "a4", "b1"]
             self.assert_pages_equal_sql(hour, limit=5, pages=2, sorts=("-count",))
 
