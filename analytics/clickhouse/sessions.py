@@ -155,10 +155,13 @@ def _in_range(selection: Selection, walked: list[dict[str, Any]]) -> dict[str, d
     """The totals within the selection's range of some sessions walked, as grouped adds them up (the
     rollups, the raw rows at the ends), read only where their spans meet the range (sessions
     reaching past the start of a month end hours into it, not a month later); sessions with no
-    request there are left out."""
+    request there are left out. The narrower range starts and ends on whole hours (or the range's
+    own ends), so that it reads each hour as the whole range reads it: from the rollups or from the
+    raw rows, which differ on a session's last request after a log of it was moved or erased (the
+    rollups keep its moment: changes.py)."""
     start, end = _bounds(selection)
-    lo = max(start, min(row["t_first_at"] for row in walked))
-    hi = min(end, max(row["t_last_at"] for row in walked) + timedelta(microseconds=1))
+    lo = max(start, rollups.floor(min(row["t_first_at"] for row in walked), "h"))
+    hi = min(end, rollups.floor(max(row["t_last_at"] for row in walked), "h") + timedelta(hours=1))
     if lo >= hi:
         return {}  # (none of them meets the range)
     narrow = Selection(selection.org, lo, hi) if (lo, hi) != (start, end) else selection

@@ -74,6 +74,17 @@ class SessionsCase(ClickHouseTestCase):
             assert rows_of(sql_answers(lambda: page(selection, order, limit=1, contains=contains, names=names)))[0], \
                 (order, contains)  # something to compare
 
+    def edit(self, log, **new):
+        """An edit as analytics.ingest makes it with a SQL copy: the SQL row and rollups, then ClickHouse."""
+        with transaction.atomic():
+            log = RequestLog.objects.select_for_update().only(*rollups.LOG_FIELDS).get(pk=log.pk)
+            rollups.subtract([log])
+            RequestLog.objects.filter(pk=log.pk).update(**new)
+            for name, value in new.items():
+                setattr(log, name, value)
+            rollups.add([log])
+            changes.update(self.org.id, log.id, new)
+
 
 class WalkTests(SessionsCase):
     @classmethod
@@ -215,6 +226,24 @@ class BoundTests(SessionsCase):
             self.assert_pages_equal_sql(hour, limit=3, pages=4)
         assert "morning3" not in {g["key"] for g in page(hour, "-count", limit=50)[0]}
 
+    def test_a_moved_last_request_reads_as_the_whole_range_reads_it(self):
+        """A session reaching past the range's start whose last request moved to another session:
+        its totals in the range are read on whole hours, as the whole range reads them, so the list
+        newest first equals what the rollups gave before session_totals (the hour keeps the moved
+        log's moment as its last: changes.py)."""
+        now = time.time()
+        write_batch([log_record(self.org, "s-edge", now - hours * 3600) for hours in (25, 23.2, 22.5)])
+        write_batch([log_record(self.org, "s-late", now - 600)])
+        moved = RequestLog.objects.filter(org=self.org, session_id="s-edge").order_by("-created_at")[0]
+        self.edit(moved, session_id="s-moved", session_name="Late context")
+        current = timezone.now()
+        day = Selection(self.org, current - timedelta(hours=24), current)
+        with mock.patch.object(sessions, "page", return_value=None):
+            before = page(day, "-last", limit=10)
+        assert page(day, "-last", limit=10) == before
+        assert [g["key"] for g in before[0]] == ["s-late", "s-edge", "s-moved"]  # (a tie, by id)
+        assert before[0][1]["last"] == before[0][2]["last"]  # the moved log's moment, in both
+
     def test_a_name_given_before_the_range_is_found_by_a_search_in_it(self):
         """A session named by its first requests (hours ago) and continued without the name is found
         by its name in the last hour, as the SQL walk finds it."""
@@ -320,18 +349,6 @@ class ChangesTests(SessionsCase):
         for user in ("u0", "u2"):
             lifecycle.erase_user(self.org, user, via="test")
         assert page(month, "-count") == ([], False)
-
-    def edit(self, log, **new):
-        """An edit as analytics.ingest makes it with a SQL copy: the SQL row and rollups, then ClickHouse."""
-        with transaction.atomic():
-            log = RequestLog.objects.select_for_update().only(*rollups.LOG_FIELDS).get(pk=log.pk)
-            rollups.subtract([log])
-            RequestLog.objects.filter(pk=log.pk).update(**new)
-            for name, value in new.items():
-                setattr(log, name, value)
-            rollups.add([log])
-            changes.update(self.org.id, log.id, new)
-
 
 class ErasedNameTests(SessionsCase):
     clickhouse_only = True
