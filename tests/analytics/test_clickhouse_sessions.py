@@ -292,8 +292,8 @@ class ChangesTests(SessionsCase):
 
     def assert_same_measures(self, selection, contains="", names=False):
         """Largest first, the pages' counts, cost and errors equal the SQL walk's; newest first, the
-        pages equal what the rollups gave before session_totals (both keep an erased or moved log's
-        moment as its session's last: changes.py; SQL counts the span again)."""
+        sessions and figures equal what the rollups gave before session_totals, a first and last
+        request never narrower (SQL counts the span again)."""
         for number in range(3):
             args = dict(offset=number * 7, limit=7, contains=contains, names=names)
             for order in ("-count", "-cost_usd", "-errors") + (("-last",) if names else ()):
@@ -303,15 +303,20 @@ class ChangesTests(SessionsCase):
                 assert [[g[m] for m in measures] for g in ours] == [[g[m] for m in measures] for g in theirs], \
                     (order, number)
                 assert more == their_more
-            if not names:  # (before, a search by name read the raw rows)
-                with mock.patch.object(sessions, "page", return_value=None):
-                    before, before_more = page(selection, "-last", **args)
-                ours, more = page(selection, "-last", **args)
-                # The same sessions, in the same order, with the same figures; a first request may be
-                # an erased log's in both (min cannot be taken back), earlier in session_totals,
-                # which keeps it for all time, than in an hour's rollup left with no request.
-                assert [{**g, "first": None} for g in ours] == [{**g, "first": None} for g in before], number
-                assert all(g["first"] <= b["first"] for g, b in zip(ours, before)) and more == before_more
+        if not names:  # (before, a search by name read the raw rows)
+            with mock.patch.object(sessions, "page", return_value=None):
+                before, before_more = page(selection, "-last", limit=100)
+            ours, more = page(selection, "-last", limit=100)
+            # The same sessions with the same figures. A session's first or last request may be an
+            # erased or moved log's moment in session_totals, which keeps them for all time (min and
+            # max cannot be taken back: changes.py), where the raw minutes the rollups' reading
+            # takes at the range's start have the logs' own: never narrower, and newest first by it.
+            theirs = {g["key"]: g for g in before}
+            assert sorted(theirs) == sorted(g["key"] for g in ours) and more == before_more
+            for g in ours:
+                assert {**g, "first": None, "last": None} == {**theirs[g["key"]], "first": None, "last": None}
+                assert g["first"] <= theirs[g["key"]]["first"] and g["last"] >= theirs[g["key"]]["last"]
+            assert ours == sorted(ours, key=lambda g: (-g["last"].timestamp(), g["key"]))
 
     def test_erase_purge_and_edits_keep_the_walk_exact(self):
         now = timezone.now()
