@@ -685,9 +685,9 @@ class StreamWriter:
         held = records = stream_bytes = 0  # (held: the bytes of the last batch's records)
         for entry_id, fields in entries:
             try:
-                text = fields[b"b"] if b"b" in fields else fields[b"r"]
-                decoded = orjson.loads(text)
-                decoded = decoded if b"b" in fields else [decoded]
+                many = b"b" in fields  # a gateway's batch of records, or one record
+                text = fields[b"b" if many else b"r"]
+                decoded = orjson.loads(text) if many else [orjson.loads(text)]
                 if type(decoded) is not list or not all(type(record) is dict for record in decoded):
                     raise ValueError("not a record or a list of records")
             except (KeyError, ValueError):
